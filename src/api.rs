@@ -1,0 +1,179 @@
+//! The `IamAccessGrant` custom resource (aws-auth.dev/v1alpha1): its spec, status and CRD.
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "aws-auth.dev";
+pub const READY: &str = "Ready";
+
+/// Grants one AWS principal access to the cluster through `kube-system/aws-auth`.
+///
+/// Give `arn` (an IAM user or role) with `username` and `groups`, or give `account` alone to
+/// admit every principal of an AWS account.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "aws-auth.dev",
+    version = "v1alpha1",
+    kind = "IamAccessGrant",
+    status = "IamAccessGrantStatus",
+    shortname = "iag",
+    category = "aws-auth",
+    printcolumn(name = "ARN", type_ = "string", json_path = ".spec.arn"),
+    printcolumn(
+        name = "Account",
+        type_ = "string",
+        json_path = ".spec.account",
+        priority = "1"
+    ),
+    printcolumn(name = "Username", type_ = "string", json_path = ".spec.username"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = arn_xor_account)]
+#[x_kube(validation = Rule::new("has(self.arn) != has(self.account)").message("set either arn (an IAM user or role, with username) or account (a 12-digit AWS account id), not both"))]
+#[x_kube(validation = Rule::new("!has(self.arn) || has(self.username)").message("username is required with arn, e.g. username: alice"))]
+#[x_kube(validation = Rule::new("!has(self.account) || (!has(self.username) && size(self.groups) == 0)").message("an account grant maps every principal of the account to its ARN with no groups: remove username and groups"))]
+pub struct IamAccessGrantSpec {
+    /// IAM user or role ARN, e.g. arn:aws:iam::111122223333:role/admins (roles without a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$"))]
+    pub arn: Option<String>,
+
+    /// Kubernetes username; may use {{AccountID}}, {{SessionName}}, {{SessionNameRaw}},
+    /// {{AccessKeyID}} and, for node roles, {{EC2PrivateDNSName}}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = r"^\S+$"))]
+    pub username: Option<String>,
+
+    /// Kubernetes groups, e.g. [system:masters]; the same template tokens are allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1), regex(pattern = r"^\S+$")))]
+    pub groups: Vec<String>,
+
+    /// A 12-digit AWS account id, quoted ("111122223333"): admits every principal of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    pub account: Option<String>,
+
+    /// Take over an aws-auth entry for the same principal that was written by someone else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+}
+
+/// For API servers without CEL (before 1.25): exactly one of `arn`+`username` or `account`.
+fn arn_xor_account(schema: &mut schemars::Schema) {
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([{"required": ["arn", "username"]}, {"required": ["account"]}]),
+    );
+}
+
+/// What the operator last decided about a grant.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IamAccessGrantStatus {
+    /// The generation the Ready condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The principal as EKS matches it (roles without path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_arn: Option<String>,
+    /// The aws-auth key holding the entry: mapRoles, mapUsers or mapAccounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Why a grant is or is not in aws-auth: the Ready condition's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    Applied,
+    Invalid,
+    ClusterCreator,
+    Conflict,
+    AwsAuthUnreadable,
+    TooLarge,
+    Pending,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Applied => "Applied",
+            Reason::Invalid => "Invalid",
+            Reason::ClusterCreator => "ClusterCreator",
+            Reason::Conflict => "Conflict",
+            Reason::AwsAuthUnreadable => "AwsAuthUnreadable",
+            Reason::TooLarge => "TooLarge",
+            Reason::Pending => "Pending",
+        }
+    }
+
+    pub fn is_ready(self) -> bool {
+        self == Reason::Applied
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/`.
+pub fn crd_yaml() -> String {
+    let crd = IamAccessGrant::crd();
+    format!(
+        "# Generated by `aws-auth-operator crd`; do not edit.\n{}",
+        serde_yaml::to_string(&crd).expect("a CRD always serializes")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_rust_types() {
+        let committed = include_str!("../crds/iamaccessgrants.aws-auth.dev.yaml");
+        assert!(
+            committed == crd_yaml(),
+            "crds/ drifted from src/api.rs: run `cargo run -- crd > crds/iamaccessgrants.aws-auth.dev.yaml`"
+        );
+    }
+
+    #[test]
+    fn crd_is_cluster_scoped_with_short_name_and_status() {
+        let crd = IamAccessGrant::crd();
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["iag".to_string()]));
+        let v = &crd.spec.versions[0];
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|c| c.priority.is_none())
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["ARN", "Username", "Ready", "Reason", "Age"]);
+    }
+}

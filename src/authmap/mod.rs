@@ -1,0 +1,68 @@
+//! The aws-auth domain, pure: ARNs, templates, the authenticator-faithful reader, the renderer.
+pub mod arn;
+pub mod read;
+pub mod render;
+pub mod template;
+
+use std::fmt;
+
+/// The ConfigMap the authenticator reads.
+pub const NAMESPACE: &str = "kube-system";
+pub const NAME: &str = "aws-auth";
+
+/// One of the three `data` keys the authenticator reads. Order is the authenticator's precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    MapRoles,
+    MapUsers,
+    MapAccounts,
+}
+
+impl Section {
+    pub const ALL: [Section; 3] = [Section::MapRoles, Section::MapUsers, Section::MapAccounts];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::MapRoles => "mapRoles",
+            Section::MapUsers => "mapUsers",
+            Section::MapAccounts => "mapAccounts",
+        }
+    }
+
+    /// The entry key holding the principal (`rolearn` / `userarn`); none for accounts.
+    pub fn arn_field(self) -> &'static str {
+        match self {
+            Section::MapRoles => "rolearn",
+            Section::MapUsers => "userarn",
+            Section::MapAccounts => "",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// One `mapRoles`/`mapUsers` entry as the authenticator holds it after parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mapping {
+    pub arn: String,
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// What the authenticator holds for the three keys: the meaning of an aws-auth ConfigMap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthMap {
+    pub roles: Vec<Mapping>,
+    pub users: Vec<Mapping>,
+    pub accounts: Vec<String>,
+}
+
+impl AuthMap {
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.users.is_empty() && self.accounts.is_empty()
+    }
+}

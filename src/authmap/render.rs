@@ -1,0 +1,162 @@
+//! The renderer: block YAML that the authenticator reads back exactly, verified before it is returned.
+use std::fmt::Write;
+
+use super::read::{read_accounts, read_mappings};
+use super::{Mapping, Section};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rendered {section} does not read back as intended ({detail}); nothing is written")]
+pub struct RenderMismatch {
+    pub section: Section,
+    pub detail: String,
+}
+
+/// A YAML double-quoted scalar. Escapes everything YAML or JSON could read as structure or a
+/// line break, so no value can change the document's shape.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One `mapRoles`/`mapUsers` entry; a key's text is its entries' texts in order.
+pub fn mapping_text(section: Section, e: &Mapping) -> String {
+    let mut out = format!("- {}: {}\n", section.arn_field(), quote(&e.arn));
+    if !e.username.is_empty() {
+        let _ = writeln!(out, "  username: {}", quote(&e.username));
+    }
+    if !e.groups.is_empty() {
+        out.push_str("  groups:\n");
+        for g in &e.groups {
+            let _ = writeln!(out, "    - {}", quote(g));
+        }
+    }
+    out
+}
+
+/// One `mapAccounts` entry.
+pub fn account_text(account: &str) -> String {
+    format!("- {}\n", quote(account))
+}
+
+/// Renders `mapRoles` or `mapUsers` and proves the authenticator reads back exactly `entries`.
+pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
+    let out: String = entries.iter().map(|e| mapping_text(section, e)).collect();
+    let back = read_mappings(section, Some(&out));
+    verify(section, back.readable(), &back.values(), entries)?;
+    Ok(out)
+}
+
+/// Renders `mapAccounts` and proves it reads back exactly.
+pub fn render_accounts(accounts: &[String]) -> Result<String, RenderMismatch> {
+    let out: String = accounts.iter().map(|a| account_text(a)).collect();
+    let back = read_accounts(Some(&out));
+    verify(
+        Section::MapAccounts,
+        back.readable(),
+        &back.values(),
+        accounts,
+    )?;
+    Ok(out)
+}
+
+fn verify<T: PartialEq + std::fmt::Debug>(
+    section: Section,
+    readable: bool,
+    got: &[T],
+    want: &[T],
+) -> Result<(), RenderMismatch> {
+    if !readable {
+        return Err(RenderMismatch {
+            section,
+            detail: "the reader reports a problem in it".into(),
+        });
+    }
+    if got != want {
+        let i = got.iter().zip(want).position(|(g, w)| g != w);
+        return Err(RenderMismatch {
+            section,
+            detail: match i {
+                Some(i) => format!(
+                    "entry {} reads as {:?}, intended {:?}",
+                    i + 1,
+                    got[i],
+                    want[i]
+                ),
+                None => format!("{} entries read back, {} intended", got.len(), want.len()),
+            },
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(arn: &str, username: &str, groups: &[&str]) -> Mapping {
+        Mapping {
+            arn: arn.into(),
+            username: username.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn renders_block_lists_with_every_string_double_quoted() {
+        let text = render_mappings(
+            Section::MapRoles,
+            &[m(
+                "arn:aws:iam::111122223333:role/a",
+                "admin:{{SessionName}}",
+                &["system:masters", "on"],
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "- rolearn: \"arn:aws:iam::111122223333:role/a\"\n  username: \"admin:{{SessionName}}\"\n  groups:\n    - \"system:masters\"\n    - \"on\"\n"
+        );
+    }
+
+    #[test]
+    fn hostile_strings_survive_the_round_trip() {
+        let nasty = [
+            "a\"b",
+            "back\\slash",
+            "line\nbreak",
+            "tab\there",
+            "---",
+            "# not a comment",
+            "{{x}}: y",
+            "\u{2028}",
+            "ünï",
+            " lead",
+        ];
+        let entries: Vec<Mapping> = nasty.iter().map(|s| m(s, s, &[s])).collect();
+        render_mappings(Section::MapUsers, &entries).unwrap();
+        let accounts: Vec<String> = nasty.iter().map(|s| s.to_string()).collect();
+        render_accounts(&accounts).unwrap();
+    }
+
+    #[test]
+    fn empty_username_and_groups_are_omitted() {
+        let text = render_mappings(
+            Section::MapUsers,
+            &[m("arn:aws:iam::111122223333:user/a", "", &[])],
+        )
+        .unwrap();
+        assert_eq!(text, "- userarn: \"arn:aws:iam::111122223333:user/a\"\n");
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", aws_auth_operator::api::crd_yaml());
+}

@@ -1,0 +1,550 @@
+//! The plan: all grants + the current aws-auth ConfigMap -> the new aws-auth `data`, the ownership
+//! record, a verdict per grant and a diff. Pure; the controller and `render` both call it.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::ObjectMeta;
+
+use crate::api::{IamAccessGrant, Reason};
+use crate::authmap::arn;
+use crate::authmap::read::{AwsAuthRead, Finding, read_data};
+use crate::authmap::render::{
+    RenderMismatch, account_text, mapping_text, render_accounts, render_mappings,
+};
+use crate::authmap::{Mapping, Section};
+use crate::validate::{Entry, ValidGrant, validate};
+
+/// Annotation on aws-auth listing, per key, the principals this operator manages.
+pub const OWNERSHIP_ANNOTATION: &str = "aws-auth.dev/managed";
+
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// Principal keys of the cluster creator(s) (see [`arn::principal_key`]).
+    pub cluster_creators: Vec<String>,
+    /// Budget for the size of `data`; a ConfigMap holds at most 1 MiB.
+    pub max_data_bytes: usize,
+    /// Budget for the ownership annotation; all annotations together are limited to 256 KiB.
+    pub max_annotation_bytes: usize,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            cluster_creators: Vec::new(),
+            max_data_bytes: 512 * 1024,
+            max_annotation_bytes: 128 * 1024,
+        }
+    }
+}
+
+impl PlanConfig {
+    /// Configures the cluster creator ARNs (any form: role, path-carrying role, session ARN).
+    pub fn with_cluster_creators<S: AsRef<str>>(
+        mut self,
+        arns: &[S],
+    ) -> Result<Self, arn::ArnError> {
+        self.cluster_creators = arns
+            .iter()
+            .map(|a| arn::principal_key(a.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+}
+
+/// The principals the operator wrote, per key. Lower-cased principal keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership(pub BTreeMap<Section, BTreeSet<String>>);
+
+impl Ownership {
+    pub fn from_configmap(cm: Option<&ConfigMap>) -> Result<Self, String> {
+        let Some(value) = cm
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(OWNERSHIP_ANNOTATION))
+        else {
+            return Ok(Self::default());
+        };
+        let raw: BTreeMap<String, BTreeSet<String>> = serde_json::from_str(value)
+            .map_err(|e| format!("annotation {OWNERSHIP_ANNOTATION} is not valid: {e}; every entry is treated as not managed"))?;
+        let mut out = BTreeMap::new();
+        for (k, v) in raw {
+            let section = Section::ALL
+                .into_iter()
+                .find(|s| s.key() == k)
+                .ok_or_else(|| {
+                    format!("annotation {OWNERSHIP_ANNOTATION} names unknown key `{k}`")
+                })?;
+            out.insert(section, v);
+        }
+        Ok(Ownership(out))
+    }
+
+    pub fn owns(&self, section: Section, key: &str) -> bool {
+        self.0.get(&section).is_some_and(|s| s.contains(key))
+    }
+
+    pub fn to_annotation(&self) -> String {
+        let raw: BTreeMap<&str, &BTreeSet<String>> = self
+            .0
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.key(), v))
+            .collect();
+        serde_json::to_string(&raw).expect("string sets serialize")
+    }
+
+    fn normalized(&self) -> BTreeMap<Section, BTreeSet<String>> {
+        self.0
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+}
+
+/// What the plan decided for one grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub grant: String,
+    pub reason: Reason,
+    pub message: String,
+    pub section: Option<Section>,
+    pub canonical_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The complete new `data` (keys other than the three are carried over untouched).
+    pub data: BTreeMap<String, String>,
+    pub ownership: Ownership,
+    /// Whether aws-auth must be written (created, or its data or ownership changed).
+    pub changed: bool,
+    /// One per grant, ordered by grant name.
+    pub verdicts: Vec<Verdict>,
+    /// Entry-level changes, `+ ` added, `- ` removed.
+    pub diff: Vec<String>,
+    /// Everything the reader found in the current aws-auth, plus ownership-record problems.
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// The aws-auth ConfigMap this plan stands for. `for_write` keeps the server's fields
+    /// (resourceVersion is the write precondition); otherwise it is a clean manifest.
+    pub fn configmap(
+        &self,
+        current: Option<&ConfigMap>,
+        namespace: &str,
+        name: &str,
+        for_write: bool,
+    ) -> ConfigMap {
+        let mut meta = current
+            .map(|c| c.metadata.clone())
+            .unwrap_or_else(|| ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            });
+        if !for_write {
+            meta = ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                labels: meta.labels,
+                annotations: meta.annotations,
+                ..Default::default()
+            };
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        }
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                OWNERSHIP_ANNOTATION.to_string(),
+                self.ownership.to_annotation(),
+            );
+        ConfigMap {
+            metadata: meta,
+            data: Some(self.data.clone()),
+            binary_data: current.and_then(|c| c.binary_data.clone()),
+            immutable: current.and_then(|c| c.immutable),
+        }
+    }
+
+    pub fn verdict(&self, grant: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.grant == grant)
+    }
+
+    pub fn all_applied(&self) -> bool {
+        self.verdicts.iter().all(|v| v.reason == Reason::Applied)
+    }
+}
+
+fn entry_key(entry: &Entry) -> String {
+    match entry {
+        Entry::Mapping(m) => {
+            arn::principal_key(&m.arn).unwrap_or_else(|_| m.arn.to_ascii_lowercase())
+        }
+        Entry::Account(a) => a.clone(),
+    }
+}
+
+fn entry_text(section: Section, entry: &Entry) -> String {
+    match entry {
+        Entry::Mapping(m) => mapping_text(section, m),
+        Entry::Account(a) => account_text(a),
+    }
+}
+
+fn section_entries(read: &AwsAuthRead, section: Section) -> Vec<(usize, Entry)> {
+    match section {
+        Section::MapRoles => read
+            .roles
+            .entries
+            .iter()
+            .map(|e| (e.line, Entry::Mapping(e.value.clone())))
+            .collect(),
+        Section::MapUsers => read
+            .users
+            .entries
+            .iter()
+            .map(|e| (e.line, Entry::Mapping(e.value.clone())))
+            .collect(),
+        Section::MapAccounts => read
+            .accounts
+            .entries
+            .iter()
+            .map(|e| (e.line, Entry::Account(e.value.clone())))
+            .collect(),
+    }
+}
+
+fn describe(section: Section, entry: &Entry) -> String {
+    match entry {
+        Entry::Mapping(m) => format!(
+            "{section} maps {} to username \"{}\" with groups [{}]",
+            m.arn,
+            m.username,
+            m.groups.join(", ")
+        ),
+        Entry::Account(a) => format!("{section} admits every principal of account {a}"),
+    }
+}
+
+/// An unowned entry the plan found, by principal key.
+struct Unowned {
+    section: Section,
+    line: usize,
+}
+
+/// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
+pub fn plan(
+    grants: &[IamAccessGrant],
+    current: Option<&ConfigMap>,
+    config: &PlanConfig,
+) -> Result<Plan, RenderMismatch> {
+    let empty = BTreeMap::new();
+    let cur_data = current.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
+    let read = read_data(cur_data);
+    let mut notes = Vec::new();
+    let owned_before = Ownership::from_configmap(current).unwrap_or_else(|e| {
+        notes.push(e);
+        Ownership::default()
+    });
+
+    // Current entries: unowned ones are kept; managed ones are rebuilt from the grants.
+    let mut unowned: HashMap<String, Unowned> = HashMap::new();
+    let mut managed_now: HashMap<(Section, String), Entry> = HashMap::new();
+    for section in Section::ALL {
+        if !read.readable(section) {
+            continue;
+        }
+        for (line, entry) in section_entries(&read, section) {
+            let key = entry_key(&entry);
+            if owned_before.owns(section, &key) {
+                managed_now.insert((section, key), entry);
+            } else {
+                unowned.entry(key).or_insert(Unowned { section, line });
+            }
+        }
+    }
+
+    // Oldest first: the oldest grant wins a principal.
+    let mut order: Vec<&IamAccessGrant> = grants.iter().collect();
+    order.sort_by(|a, b| {
+        let ta = a.metadata.creation_timestamp.as_ref();
+        let tb = b.metadata.creation_timestamp.as_ref();
+        (ta.is_none(), ta, a.name_any()).cmp(&(tb.is_none(), tb, b.name_any()))
+    });
+
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    let mut accepted: Vec<(String, ValidGrant)> = Vec::new();
+    let mut last_applied_of_invalid: Vec<(Section, String)> = Vec::new();
+    for g in order {
+        let name = g.name_any();
+        let mut refuse = |reason, message: String, v: Option<&ValidGrant>| {
+            verdicts.push(Verdict {
+                grant: name.clone(),
+                reason,
+                message,
+                section: v.map(|v| v.section),
+                canonical_arn: v.map(|v| v.canonical.clone()),
+            })
+        };
+        let v = match validate(&g.spec) {
+            Ok(v) => v,
+            Err(invalid) => {
+                let kept = remember_last_applied(g, &mut last_applied_of_invalid);
+                let suffix = if kept {
+                    "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
+                } else {
+                    ""
+                };
+                refuse(Reason::Invalid, format!("{invalid}{suffix}"), None);
+                continue;
+            }
+        };
+        if v.section != Section::MapAccounts && config.cluster_creators.contains(&v.key) {
+            refuse(
+                Reason::ClusterCreator,
+                format!(
+                    "{} is the cluster creator, which EKS already maps to system:masters outside aws-auth; an aws-auth entry for it can lock it out: delete this grant",
+                    v.canonical
+                ),
+                Some(&v),
+            );
+            continue;
+        }
+        if let Some(winner) = claimed.get(&v.key) {
+            refuse(
+                Reason::Conflict,
+                format!(
+                    "{} is already granted by IamAccessGrant {winner}, which is older; delete one of the two",
+                    v.canonical
+                ),
+                Some(&v),
+            );
+            continue;
+        }
+        claimed.insert(v.key.clone(), name.clone());
+        if let Some(f) = read.first_blocking(v.section) {
+            refuse(
+                Reason::AwsAuthUnreadable,
+                format!("aws-auth {f}. This key is left untouched until it is fixed by hand"),
+                Some(&v),
+            );
+            continue;
+        }
+        if let Some(u) = unowned.get(&v.key)
+            && !g.spec.adopt
+        {
+            refuse(
+                Reason::Conflict,
+                format!(
+                    "aws-auth {} line {} already maps {} and is not managed by aws-auth-operator (written by EKS, eksctl or by hand); set spec.adopt: true to take it over, or remove that entry",
+                    u.section, u.line, v.canonical
+                ),
+                Some(&v),
+            );
+            continue;
+        }
+        accepted.push((name, v));
+    }
+
+    // Size budget, oldest grant first: whatever does not fit is refused, deterministically.
+    let mut adopted: HashSet<String> = HashSet::new();
+    let mut managed: BTreeMap<Section, BTreeMap<String, Entry>> = BTreeMap::new();
+    let fixed_bytes: usize = cur_data
+        .iter()
+        .filter(|(k, _)| !Section::ALL.iter().any(|s| s.key() == k.as_str()))
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + Section::ALL
+            .iter()
+            .map(|&s| {
+                if read.readable(s) {
+                    section_entries(&read, s)
+                        .iter()
+                        .filter(|(_, e)| unowned.contains_key(&entry_key(e)))
+                        .map(|(_, e)| entry_text(s, e).len())
+                        .sum()
+                } else {
+                    cur_data.get(s.key()).map_or(0, String::len)
+                }
+            })
+            .sum::<usize>();
+    let mut data_bytes = fixed_bytes;
+    let mut annotation_bytes = 64;
+    for (section, key) in last_applied_of_invalid {
+        if claimed.contains_key(&key) {
+            continue;
+        }
+        if let Some(e) = managed_now.get(&(section, key.clone())) {
+            data_bytes += entry_text(section, e).len();
+            annotation_bytes += key.len() + 3;
+            managed.entry(section).or_default().insert(key, e.clone());
+        }
+    }
+    for (name, v) in accepted {
+        let size = entry_text(v.section, &v.entry).len();
+        // Adopting an entry frees the unowned copy's bytes.
+        let freed = if unowned.contains_key(&v.key) {
+            size
+        } else {
+            0
+        };
+        let ann = v.key.len() + 3;
+        if data_bytes + size - freed.min(size) > config.max_data_bytes
+            || annotation_bytes + ann > config.max_annotation_bytes
+        {
+            verdicts.push(Verdict {
+                grant: name,
+                reason: Reason::TooLarge,
+                message: format!("adding {} would take aws-auth past its size budget ({} bytes of data, {} of ownership record); aws-auth holds at most 1 MiB: remove unused grants or use roles shared by many people", v.canonical, config.max_data_bytes, config.max_annotation_bytes),
+                section: Some(v.section),
+                canonical_arn: Some(v.canonical),
+            });
+            continue;
+        }
+        data_bytes += size - freed.min(size);
+        annotation_bytes += ann;
+        if unowned.contains_key(&v.key) {
+            adopted.insert(v.key.clone());
+        }
+        verdicts.push(Verdict {
+            grant: name,
+            reason: Reason::Applied,
+            message: describe(v.section, &v.entry),
+            section: Some(v.section),
+            canonical_arn: Some(v.canonical.clone()),
+        });
+        managed.entry(v.section).or_default().insert(v.key, v.entry);
+    }
+
+    // Assemble each key: unowned entries in their order, then managed entries by principal.
+    let mut data = cur_data.clone();
+    let mut ownership = Ownership::default();
+    let mut diff = Vec::new();
+    for section in Section::ALL {
+        if !read.readable(section) {
+            if let Some(keys) = owned_before.0.get(&section) {
+                ownership.0.insert(section, keys.clone());
+            }
+            continue;
+        }
+        let before: Vec<Entry> = section_entries(&read, section)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let mine = managed.remove(&section).unwrap_or_default();
+        let mut after: Vec<Entry> = before
+            .iter()
+            .filter(|e| {
+                let k = entry_key(e);
+                !owned_before.owns(section, &k) && !adopted.contains(&k)
+            })
+            .cloned()
+            .collect();
+        ownership.0.insert(section, mine.keys().cloned().collect());
+        after.extend(mine.into_values());
+        diff.extend(entry_diff(section, &before, &after));
+        if after == before {
+            continue;
+        }
+        if after.is_empty() {
+            data.remove(section.key());
+            continue;
+        }
+        let text = match section {
+            Section::MapAccounts => render_accounts(
+                &after
+                    .iter()
+                    .map(|e| match e {
+                        Entry::Account(a) => a.clone(),
+                        Entry::Mapping(m) => m.arn.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            )?,
+            _ => render_mappings(
+                section,
+                &after
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Mapping(m) => Some(m.clone()),
+                        Entry::Account(_) => None,
+                    })
+                    .collect::<Vec<Mapping>>(),
+            )?,
+        };
+        data.insert(section.key().to_string(), text);
+    }
+
+    let changed = match current {
+        None => !data.is_empty(),
+        Some(_) => &data != cur_data || ownership.normalized() != owned_before.normalized(),
+    };
+    verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
+    Ok(Plan {
+        data,
+        ownership,
+        changed,
+        verdicts,
+        diff,
+        findings: read.findings().cloned().collect(),
+        notes,
+    })
+}
+
+/// An invalid grant whose status says it was applied keeps its entry, so an edit that breaks a
+/// grant does not lock its users out.
+fn remember_last_applied(g: &IamAccessGrant, keep: &mut Vec<(Section, String)>) -> bool {
+    let Some(status) = &g.status else {
+        return false;
+    };
+    let was_applied = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crate::api::READY && c.reason == Reason::Applied.as_str());
+    let section = Section::ALL
+        .into_iter()
+        .find(|s| Some(s.key()) == status.section.as_deref());
+    match (was_applied, section, &status.canonical_arn) {
+        (true, Some(section), Some(arn)) => {
+            let key = match section {
+                Section::MapAccounts => arn.clone(),
+                _ => arn::principal_key(arn).unwrap_or_else(|_| arn.to_ascii_lowercase()),
+            };
+            keep.push((section, key));
+            true
+        }
+        _ => false,
+    }
+}
+
+fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    let line = |sign: char, e: &Entry| match e {
+        Entry::Mapping(m) => format!(
+            "{sign} {section}: {} username={:?} groups=[{}]",
+            m.arn,
+            m.username,
+            m.groups.join(",")
+        ),
+        Entry::Account(a) => format!("{sign} {section}: {a}"),
+    };
+    let mut remaining: Vec<&Entry> = after.iter().collect();
+    for e in before {
+        match remaining.iter().position(|x| *x == e) {
+            Some(i) => {
+                remaining.remove(i);
+            }
+            None => out.push(line('-', e)),
+        }
+    }
+    out.extend(remaining.into_iter().map(|e| line('+', e)));
+    out
+}
+
+#[cfg(test)]
+mod tests;
