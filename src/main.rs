@@ -1,3 +1,46 @@
-fn main() {
-    print!("{}", aws_auth_operator::api::crd_yaml());
+//! The command line: parses arguments and calls into the library.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use aws_auth_operator::render_cmd::{self, RenderArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "aws-auth-operator",
+    version,
+    about = "Declarative, lockout-proof access to Amazon EKS through kube-system/aws-auth"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offline: grants + current aws-auth -> the new aws-auth and a verdict per grant (exit 1 if any is refused).
+    Render(RenderArgs),
+    /// Print the IamAccessGrant CustomResourceDefinition.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", aws_auth_operator::api::crd_yaml());
+            Ok(true)
+        }
+        Command::Render(args) => {
+            render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,1 +1,423 @@
+use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
+use crate::authmap::read::read_data;
+
+const NODE_ROLES: &str = "- rolearn: arn:aws:iam::111122223333:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
+
+fn aws_auth(pairs: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("aws-auth".into()),
+            namespace: Some("kube-system".into()),
+            ..Default::default()
+        },
+        data: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn grant(name: &str, age_secs: i64, spec: IamAccessGrantSpec) -> IamAccessGrant {
+    let mut g = IamAccessGrant::new(name, spec);
+    g.metadata.creation_timestamp = Some(Time(
+        Timestamp::from_second(1_700_000_000 + age_secs).unwrap(),
+    ));
+    g
+}
+
+fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
+    IamAccessGrantSpec {
+        arn: Some(arn.into()),
+        username: Some(username.into()),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn cfg() -> PlanConfig {
+    PlanConfig::default()
+}
+
+/// Applies a plan the way the controller does and returns the new ConfigMap.
+fn apply(p: &Plan, current: Option<&ConfigMap>) -> ConfigMap {
+    p.configmap(current, "kube-system", "aws-auth", false)
+}
+
+fn reasons(p: &Plan) -> Vec<(&str, Reason)> {
+    p.verdicts
+        .iter()
+        .map(|v| (v.grant.as_str(), v.reason))
+        .collect()
+}
+
+#[test]
+fn grant_is_added_after_the_node_role_which_is_kept_verbatim() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "admins",
+        0,
+        role(
+            "arn:aws:iam::111122223333:role/Admins",
+            "admin:{{SessionName}}",
+            &["system:masters"],
+        ),
+    )];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert!(p.changed);
+    assert_eq!(reasons(&p), [("admins", Reason::Applied)]);
+    let text = &p.data["mapRoles"];
+    assert!(
+        text.starts_with("- rolearn: \"arn:aws:iam::111122223333:role/eks-node\""),
+        "{text}"
+    );
+    let roles = read_data(&p.data).roles.values();
+    assert_eq!(roles.len(), 2);
+    assert_eq!(roles[0].username, "system:node:{{EC2PrivateDNSName}}");
+    assert_eq!(roles[1].arn, "arn:aws:iam::111122223333:role/Admins");
+    assert_eq!(
+        p.ownership.to_annotation(),
+        r#"{"mapRoles":["arn:aws:iam::111122223333:role/admins"]}"#
+    );
+    assert_eq!(
+        p.diff,
+        [
+            "+ mapRoles: arn:aws:iam::111122223333:role/Admins username=\"admin:{{SessionName}}\" groups=[system:masters]"
+        ]
+    );
+}
+
+#[test]
+fn planning_again_on_the_output_changes_nothing() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES), ("other", "kept")]);
+    let grants = [
+        grant(
+            "a",
+            0,
+            role("arn:aws:iam::111122223333:role/A", "a", &["g"]),
+        ),
+        grant("u", 1, role("arn:aws:iam::111122223333:user/u", "u", &[])),
+        grant(
+            "acct",
+            2,
+            IamAccessGrantSpec {
+                account: Some("444455556666".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    let p1 = plan(&grants, Some(&cm), &cfg()).unwrap();
+    let cm2 = apply(&p1, Some(&cm));
+    let p2 = plan(&grants, Some(&cm2), &cfg()).unwrap();
+    assert!(!p2.changed, "{:?}", p2.diff);
+    assert_eq!(p1.verdicts, p2.verdicts);
+    assert_eq!(p2.data["other"], "kept");
+    assert!(p2.diff.is_empty());
+}
+
+#[test]
+fn a_key_whose_meaning_does_not_change_is_not_rewritten() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "u",
+        0,
+        role("arn:aws:iam::111122223333:user/u", "u", &[]),
+    )];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(p.data["mapRoles"], NODE_ROLES);
+}
+
+#[test]
+fn deleting_a_grant_removes_only_its_entry() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "a",
+        0,
+        role("arn:aws:iam::111122223333:role/A", "a", &[]),
+    )];
+    let with = apply(&plan(&grants, Some(&cm), &cfg()).unwrap(), Some(&cm));
+    let p = plan(&[], Some(&with), &cfg()).unwrap();
+    assert!(p.changed);
+    assert_eq!(
+        read_data(&p.data).auth_map(),
+        read_data(cm.data.as_ref().unwrap()).auth_map()
+    );
+    assert_eq!(
+        p.diff,
+        ["- mapRoles: arn:aws:iam::111122223333:role/A username=\"a\" groups=[]"]
+    );
+    // A key left empty by the operator is removed rather than written as an empty list.
+    let only = apply(
+        &plan(
+            &[grant(
+                "u",
+                0,
+                role("arn:aws:iam::111122223333:user/u", "u", &[]),
+            )],
+            Some(&cm),
+            &cfg(),
+        )
+        .unwrap(),
+        Some(&cm),
+    );
+    let p = plan(&[], Some(&only), &cfg()).unwrap();
+    assert!(!p.data.contains_key("mapUsers"));
+}
+
+#[test]
+fn unowned_entry_conflicts_unless_adopted() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let spec = role(
+        "arn:aws:iam::111122223333:role/eks-node",
+        "system:node:{{EC2PrivateDNSName}}",
+        &["system:nodes"],
+    );
+    let p = plan(&[grant("node", 0, spec.clone())], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("node", Reason::Conflict)]);
+    assert!(
+        p.verdicts[0].message.contains("mapRoles line 1"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert!(p.verdicts[0].message.contains("adopt: true"));
+    assert!(!p.changed);
+
+    let adopting = IamAccessGrantSpec {
+        adopt: true,
+        ..spec
+    };
+    let p = plan(&[grant("node", 0, adopting)], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("node", Reason::Applied)]);
+    assert_eq!(read_data(&p.data).roles.values().len(), 1);
+    assert_eq!(
+        p.ownership.to_annotation(),
+        r#"{"mapRoles":["arn:aws:iam::111122223333:role/eks-node"]}"#
+    );
+    // Adopted means owned: deleting the grant now removes the entry.
+    let adopted = apply(&p, Some(&cm));
+    let p = plan(&[], Some(&adopted), &cfg()).unwrap();
+    assert!(!p.data.contains_key("mapRoles"));
+}
+
+#[test]
+fn role_written_into_map_users_by_hand_still_conflicts() {
+    let cm = aws_auth(&[(
+        "mapUsers",
+        "- userarn: arn:aws:iam::111122223333:role/A\n  username: a\n",
+    )]);
+    let p = plan(
+        &[grant(
+            "a",
+            0,
+            role("arn:aws:iam::111122223333:role/A", "a", &[]),
+        )],
+        Some(&cm),
+        &cfg(),
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("a", Reason::Conflict)]);
+    assert!(p.verdicts[0].message.contains("mapUsers line 1"));
+}
+
+#[test]
+fn oldest_grant_wins_a_principal() {
+    let grants = [
+        grant(
+            "young",
+            10,
+            role("arn:aws:iam::111122223333:role/A", "young", &[]),
+        ),
+        grant(
+            "old",
+            0,
+            role("arn:aws:iam::111122223333:role/a", "old", &[]),
+        ),
+    ];
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("old", Reason::Applied), ("young", Reason::Conflict)]
+    );
+    assert!(p.verdicts[1].message.contains("IamAccessGrant old"));
+    // Same age: the name decides.
+    let grants = [
+        grant("b", 0, role("arn:aws:iam::111122223333:role/A", "b", &[])),
+        grant("a", 0, role("arn:aws:iam::111122223333:role/A", "a", &[])),
+    ];
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("a", Reason::Applied), ("b", Reason::Conflict)]
+    );
+}
+
+#[test]
+fn cluster_creator_is_refused_in_any_spelling() {
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:sts::111122223333:assumed-role/Creator/alice"])
+        .unwrap();
+    for arn in [
+        "arn:aws:iam::111122223333:role/Creator",
+        "arn:aws:iam::111122223333:role/creator",
+    ] {
+        let p = plan(
+            &[grant("c", 0, role(arn, "c", &["system:masters"]))],
+            None,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(reasons(&p), [("c", Reason::ClusterCreator)], "{arn}");
+        assert!(!p.changed);
+    }
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:iam::111122223333:role/team/Creator"])
+        .unwrap();
+    let p = plan(
+        &[grant(
+            "c",
+            0,
+            role("arn:aws:iam::111122223333:role/Creator", "c", &[]),
+        )],
+        None,
+        &c,
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("c", Reason::ClusterCreator)]);
+}
+
+#[test]
+fn an_unreadable_key_blocks_only_its_own_grants() {
+    let bad = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    let cm = aws_auth(&[("mapRoles", &bad)]);
+    let grants = [
+        grant("r", 0, role("arn:aws:iam::111122223333:role/A", "a", &[])),
+        grant("u", 0, role("arn:aws:iam::111122223333:user/u", "u", &[])),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("r", Reason::AwsAuthUnreadable), ("u", Reason::Applied)]
+    );
+    assert!(
+        p.verdicts[0].message.contains("mapRoles line 7"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert_eq!(
+        p.data["mapRoles"], bad,
+        "an unreadable key is never rewritten"
+    );
+}
+
+#[test]
+fn size_budget_refuses_the_youngest_grants_deterministically() {
+    let c = PlanConfig {
+        max_data_bytes: 300,
+        ..cfg()
+    };
+    let grants: Vec<_> = (0..5)
+        .map(|i| {
+            grant(
+                &format!("g{i}"),
+                i,
+                role(
+                    &format!("arn:aws:iam::111122223333:role/r{i}"),
+                    "someone",
+                    &["group"],
+                ),
+            )
+        })
+        .collect();
+    let p = plan(&grants, None, &c).unwrap();
+    let applied = p
+        .verdicts
+        .iter()
+        .filter(|v| v.reason == Reason::Applied)
+        .count();
+    assert!((1..5).contains(&applied), "{applied}");
+    assert!(p.data.values().map(String::len).sum::<usize>() <= 300);
+    assert_eq!(p.verdicts[4].reason, Reason::TooLarge);
+    assert_eq!(p, plan(&grants, None, &c).unwrap());
+}
+
+#[test]
+fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
+    let good = grant("a", 0, role("arn:aws:iam::111122223333:role/A", "a", &[]));
+    let cm = apply(
+        &plan(std::slice::from_ref(&good), None, &cfg()).unwrap(),
+        None,
+    );
+    let mut broken = grant(
+        "a",
+        0,
+        role("arn:aws:iam::111122223333:role/team/A", "a", &[]),
+    );
+    broken.status = Some(IamAccessGrantStatus {
+        canonical_arn: Some("arn:aws:iam::111122223333:role/A".into()),
+        section: Some("mapRoles".into()),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Applied".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+        observed_generation: Some(1),
+    });
+    let p = plan(&[broken], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("a", Reason::Invalid)]);
+    assert!(p.verdicts[0].message.contains("stays in aws-auth"));
+    assert!(!p.changed);
+}
+
+#[test]
+fn nothing_to_write_creates_nothing() {
+    assert!(!plan(&[], None, &cfg()).unwrap().changed);
+    let p = plan(
+        &[grant(
+            "u",
+            0,
+            role("arn:aws:iam::111122223333:user/u", "u", &[]),
+        )],
+        None,
+        &cfg(),
+    )
+    .unwrap();
+    assert!(p.changed);
+    let cm = apply(&p, None);
+    assert_eq!(cm.metadata.name.as_deref(), Some("aws-auth"));
+    assert!(
+        cm.metadata
+            .annotations
+            .unwrap()
+            .contains_key(OWNERSHIP_ANNOTATION)
+    );
+}
+
+#[test]
+fn existing_configmap_without_annotation_and_grants_is_left_alone() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    assert!(!plan(&[], Some(&cm), &cfg()).unwrap().changed);
+}
+
+#[test]
+fn broken_ownership_record_treats_everything_as_unowned() {
+    let mut cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    cm.metadata.annotations = Some(BTreeMap::from([(
+        OWNERSHIP_ANNOTATION.to_string(),
+        "{not json".to_string(),
+    )]));
+    let p = plan(&[], Some(&cm), &cfg()).unwrap();
+    assert_eq!(p.notes.len(), 1);
+    assert_eq!(read_data(&p.data).roles.values().len(), 1);
+}
