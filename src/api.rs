@@ -11,6 +11,8 @@ pub const READY: &str = "Ready";
 ///
 /// Give `arn` (an IAM user or role) with `username` and `groups`, or give `account` alone to
 /// admit every principal of an AWS account.
+// Each `printcolumn(...)` repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "aws-auth.dev",

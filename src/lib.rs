@@ -1,9 +1,11 @@
 //! aws-auth-operator: declarative, lockout-proof access to Amazon EKS through `kube-system/aws-auth`.
 pub mod api;
 pub mod authmap;
+pub mod controller;
 pub mod manifests;
 pub mod plan;
 pub mod render_cmd;
+pub mod telemetry;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use aws_auth_operator::controller::{self, RunArgs};
 use aws_auth_operator::render_cmd::{self, RenderArgs};
 
 #[derive(Parser)]
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile every IamAccessGrant into aws-auth until stopped.
+    Run(RunArgs),
     /// Offline: grants + current aws-auth -> the new aws-auth and a verdict per grant (exit 1 if any is refused).
     Render(RenderArgs),
     /// Print the IamAccessGrant CustomResourceDefinition.
@@ -30,6 +33,13 @@ fn main() -> ExitCode {
         Command::Crd => {
             print!("{}", aws_auth_operator::api::crd_yaml());
             Ok(true)
+        }
+        Command::Run(args) => {
+            aws_auth_operator::telemetry::init(args.log_format);
+            tokio::runtime::Runtime::new()
+                .expect("tokio runtime starts")
+                .block_on(controller::run(args))
+                .map(|()| true)
         }
         Command::Render(args) => {
             render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
