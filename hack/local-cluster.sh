@@ -22,10 +22,11 @@ need_root_or_sudo() {
 }
 
 install_etcd() {
-  command -v etcd >/dev/null 2>&1 && return
-  log "installing etcd-server from Debian"
+  command -v etcd >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
+    command -v openssl >/dev/null 2>&1 && return
+  log "installing etcd-server, curl and openssl from Debian"
   need_root_or_sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq etcd-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq etcd-server curl openssl >/dev/null
 }
 
 build_apiserver() {

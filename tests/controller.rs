@@ -1,0 +1,376 @@
+//! The operator as a process against a real kube-apiserver + etcd (see `hack/local-cluster.sh`).
+//! Each test has its own aws-auth ConfigMap and its own grants (selected by label).
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+
+use aws_auth_operator::api::IamAccessGrantSpec;
+use aws_auth_operator::authmap::Mapping;
+use aws_auth_operator::authmap::Section;
+use aws_auth_operator::authmap::read::read_mappings;
+use aws_auth_operator::authmap::render::render_mappings;
+use support::{NODE_ROLES, World, eventually, role};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn node_role() -> Mapping {
+    read_mappings(Section::MapRoles, Some(NODE_ROLES))
+        .values()
+        .remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grant_lifecycle_keeps_the_node_role() {
+    let w = World::new("lifecycle").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let _op = w.operator(&[]);
+
+    let arn = "arn:aws:iam::111122223333:role/Admins";
+    w.create(
+        "admins",
+        role(arn, "admin:{{SessionName}}", &["system:masters"]),
+    )
+    .await;
+    let msg = w.wait_reason("admins", "Applied").await;
+    assert!(msg.contains("mapRoles maps"), "{msg}");
+    let g = w.grants.get(&w.full_name("admins")).await.unwrap();
+    let status = g.status.unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.canonical_arn.as_deref(), Some(arn));
+    assert_eq!(status.section.as_deref(), Some("mapRoles"));
+    let roles = w.read().await.unwrap().roles.values();
+    assert_eq!(roles[0], node_role());
+    assert_eq!(
+        roles[1],
+        Mapping {
+            arn: arn.into(),
+            username: "admin:{{SessionName}}".into(),
+            groups: vec!["system:masters".into()]
+        }
+    );
+
+    // Groups changed -> entry updated, observedGeneration follows.
+    let patch = serde_json::json!({"spec": {"groups": ["view"]}});
+    w.grants
+        .patch(
+            &w.full_name("admins"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    eventually("groups updated", LONG, || async {
+        let roles = w.read().await?.roles.values();
+        (roles.len() == 2 && roles[1].groups == ["view"]).then_some(())
+    })
+    .await;
+    eventually("observedGeneration 2", LONG, || async {
+        let s = w.grants.get(&w.full_name("admins")).await.ok()?.status?;
+        (s.observed_generation == Some(2) && s.conditions[0].observed_generation == Some(2))
+            .then_some(())
+    })
+    .await;
+
+    // Deleted -> entry removed; the node role is still exactly there.
+    w.grants
+        .delete(&w.full_name("admins"), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("entry removed", LONG, || async {
+        let roles = w.read().await?.roles.values();
+        (roles == [node_role()]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_creator_given_as_session_arn_is_refused_and_nothing_written() {
+    let w = World::new("creator").await;
+    let before = w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let _op = w.operator(&[
+        "--cluster-creator-arn",
+        "arn:aws:sts::111122223333:assumed-role/Creator/alice@example.com",
+    ]);
+    w.create(
+        "creator",
+        role(
+            "arn:aws:iam::111122223333:role/Creator",
+            "creator",
+            &["system:masters"],
+        ),
+    )
+    .await;
+    let msg = w.wait_reason("creator", "ClusterCreator").await;
+    assert!(msg.contains("cluster creator"), "{msg}");
+    let after = w.configmap().await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "aws-auth was written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_grants_are_rejected_or_refused_and_valid_ones_still_apply() {
+    let w = World::new("invalid").await;
+    let _op = w.operator(&[]);
+    // The CRD schema rejects what it can.
+    for bad in [
+        IamAccessGrantSpec {
+            account: Some("1234".into()),
+            ..Default::default()
+        },
+        role("not-an-arn", "x", &[]),
+        role("arn:aws:iam::111122223333:role/x", "", &[]),
+        IamAccessGrantSpec {
+            arn: Some("arn:aws:iam::111122223333:role/x".into()),
+            account: Some("111122223333".into()),
+            username: Some("x".into()),
+            ..Default::default()
+        },
+    ] {
+        let err = w
+            .grants
+            .create(&PostParams::default(), &w.grant("rejected", bad.clone()))
+            .await;
+        match err {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{bad:?}: {s:?}"),
+            other => panic!("schema accepted {bad:?}: {other:?}"),
+        }
+    }
+    // What the schema cannot see, the operator refuses with the fix.
+    w.create(
+        "path",
+        role("arn:aws:iam::111122223333:role/team/Admins", "a", &[]),
+    )
+    .await;
+    w.create(
+        "good",
+        role("arn:aws:iam::111122223333:user/good", "good", &[]),
+    )
+    .await;
+    let msg = w.wait_reason("path", "Invalid").await;
+    assert!(
+        msg.contains("use arn:aws:iam::111122223333:role/Admins"),
+        "{msg}"
+    );
+    w.wait_reason("good", "Applied").await;
+    let users = w.read().await.unwrap().users.values();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].arn, "arn:aws:iam::111122223333:user/good");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_aws_auth_is_left_alone_until_fixed_by_hand() {
+    let w = World::new("unreadable").await;
+    let broken =
+        format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    let before = w.create_configmap(&[("mapRoles", &broken)]).await;
+    let _op = w.operator(&[]);
+    w.create("role", role("arn:aws:iam::111122223333:role/A", "a", &[]))
+        .await;
+    let msg = w.wait_reason("role", "AwsAuthUnreadable").await;
+    assert!(msg.contains("mapRoles line 7"), "{msg}");
+    assert!(msg.contains("tab"), "{msg}");
+    let now = w.configmap().await.unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(now.data.unwrap()["mapRoles"], broken);
+
+    // Fixed by hand: everything converges.
+    let fixed = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n  username: x\n");
+    let patch = serde_json::json!({"data": {"mapRoles": fixed}});
+    w.configmaps
+        .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    w.wait_reason("role", "Applied").await;
+    let roles = w.read().await.unwrap().roles.values();
+    assert_eq!(roles.len(), 3);
+    assert_eq!(roles[0], node_role());
+    assert_eq!(roles[1].arn, "arn:aws:iam::111122223333:role/x");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_writer_never_loses_an_entry_while_200_grants_arrive() {
+    let w = World::new("concurrent").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let _op = w.operator(&[]);
+
+    // Another tool (think eksctl): read, add or edit its own entries, write with the precondition.
+    let writer = async {
+        let mut mine: BTreeMap<String, String> = BTreeMap::new();
+        let mut conflicts = 0;
+        for i in 0..60 {
+            loop {
+                let cm = w.configmap().await.unwrap();
+                let mut roles = read_mappings(
+                    Section::MapRoles,
+                    cm.data
+                        .as_ref()
+                        .and_then(|d| d.get("mapRoles"))
+                        .map(String::as_str),
+                )
+                .values();
+                let arn = format!("arn:aws:iam::999988887777:role/writer-{}", i / 2);
+                let username = format!("writer-{i}");
+                match roles.iter_mut().find(|m| m.arn == arn) {
+                    Some(m) => m.username = username.clone(),
+                    None => roles.push(Mapping {
+                        arn: arn.clone(),
+                        username: username.clone(),
+                        groups: vec!["system:nodes".into()],
+                    }),
+                }
+                let mut next = cm.clone();
+                next.data.get_or_insert_with(Default::default).insert(
+                    "mapRoles".into(),
+                    render_mappings(Section::MapRoles, &roles).unwrap(),
+                );
+                match w
+                    .configmaps
+                    .replace(&w.name, &PostParams::default(), &next)
+                    .await
+                {
+                    Ok(_) => {
+                        mine.insert(arn, username);
+                        break;
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => conflicts += 1,
+                    Err(e) => panic!("writer: {e}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (mine, conflicts)
+    };
+    let creator = futures::stream::iter(0..200)
+        .map(|i| {
+            let spec = if i % 2 == 0 {
+                role(
+                    &format!("arn:aws:iam::111122223333:user/bulk-{i}"),
+                    &format!("bulk-{i}"),
+                    &["team"],
+                )
+            } else {
+                role(
+                    &format!("arn:aws:iam::111122223333:role/bulk-{i}"),
+                    &format!("bulk-{i}"),
+                    &["team"],
+                )
+            };
+            let w = &w;
+            async move { w.create(&format!("bulk-{i}"), spec).await }
+        })
+        .buffer_unordered(10)
+        .collect::<Vec<_>>();
+    let ((mine, conflicts), _) = tokio::join!(writer, creator);
+    eprintln!("writer hit {conflicts} conflicts");
+
+    let want_roles: HashMap<String, String> = mine.into_iter().collect();
+    eventually(
+        "all writer entries and 200 grants present",
+        LONG,
+        || async {
+            let read = w.read().await?;
+            let roles = read.roles.values();
+            let users = read.users.values();
+            let writer_ok = want_roles
+                .iter()
+                .all(|(arn, u)| roles.iter().any(|m| &m.arn == arn && &m.username == u));
+            let bulk_roles = roles
+                .iter()
+                .filter(|m| m.arn.contains(":role/bulk-"))
+                .count();
+            let bulk_users = users
+                .iter()
+                .filter(|m| m.arn.contains(":user/bulk-"))
+                .count();
+            (writer_ok && bulk_roles == 100 && bulk_users == 100 && roles[0] == node_role())
+                .then_some(())
+        },
+    )
+    .await;
+    let read = w.read().await.unwrap();
+    assert_eq!(read.roles.values().len(), 1 + 30 + 100, "no duplicates");
+    for i in [0, 77, 199] {
+        w.wait_reason(&format!("bulk-{i}"), "Applied").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_auth_is_created_when_absent_and_recreated_when_deleted() {
+    let w = World::new("absent").await;
+    let _op = w.operator(&[]);
+    w.create("u", role("arn:aws:iam::111122223333:user/u", "u", &[]))
+        .await;
+    w.wait_reason("u", "Applied").await;
+    assert_eq!(w.read().await.unwrap().users.values().len(), 1);
+
+    w.configmaps
+        .delete(&w.name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("aws-auth recreated", LONG, || async {
+        let users = w.read().await?.users.values();
+        (users.len() == 1 && users[0].arn == "arn:aws:iam::111122223333:user/u").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_in_a_burst_then_restart_converges_without_duplicates() {
+    let w = World::new("sigkill").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let mut op = w.operator(&[]);
+    let created = AtomicUsize::new(0);
+    let burst = futures::stream::iter(0..100)
+        .map(|i| {
+            let (w, created) = (&w, &created);
+            async move {
+                w.create(
+                    &format!("k-{i}"),
+                    role(
+                        &format!("arn:aws:iam::111122223333:role/k-{i}"),
+                        &format!("k-{i}"),
+                        &[],
+                    ),
+                )
+                .await;
+                created.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .buffer_unordered(2)
+        .collect::<Vec<_>>();
+    let killer = async {
+        // Kill once the operator has written part of the burst, while grants still arrive.
+        let written = eventually("a partial write", LONG, || async {
+            let n = w.read().await?.roles.values().len() - 1;
+            (n > 0).then_some(n)
+        })
+        .await;
+        op.kill();
+        (written, created.load(Ordering::SeqCst))
+    };
+    let (_, (written, created_at_kill)) = tokio::join!(burst, killer);
+    eprintln!("killed with {written} entries written and {created_at_kill} of 100 grants created");
+    assert!(created_at_kill < 100, "the kill must land inside the burst");
+
+    let _op = w.operator(&[]);
+    eventually("all 100 grants present exactly once", LONG, || async {
+        let roles = w.read().await?.roles.values();
+        let mut arns: Vec<&str> = roles.iter().map(|m| m.arn.as_str()).collect();
+        arns.sort();
+        arns.dedup();
+        (roles.len() == 101 && arns.len() == 101 && roles[0] == node_role()).then_some(())
+    })
+    .await;
+    w.wait_reason("k-99", "Applied").await;
+}

@@ -1,0 +1,244 @@
+//! Helpers for tests against the real kube-apiserver that `hack/local-cluster.sh` starts.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::{Client, CustomResourceExt};
+use tokio::sync::OnceCell;
+
+use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
+use aws_auth_operator::authmap::read::{AwsAuthRead, read_data};
+
+pub const TEST_LABEL: &str = "aws-auth.dev/test";
+pub const NODE_ROLES: &str = "- groups:\n  - system:bootstrappers\n  - system:nodes\n  rolearn: arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC\n  username: system:node:{{EC2PrivateDNSName}}\n";
+
+static CRD: OnceCell<()> = OnceCell::const_new();
+
+/// A client for the test server. Fails loudly when the suite runs without one: these tests are
+/// part of the README's test command (`hack/test.sh`), which starts the server.
+pub async fn client() -> Client {
+    if std::env::var("AWS_AUTH_TEST_CLUSTER").as_deref() != Ok("1") {
+        panic!(
+            "no test API server: run the suite with `hack/test.sh`, which starts a local kube-apiserver \
+             and sets KUBECONFIG and AWS_AUTH_TEST_CLUSTER=1 (or run `hack/local-cluster.sh up` and \
+             `eval \"$(hack/local-cluster.sh env)\"` first)"
+        );
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at the test server");
+    CRD.get_or_init(|| install_crd(client.clone())).await;
+    client
+}
+
+async fn install_crd(client: Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    match crds
+        .create(&PostParams::default(), &IamAccessGrant::crd())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+        Err(e) => panic!("installing the CRD: {e}"),
+    }
+    eventually("CRD established", Duration::from_secs(30), || async {
+        let crd = crds.get("iamaccessgrants.aws-auth.dev").await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Polls `f` until it returns `Some`, or panics naming what never happened.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One test's world: its own aws-auth ConfigMap name and its own grant label.
+pub struct World {
+    pub client: Client,
+    pub name: String,
+    pub grants: Api<IamAccessGrant>,
+    pub configmaps: Api<ConfigMap>,
+}
+
+impl World {
+    pub async fn new(name: &str) -> World {
+        let client = client().await;
+        let w = World {
+            grants: Api::all(client.clone()),
+            configmaps: Api::namespaced(client.clone(), "kube-system"),
+            client,
+            name: format!("aws-auth-{name}"),
+        };
+        // Leftovers of an earlier run of the same test.
+        let lp = ListParams::default().labels(&format!("{TEST_LABEL}={}", w.name));
+        let _ = w
+            .grants
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await;
+        let _ = w.configmaps.delete(&w.name, &DeleteParams::default()).await;
+        eventually("leftovers gone", Duration::from_secs(30), || async {
+            let left = w.grants.list(&lp).await.ok()?.items.len();
+            let cm = w.configmaps.get_opt(&w.name).await.ok()?;
+            (left == 0 && cm.is_none()).then_some(())
+        })
+        .await;
+        w
+    }
+
+    pub fn operator(&self, extra: &[&str]) -> Operator {
+        Operator::start(&self.name, extra)
+    }
+
+    pub fn grant(&self, name: &str, spec: IamAccessGrantSpec) -> IamAccessGrant {
+        let mut g = IamAccessGrant::new(&format!("{}-{name}", self.name), spec);
+        g.metadata.labels = Some(BTreeMap::from([(
+            TEST_LABEL.to_string(),
+            self.name.clone(),
+        )]));
+        g
+    }
+
+    pub async fn create(&self, name: &str, spec: IamAccessGrantSpec) -> IamAccessGrant {
+        self.grants
+            .create(&PostParams::default(), &self.grant(name, spec))
+            .await
+            .unwrap_or_else(|e| panic!("creating grant {name}: {e}"))
+    }
+
+    pub fn full_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.name)
+    }
+
+    pub async fn create_configmap(&self, data: &[(&str, &str)]) -> ConfigMap {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("create aws-auth")
+    }
+
+    pub async fn configmap(&self) -> Option<ConfigMap> {
+        self.configmaps
+            .get_opt(&self.name)
+            .await
+            .expect("get aws-auth")
+    }
+
+    pub async fn read(&self) -> Option<AwsAuthRead> {
+        self.configmap()
+            .await
+            .map(|cm| read_data(&cm.data.unwrap_or_default()))
+    }
+
+    /// The grant's Ready reason once its status describes its current generation.
+    pub async fn reason(&self, name: &str) -> Option<(String, String)> {
+        let g = self.grants.get_opt(&self.full_name(name)).await.ok()??;
+        let status = g.status?;
+        if status.observed_generation != g.metadata.generation {
+            return None;
+        }
+        let c = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        Some((c.reason, c.message))
+    }
+
+    pub async fn wait_reason(&self, name: &str, reason: &str) -> String {
+        eventually(
+            &format!("grant {name} reports {reason}"),
+            Duration::from_secs(60),
+            || async {
+                let (r, m) = self.reason(name).await?;
+                (r == reason).then_some(m)
+            },
+        )
+        .await
+    }
+}
+
+pub fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
+    IamAccessGrantSpec {
+        arn: Some(arn.into()),
+        username: Some(username.into()),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The operator binary as a child process, killed with SIGKILL when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(configmap: &str, extra: &[&str]) -> Operator {
+        let log = std::env::temp_dir().join(format!("{configmap}-{}.log", std::process::id()));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+            .args(["run", "--aws-auth-name", configmap, "--grant-selector"])
+            .arg(format!("{TEST_LABEL}={configmap}"))
+            .args(["--debounce", "50ms", "--debounce-max", "500ms"])
+            .args(extra)
+            .env("RUST_LOG", "info,kube_client::client::tls=error")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("operator starts");
+        Operator { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
