@@ -2,11 +2,13 @@
 pub mod api;
 pub mod authmap;
 pub mod controller;
+pub mod import;
 pub mod manifests;
 pub mod plan;
 pub mod render_cmd;
 pub mod telemetry;
 pub mod validate;
+pub mod whoami;
 
 use std::path::PathBuf;
 

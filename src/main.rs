@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use aws_auth_operator::controller::{self, RunArgs};
+use aws_auth_operator::import::{self, ImportArgs};
 use aws_auth_operator::render_cmd::{self, RenderArgs};
+use aws_auth_operator::whoami::{self, WhoamiArgs};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,10 @@ enum Command {
     Render(RenderArgs),
     /// Print the IamAccessGrant CustomResourceDefinition.
     Crd,
+    /// Ask AWS STS who you are and explain how aws-auth maps you, or why not (exit 1 if it does not).
+    Whoami(WhoamiArgs),
+    /// Turn today's aws-auth entries into IamAccessGrant manifests (exit 1 if a key is unreadable).
+    Import(ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,11 +42,14 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             aws_auth_operator::telemetry::init(args.log_format);
-            tokio::runtime::Runtime::new()
-                .expect("tokio runtime starts")
-                .block_on(controller::run(args))
-                .map(|()| true)
+            runtime().block_on(controller::run(args)).map(|()| true)
         }
+        Command::Whoami(args) => runtime().block_on(whoami::run(&args, &mut std::io::stdout())),
+        Command::Import(args) => runtime().block_on(import::run(
+            &args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Render(args) => {
             render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }
@@ -53,4 +62,8 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime starts")
 }

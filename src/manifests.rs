@@ -144,3 +144,41 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         Ok(())
     }
 }
+
+/// Where `import` and `whoami` read aws-auth from: a file, or the cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsAuthSource {
+    /// Read aws-auth from this ConfigMap manifest instead of the cluster (e.g. when the cluster
+    /// refuses you: `kubectl -n kube-system get cm aws-auth -o yaml` run by someone who can).
+    #[arg(long)]
+    pub aws_auth: Option<PathBuf>,
+    /// Namespace of the ConfigMap in the cluster.
+    #[arg(long, env = "AWS_AUTH_NAMESPACE", default_value = crate::authmap::NAMESPACE)]
+    pub aws_auth_namespace: String,
+    /// Name of the ConfigMap in the cluster.
+    #[arg(long, env = "AWS_AUTH_NAME", default_value = crate::authmap::NAME)]
+    pub aws_auth_name: String,
+}
+
+/// The `data` of aws-auth and a description of where it came from.
+pub async fn load_aws_auth(src: &AwsAuthSource) -> Result<(BTreeMap<String, String>, String)> {
+    if let Some(path) = &src.aws_auth {
+        let cm = load_configmap(path)?;
+        return Ok((cm.data.unwrap_or_default(), path.display().to_string()));
+    }
+    let client = crate::controller::client().await?;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &src.aws_auth_namespace);
+    let from = format!(
+        "the cluster's {}/{}",
+        src.aws_auth_namespace, src.aws_auth_name
+    );
+    match api.get_opt(&src.aws_auth_name).await {
+        Ok(cm) => Ok((cm.and_then(|c| c.data).unwrap_or_default(), from)),
+        Err(e) => Err(Error::Usage {
+            flag: "--aws-auth",
+            message: format!(
+                "cannot read {from} ({e}); pass the ConfigMap as a file with --aws-auth FILE"
+            ),
+        }),
+    }
+}

@@ -1,5 +1,6 @@
 //! The aws-auth domain, pure: ARNs, templates, the authenticator-faithful reader, the renderer.
 pub mod arn;
+pub mod lookup;
 pub mod read;
 pub mod render;
 pub mod template;
