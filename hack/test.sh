@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property, CLI and real-API-server tests.
-# Starts a private kube-apiserver + etcd (hack/local-cluster.sh) for the run and stops it after.
-# Extra arguments go to `cargo test` (e.g. `hack/test.sh controller` to filter).
+# The whole test suite: unit, property, CLI, real-API-server and STS-protocol tests.
+# Starts a private kube-apiserver + etcd (hack/local-cluster.sh) and moto's STS
+# (hack/local-sts.sh) for the run and stops them after.
+# Extra arguments go to the test binaries (e.g. `hack/test.sh sigkill` to filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-test.XXXXXX")"
-trap 'hack/local-cluster.sh down "$dir"' EXIT
+trap 'hack/local-sts.sh down "$dir"; hack/local-cluster.sh down "$dir"' EXIT
 hack/local-cluster.sh up "$dir"
+hack/local-sts.sh up "$dir"
 eval "$(hack/local-cluster.sh env "$dir")"
+eval "$(hack/local-sts.sh env "$dir")"
 cargo test --all-targets -- "$@"
