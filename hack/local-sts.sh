@@ -1,39 +1,25 @@
 #!/usr/bin/env bash
 # AWS STS (and IAM) on loopback for the `whoami` tests: moto's server, from PyPI.
 #
-#   hack/local-sts.sh install     create the virtualenv with moto (idempotent, cached)
+#   hack/local-sts.sh install     create the test virtualenv with moto (hack/python-env.sh)
 #   hack/local-sts.sh up DIR      start moto on a free port; its URL goes to DIR/sts-endpoint
 #   hack/local-sts.sh env DIR     print the exports the tests read (AWS_AUTH_TEST_STS_ENDPOINT)
 #   hack/local-sts.sh down DIR    stop it
 set -euo pipefail
 
-MOTO_VERSION=5.2.5
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/aws-auth-operator"
-VENV="$CACHE/moto-$MOTO_VERSION"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 DIR="${2:-${TMPDIR:-/tmp}/aws-auth-operator-sts}"
 
 log() { printf 'local-sts: %s\n' "$*" >&2; }
 
-install() {
-  [ -f "$VENV/.complete" ] && return
-  log "installing moto[server]==$MOTO_VERSION into $VENV"
-  rm -rf "$VENV"
-  if ! python3 -m venv "$VENV" 2>/dev/null; then
-    rm -rf "$VENV"
-    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
-    python3 -m venv "$VENV"
-  fi
-  "$VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION"
-  touch "$VENV/.complete"
-}
+install() { "$HERE/python-env.sh" install; }
 
 up() {
   install
   mkdir -p "$DIR"
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  setsid "$VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port" >"$DIR/moto.log" 2>&1 </dev/null &
+  setsid "$("$HERE/python-env.sh" python)" -m moto.server -H 127.0.0.1 -p "$port" >"$DIR/moto.log" 2>&1 </dev/null &
   echo $! >"$DIR/moto.pid"
   local i
   for i in $(seq 1 100); do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property, CLI, real-API-server and STS-protocol tests.
+# The whole test suite: unit, property, CLI, real-API-server, STS-protocol and Helm-chart tests.
 # Starts a private kube-apiserver + etcd (hack/local-cluster.sh) and moto's STS
 # (hack/local-sts.sh) for the run and stops them after.
 # Extra arguments go to the test binaries (e.g. `hack/test.sh sigkill` to filter).
@@ -11,4 +11,6 @@ hack/local-cluster.sh up "$dir"
 hack/local-sts.sh up "$dir"
 eval "$(hack/local-cluster.sh env "$dir")"
 eval "$(hack/local-sts.sh env "$dir")"
+AWS_AUTH_TEST_PYTHON="$(hack/python-env.sh python)"
+export AWS_AUTH_TEST_PYTHON
 cargo test --all-targets -- "$@"

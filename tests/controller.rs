@@ -28,7 +28,12 @@ fn node_role() -> Mapping {
 async fn grant_lifecycle_keeps_the_node_role() {
     let w = World::new("lifecycle").await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
-    let _op = w.operator(&[]);
+    let op = w.operator(&[]);
+    eventually("/readyz answers 200 after the first sync", LONG, || async {
+        (op.http_get("/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(op.http_get("/livez").map(|r| r.0), Some(200));
 
     let arn = "arn:aws:iam::111122223333:role/Admins";
     w.create(
@@ -38,6 +43,15 @@ async fn grant_lifecycle_keeps_the_node_role() {
     .await;
     let msg = w.wait_reason("admins", "Applied").await;
     assert!(msg.contains("mapRoles maps"), "{msg}");
+    let metrics = op.http_get("/metrics").unwrap().1;
+    assert!(
+        metrics.contains("aws_auth_operator_grants{reason=\"Applied\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("aws_auth_operator_writes_total 0"),
+        "{metrics}"
+    );
     let g = w.grants.get(&w.full_name("admins")).await.unwrap();
     let status = g.status.unwrap();
     assert_eq!(status.observed_generation, Some(1));

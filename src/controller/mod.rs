@@ -4,6 +4,7 @@ pub mod debounce;
 pub mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -21,6 +22,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
 use crate::plan::{Plan, PlanConfig, plan};
+use crate::telemetry::Metrics;
 use crate::{Error, Result};
 use debounce::Debounce;
 
@@ -61,6 +63,9 @@ pub struct RunArgs {
     /// Sync this often even without changes.
     #[arg(long, env = "AWS_AUTH_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+    /// Address of the health and metrics endpoints (/livez, /readyz, /metrics).
+    #[arg(long, env = "AWS_AUTH_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    pub health_addr: std::net::SocketAddr,
     /// Log format.
     #[arg(long, env = "AWS_AUTH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -91,6 +96,7 @@ struct Context {
     namespace: String,
     config: PlanConfig,
     recorder: Recorder,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
@@ -101,6 +107,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
             flag: "--cluster-creator-arn",
             message: e.to_string(),
         })?;
+    let health = crate::telemetry::bind(args.health_addr).await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = tokio::spawn(crate::telemetry::serve(health, metrics.clone()));
     let client = client().await?;
     check_crd(&client).await?;
 
@@ -158,6 +167,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         name: args.aws_auth_name.clone(),
         namespace: args.aws_auth_namespace.clone(),
         config,
+        metrics,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -188,6 +198,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     watches.abort();
     resync.abort();
+    health.abort();
     result
 }
 
@@ -238,14 +249,18 @@ async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify)
         loop {
             match sync(ctx).await {
                 Ok(()) => {
+                    ctx.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+                    ctx.metrics.ready.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(200);
                     break;
                 }
                 Err(SyncError::Conflict) => {
+                    ctx.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
                     debug!("aws-auth changed under us; re-reading and re-planning");
                     continue;
                 }
                 Err(SyncError::Transient(e)) => {
+                    ctx.metrics.failed(e.metric_label());
                     warn!(error = %e, category = e.metric_label(), retry_in = ?backoff, "sync failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -285,6 +300,14 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     } else {
         None
     };
+    if p.changed && write_error.is_none() {
+        ctx.metrics.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut by_reason = std::collections::BTreeMap::new();
+    for v in &p.verdicts {
+        *by_reason.entry(v.reason.as_str()).or_default() += 1;
+    }
+    *ctx.metrics.grants.lock().expect("metrics lock") = by_reason;
     if let Some(e) = &write_error {
         warn!(error = %e, "writing aws-auth failed");
         if let Some(cm) = &current {

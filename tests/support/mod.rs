@@ -204,6 +204,15 @@ pub fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
 pub struct Operator {
     child: Child,
     pub log: PathBuf,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Operator {
@@ -214,17 +223,34 @@ impl Operator {
             .append(true)
             .open(&log)
             .unwrap();
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
             .args(["run", "--aws-auth-name", configmap, "--grant-selector"])
             .arg(format!("{TEST_LABEL}={configmap}"))
             .args(["--debounce", "50ms", "--debounce-max", "500ms"])
+            .args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("RUST_LOG", "info,kube_client::client::tls=error")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .expect("operator starts");
-        Operator { child, log }
+        Operator { child, log, port }
+    }
+
+    /// GET on the health port: (status code, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
     }
 
     pub fn kill(&mut self) {

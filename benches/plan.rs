@@ -1,0 +1,82 @@
+//! Prints how long one sync's pure part takes (plan: read, validate, merge, render, re-read) and how
+//! big aws-auth gets, for growing numbers of grants. `cargo bench --bench plan`.
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
+use aws_auth_operator::plan::{PlanConfig, plan};
+
+fn grants(n: usize) -> Vec<IamAccessGrant> {
+    (0..n)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "role" } else { "user" };
+            let mut g = IamAccessGrant::new(
+                &format!("grant-{i}"),
+                IamAccessGrantSpec {
+                    arn: Some(format!("arn:aws:iam::111122223333:{kind}/team-{i}")),
+                    username: Some(format!("team-{i}:{{{{SessionName}}}}")),
+                    groups: vec!["developers".into(), format!("team-{i}")],
+                    ..Default::default()
+                },
+            );
+            g.metadata.creation_timestamp = Some(Time(
+                Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
+            ));
+            g
+        })
+        .collect()
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let config = PlanConfig {
+        max_data_bytes: 900 * 1024,
+        max_annotation_bytes: 200 * 1024,
+        ..Default::default()
+    };
+    println!(
+        "{:>7}  {:>12}  {:>12}  {:>10}  {:>9}",
+        "grants", "first plan", "steady plan", "data bytes", "applied"
+    );
+    for n in [10, 100, 1000, 3000] {
+        let gs = grants(n);
+        let t = Instant::now();
+        let first = plan(&gs, None, &config).unwrap();
+        let first_t = t.elapsed();
+        let cm: ConfigMap = first.configmap(None, "kube-system", "aws-auth", true);
+        // The steady state: nothing changed, which is what most syncs see.
+        let runs = 5;
+        let t = Instant::now();
+        for _ in 0..runs {
+            let p = plan(&gs, Some(&cm), &config).unwrap();
+            assert!(!p.changed);
+        }
+        let steady_t = t.elapsed() / runs;
+        let bytes: usize = first.data.values().map(String::len).sum();
+        let applied = first
+            .verdicts
+            .iter()
+            .filter(|v| v.reason.is_ready())
+            .count();
+        println!(
+            "{n:>7}  {:>10.2}ms  {:>10.2}ms  {bytes:>10}  {applied:>9}",
+            first_t.as_secs_f64() * 1e3,
+            steady_t.as_secs_f64() * 1e3
+        );
+    }
+    println!("peak RSS: {} KiB", peak_rss_kib());
+}
