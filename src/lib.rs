@@ -45,3 +45,8 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// kube and the AWS SDK link both ring and aws-lc-rs; rustls needs the process to pick one.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -39,6 +39,16 @@ impl Default for PlanConfig {
 }
 
 impl PlanConfig {
+    /// The default budgets with the cluster creators given on the command line.
+    pub fn for_cluster_creators<S: AsRef<str>>(arns: &[S]) -> crate::Result<Self> {
+        Self::default()
+            .with_cluster_creators(arns)
+            .map_err(|e| crate::Error::Usage {
+                flag: "--cluster-creator-arn",
+                message: e.to_string(),
+            })
+    }
+
     /// Configures the cluster creator ARNs (any form: role, path-carrying role, session ARN).
     pub fn with_cluster_creators<S: AsRef<str>>(
         mut self,

@@ -32,12 +32,7 @@ pub struct RenderArgs {
 
 /// Runs `render`; returns whether every grant applies (exit 0) or some were refused (exit 1).
 pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<bool> {
-    let config = PlanConfig::default()
-        .with_cluster_creators(&args.cluster_creator_arns)
-        .map_err(|e| Error::Usage {
-            flag: "--cluster-creator-arn",
-            message: e.to_string(),
-        })?;
+    let config = PlanConfig::for_cluster_creators(&args.cluster_creator_arns)?;
     let loaded = load_grants(&args.paths)?;
     let current = args.aws_auth.as_deref().map(load_configmap).transpose()?;
     let p = plan(&loaded.grants, current.as_ref(), &config)?;

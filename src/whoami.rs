@@ -229,7 +229,7 @@ pub struct WhoamiArgs {
 /// Asks STS who the caller is (GetCallerIdentity), through the standard credential chain.
 pub async fn caller_identity(args: &WhoamiArgs) -> Result<Caller> {
     use aws_sdk_sts::config::ProvideCredentials;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(p) = &args.profile {
         loader = loader.profile_name(p);

@@ -128,6 +128,18 @@ fn whoami(creds: &Credentials, args: &[&str]) -> Output {
     cmd.output().expect("binary runs")
 }
 
+/// `whoami -o json` that must map the caller (exit 0).
+fn mapped_json(creds: &Credentials, args: &[&str]) -> serde_json::Value {
+    let o = whoami(creds, &[args, &["-o", "json"]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    json(&o)
+}
+
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
@@ -143,17 +155,7 @@ async fn assumed_role_session_is_canonicalised_and_mapped_with_its_session_name(
         ),
         "",
     );
-    let o = whoami(
-        &creds,
-        &["--aws-auth", file.to_str().unwrap(), "-o", "json"],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = json(&o);
+    let r = mapped_json(&creds, &["--aws-auth", file.to_str().unwrap()]);
     assert_eq!(
         r["arn"],
         format!("arn:aws:sts::{ACCOUNT}:assumed-role/Admins/alice@example.com")
@@ -188,27 +190,19 @@ async fn role_written_with_a_path_is_not_mapped_and_the_fix_is_shown() {
 
 #[tokio::test]
 async fn iam_user_is_matched_case_insensitively_in_map_users() {
-    let creds = iam_user("whoami-carol");
+    // One user per run: a moto left running keeps its users.
+    let name = format!("carol-{}", std::process::id());
+    let creds = iam_user(&name);
     let file = aws_auth_file(
         "user",
         "",
-        &format!("- userarn: arn:aws:iam::{ACCOUNT}:user/WhoAmI-Carol\n  username: carol\n"),
+        &format!(
+            "- userarn: arn:aws:iam::{ACCOUNT}:user/{}\n  username: carol\n",
+            name.to_uppercase()
+        ),
     );
-    let o = whoami(
-        &creds,
-        &["--aws-auth", file.to_str().unwrap(), "-o", "json"],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = json(&o);
-    assert_eq!(
-        r["arn"],
-        format!("arn:aws:iam::{ACCOUNT}:user/whoami-carol")
-    );
+    let r = mapped_json(&creds, &["--aws-auth", file.to_str().unwrap()]);
+    assert_eq!(r["arn"], format!("arn:aws:iam::{ACCOUNT}:user/{name}"));
     assert_eq!(r["mapped"]["username"], "carol");
 }
 
@@ -221,14 +215,7 @@ async fn whoami_reads_aws_auth_from_the_cluster_when_allowed() {
     )])
     .await;
     let creds = assume_role("Viewer", "dave").await;
-    let o = whoami(&creds, &["--aws-auth-name", &w.name, "-o", "json"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = json(&o);
+    let r = mapped_json(&creds, &["--aws-auth-name", &w.name]);
     assert_eq!(r["mapped"]["username"], "viewer");
     assert_eq!(
         r["aws_auth_source"],

@@ -101,12 +101,7 @@ struct Context {
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let config = PlanConfig::default()
-        .with_cluster_creators(&args.cluster_creator_arns)
-        .map_err(|e| Error::Usage {
-            flag: "--cluster-creator-arn",
-            message: e.to_string(),
-        })?;
+    let config = PlanConfig::for_cluster_creators(&args.cluster_creator_arns)?;
     let health = crate::telemetry::bind(args.health_addr).await?;
     let metrics = Arc::new(Metrics::default());
     let health = tokio::spawn(crate::telemetry::serve(health, metrics.clone()));
@@ -204,8 +199,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 /// A client from the in-cluster config or the kubeconfig (`KUBECONFIG`, `~/.kube/config`).
 pub async fn client() -> Result<Client> {
-    // Both ring and aws-lc-rs are linked (kube, AWS SDK); rustls needs one chosen.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     Ok(Client::try_default().await?)
 }
 

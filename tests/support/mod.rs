@@ -31,7 +31,7 @@ pub async fn client() -> Client {
              `eval \"$(hack/local-cluster.sh env)\"` first)"
         );
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    aws_auth_operator::install_tls_provider();
     let client = Client::try_default()
         .await
         .expect("KUBECONFIG points at the test server");
