@@ -214,16 +214,18 @@ async fn shutdown_signal() {
 
 async fn check_crd(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crd_ready(crds.get_opt(CRD_NAME).await?)
+}
+
+/// The CRD must exist and be Established before the grant watch can work.
+fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
     let missing = |why: &str| Error::Usage {
         flag: "CRD",
         message: format!(
             "CustomResourceDefinition {CRD_NAME} {why}: install it with `kubectl apply -f crds/` (or `aws-auth-operator crd | kubectl apply -f -`, or the Helm chart) and start again"
         ),
     };
-    let crd = crds
-        .get_opt(CRD_NAME)
-        .await?
-        .ok_or_else(|| missing("is not installed"))?;
+    let crd = crd.ok_or_else(|| missing("is not installed"))?;
     let established = crd
         .status
         .and_then(|s| s.conditions)
@@ -439,6 +441,17 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_or_unestablished_crd_is_a_clear_error() {
+        use kube::CustomResourceExt;
+        let e = crd_ready(None).unwrap_err().to_string();
+        assert!(e.contains("iamaccessgrants.aws-auth.dev is not installed: install it with `kubectl apply -f crds/`"), "{e}");
+        let e = crd_ready(Some(crate::api::IamAccessGrant::crd()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not established yet"), "{e}");
+    }
 
     #[test]
     fn durations() {
