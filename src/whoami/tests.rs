@@ -139,3 +139,14 @@ fn node_template_with_a_non_instance_session_fails() {
     assert!(!r.authenticated);
     assert!(r.causes[0].contains("instance id"), "{:?}", r.causes);
 }
+
+#[test]
+fn spaces_around_an_arn_are_explained() {
+    let d = data(&[(
+        "mapRoles",
+        "- rolearn: \" arn:aws:iam::111122223333:role/Admins\"\n  username: a\n",
+    )]);
+    let r = explain(&caller(SESSION), &d, "test").unwrap();
+    assert!(!r.authenticated);
+    assert!(r.causes[0].contains("spaces around it"), "{:?}", r.causes);
+}
