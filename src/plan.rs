@@ -397,15 +397,15 @@ pub fn plan(
         }
     }
     for (name, v) in accepted {
-        let size = entry_text(v.section, &v.entry).len();
-        // Adopting an entry frees the unowned copy's bytes.
-        let freed = if unowned.contains_key(&v.key) {
-            size
-        } else {
+        let adopting = unowned.contains_key(&v.key);
+        // An adopted entry replaces one already counted in `fixed_bytes`.
+        let size = if adopting {
             0
+        } else {
+            entry_text(v.section, &v.entry).len()
         };
         let ann = v.key.len() + 3;
-        if data_bytes + size - freed.min(size) > config.max_data_bytes
+        if data_bytes + size > config.max_data_bytes
             || annotation_bytes + ann > config.max_annotation_bytes
         {
             verdicts.push(Verdict {
@@ -417,9 +417,9 @@ pub fn plan(
             });
             continue;
         }
-        data_bytes += size - freed.min(size);
+        data_bytes += size;
         annotation_bytes += ann;
-        if unowned.contains_key(&v.key) {
+        if adopting {
             adopted.insert(v.key.clone());
         }
         verdicts.push(Verdict {
