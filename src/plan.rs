@@ -182,7 +182,11 @@ impl Plan {
     }
 
     pub fn verdict(&self, grant: &str) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.grant == grant)
+        // Verdicts are sorted by grant name; a sync looks up every grant.
+        self.verdicts
+            .binary_search_by(|v| v.grant.as_str().cmp(grant))
+            .ok()
+            .map(|i| &self.verdicts[i])
     }
 
     pub fn all_applied(&self) -> bool {
