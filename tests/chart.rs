@@ -213,7 +213,7 @@ print(json.dumps("installed"))
         .filter_map(|e| Some((e.name, e.value?)))
         .filter(|(k, _)| k != "AWS_AUTH_HEALTH_ADDR" && k != "AWS_AUTH_LOG_FORMAT")
         .collect();
-    let as_sa = impersonating_kubeconfig(&kubeconfig, &format!("system:serviceaccount:{ns}:{sa}"));
+    let as_sa = support::impersonating_kubeconfig(&format!("system:serviceaccount:{ns}:{sa}"));
 
     let port = support::free_port();
     let log = std::env::temp_dir().join(format!("chart-operator-{}.log", std::process::id()));
@@ -268,16 +268,6 @@ print(json.dumps("installed"))
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
         other => panic!("ServiceAccount can read other ConfigMaps: {other:?}"),
     }
-}
-
-/// A kubeconfig for the test server that acts as `user` (admin token + impersonation).
-fn impersonating_kubeconfig(kubeconfig: &str, user: &str) -> PathBuf {
-    let mut cfg: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    cfg["users"][0]["user"]["as"] = serde_yaml::Value::String(user.to_string());
-    let path = std::env::temp_dir().join(format!("kubeconfig-as-sa-{}", std::process::id()));
-    std::fs::write(&path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
-    path
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

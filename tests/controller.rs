@@ -388,3 +388,105 @@ async fn sigkill_in_a_burst_then_restart_converges_without_duplicates() {
     .await;
     w.wait_reason("k-99", "Applied").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_write_reports_pending_and_applied_only_after_it_succeeds() {
+    use k8s_openapi::api::rbac::v1::{
+        ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+    };
+    let w = World::new("pending").await;
+    let user = "test-operator-without-write";
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let meta = |name: &str, ns: Option<&str>| kube::api::ObjectMeta {
+        name: Some(name.into()),
+        namespace: ns.map(Into::into),
+        ..Default::default()
+    };
+    let subject = vec![Subject {
+        kind: "User".into(),
+        name: user.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        ..Default::default()
+    }];
+    let pp = PatchParams::apply("aws-auth-operator-tests").force();
+    // Everything the operator needs except writing ConfigMaps.
+    let cr = ClusterRole {
+        metadata: meta(user, None),
+        rules: Some(vec![
+            rule(
+                &["aws-auth.dev"],
+                &["iamaccessgrants"],
+                &["get", "list", "watch"],
+            ),
+            rule(&["aws-auth.dev"], &["iamaccessgrants/status"], &["patch"]),
+            rule(
+                &["apiextensions.k8s.io"],
+                &["customresourcedefinitions"],
+                &["get"],
+            ),
+        ]),
+        ..Default::default()
+    };
+    kube::Api::<ClusterRole>::all(w.client.clone())
+        .patch(user, &pp, &Patch::Apply(&cr))
+        .await
+        .unwrap();
+    let crb = ClusterRoleBinding {
+        metadata: meta(user, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: user.into(),
+        },
+        subjects: Some(subject.clone()),
+    };
+    kube::Api::<ClusterRoleBinding>::all(w.client.clone())
+        .patch(user, &pp, &Patch::Apply(&crb))
+        .await
+        .unwrap();
+    let r = Role {
+        metadata: meta(user, Some("kube-system")),
+        rules: Some(vec![rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "watch"],
+        )]),
+    };
+    kube::Api::<Role>::namespaced(w.client.clone(), "kube-system")
+        .patch(user, &pp, &Patch::Apply(&r))
+        .await
+        .unwrap();
+    let rb = RoleBinding {
+        metadata: meta(user, Some("kube-system")),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: user.into(),
+        },
+        subjects: Some(subject),
+    };
+    kube::Api::<RoleBinding>::namespaced(w.client.clone(), "kube-system")
+        .patch(user, &pp, &Patch::Apply(&rb))
+        .await
+        .unwrap();
+
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let mut op = w.operator_as(user, &[]);
+    w.create("p", role("arn:aws:iam::111122223333:role/P", "p", &[]))
+        .await;
+    let msg = w.wait_reason("p", "Pending").await;
+    assert!(msg.contains("waiting to write aws-auth"), "{msg}");
+    assert!(msg.to_lowercase().contains("forbidden"), "{msg}");
+    assert_eq!(w.read().await.unwrap().roles.values(), [node_role()]);
+    op.kill();
+
+    // With write access the same grant is applied.
+    let _op = w.operator(&[]);
+    w.wait_reason("p", "Applied").await;
+    assert_eq!(w.read().await.unwrap().roles.values().len(), 2);
+}

@@ -112,7 +112,13 @@ impl World {
     }
 
     pub fn operator(&self, extra: &[&str]) -> Operator {
-        Operator::start(&self.name, extra)
+        Operator::start(&self.name, extra, None)
+    }
+
+    /// The operator acting as `user` (impersonated), to test what missing permissions do.
+    pub fn operator_as(&self, user: &str, extra: &[&str]) -> Operator {
+        let kubeconfig = impersonating_kubeconfig(user);
+        Operator::start(&self.name, extra, Some(&kubeconfig))
     }
 
     pub fn grant(&self, name: &str, spec: IamAccessGrantSpec) -> IamAccessGrant {
@@ -216,7 +222,11 @@ pub fn free_port() -> u16 {
 }
 
 impl Operator {
-    pub fn start(configmap: &str, extra: &[&str]) -> Operator {
+    pub fn start(
+        configmap: &str,
+        extra: &[&str],
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Operator {
         let log = std::env::temp_dir().join(format!("{configmap}-{}.log", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -224,7 +234,11 @@ impl Operator {
             .open(&log)
             .unwrap();
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+        if let Some(k) = kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        let child = cmd
             .args(["run", "--aws-auth-name", configmap, "--grant-selector"])
             .arg(format!("{TEST_LABEL}={configmap}"))
             .args(["--debounce", "50ms", "--debounce-max", "500ms"])
@@ -267,4 +281,19 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A kubeconfig for the test server that acts as `user` (admin token + impersonation).
+pub fn impersonating_kubeconfig(user: &str) -> PathBuf {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let mut cfg: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    cfg["users"][0]["user"]["as"] = serde_yaml::Value::String(user.to_string());
+    let safe: String = user
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = std::env::temp_dir().join(format!("kubeconfig-as-{safe}-{}", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
+    path
 }
