@@ -3,7 +3,6 @@
 //! chart's ServiceAccount.
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
