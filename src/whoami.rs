@@ -120,6 +120,12 @@ pub fn explain(caller: &Caller, data: &BTreeMap<String, String>, source: &str) -
                 hit.section, hit.line
             )),
         }
+        if hit.section == Section::MapUsers && hit.mapping.arn != canonical.arn {
+            report.causes.push(format!(
+                "mapUsers line {} writes {} and matches only ignoring case; older authenticator versions compare mapUsers exactly: write {}",
+                hit.line, hit.mapping.arn, canonical.arn
+            ));
+        }
         if hit.section == Section::MapAccounts && report.authenticated {
             report.causes.push(format!(
                 "no entry names you; mapAccounts admits all of account {} with your ARN as username and no groups",

@@ -90,6 +90,11 @@ fn case_variant_user_entries_are_flagged_as_random() {
     )]);
     let r = explain(&caller("arn:aws:iam::111122223333:user/alice"), &d, "test").unwrap();
     assert!(r.authenticated);
+    assert!(
+        r.causes[0].contains("matches only ignoring case"),
+        "{:?}",
+        r.causes
+    );
     assert!(r.mapped.unwrap().ambiguous.unwrap().contains("random"));
 }
 
@@ -149,4 +154,20 @@ fn spaces_around_an_arn_are_explained() {
     let r = explain(&caller(SESSION), &d, "test").unwrap();
     assert!(!r.authenticated);
     assert!(r.causes[0].contains("spaces around it"), "{:?}", r.causes);
+}
+
+#[test]
+fn a_case_mismatch_in_map_users_is_pointed_out() {
+    let d = data(&[(
+        "mapUsers",
+        "- userarn: arn:aws:iam::111122223333:user/Alice\n  username: a\n",
+    )]);
+    let r = explain(&caller("arn:aws:iam::111122223333:user/alice"), &d, "test").unwrap();
+    assert!(r.authenticated);
+    assert!(
+        r.causes[0].contains("matches only ignoring case"),
+        "{:?}",
+        r.causes
+    );
+    assert!(r.causes[0].contains("write arn:aws:iam::111122223333:user/alice"));
 }
