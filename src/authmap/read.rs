@@ -1129,6 +1129,21 @@ mod tests {
     }
 
     #[test]
+    fn comments_and_terraform_style_quoting_read_exactly() {
+        let text = "# platform team\n- rolearn: 'arn:aws:iam::111122223333:role/a' # admins\n  username: \"a:{{SessionName}}\"\n  groups:\n    - \"system:masters\"\n";
+        let r = roles(text);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(
+            r.values(),
+            vec![Mapping {
+                arn: "arn:aws:iam::111122223333:role/a".into(),
+                username: "a:{{SessionName}}".into(),
+                groups: vec!["system:masters".into()],
+            }]
+        );
+    }
+
+    #[test]
     fn wrong_case_top_level_keys_are_reported() {
         let data = BTreeMap::from([("MapRoles".to_string(), NODE_ROLE.to_string())]);
         let r = read_data(&data);
