@@ -245,6 +245,28 @@ fn describe(section: Section, entry: &Entry) -> String {
     }
 }
 
+/// Renders a key from its entries (a key only ever holds its own kind of entry).
+fn render_entries(section: Section, entries: &[Entry]) -> Result<String, RenderMismatch> {
+    if section == Section::MapAccounts {
+        let accounts: Vec<String> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Account(a) => Some(a.clone()),
+                Entry::Mapping(_) => None,
+            })
+            .collect();
+        return render_accounts(&accounts);
+    }
+    let mappings: Vec<Mapping> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Mapping(m) => Some(m.clone()),
+            Entry::Account(_) => None,
+        })
+        .collect();
+    render_mappings(section, &mappings)
+}
+
 /// An unowned entry the plan found, by principal key.
 struct Unowned {
     section: Section,
@@ -470,27 +492,7 @@ pub fn plan(
             data.remove(section.key());
             continue;
         }
-        let text = match section {
-            Section::MapAccounts => render_accounts(
-                &after
-                    .iter()
-                    .map(|e| match e {
-                        Entry::Account(a) => a.clone(),
-                        Entry::Mapping(m) => m.arn.clone(),
-                    })
-                    .collect::<Vec<_>>(),
-            )?,
-            _ => render_mappings(
-                section,
-                &after
-                    .iter()
-                    .filter_map(|e| match e {
-                        Entry::Mapping(m) => Some(m.clone()),
-                        Entry::Account(_) => None,
-                    })
-                    .collect::<Vec<Mapping>>(),
-            )?,
-        };
+        let text = render_entries(section, &after)?;
         data.insert(section.key().to_string(), text);
     }
 
