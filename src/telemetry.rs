@@ -89,12 +89,17 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match conn.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => return debug!(error = %e, "health connection"),
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
+            // Read the whole request head: closing with unread bytes would reset the connection.
+            let mut buf = Vec::with_capacity(512);
+            let mut chunk = [0u8; 512];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                match conn.read(&mut chunk).await {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return debug!(error = %e, "health connection"),
+                }
+            }
+            let request = String::from_utf8_lossy(&buf);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/livez" => ("200 OK", "ok\n".to_string()),
