@@ -77,6 +77,26 @@ pub struct IamAccessGrantSpec {
     pub adopt: bool,
 }
 
+impl IamAccessGrantSpec {
+    /// A grant for an IAM user or role ARN.
+    pub fn arn(arn: &str, username: &str, groups: &[&str]) -> Self {
+        IamAccessGrantSpec {
+            arn: Some(arn.to_string()),
+            username: Some(username.to_string()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A grant for every principal of an account.
+    pub fn account(account: &str) -> Self {
+        IamAccessGrantSpec {
+            account: Some(account.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 /// For API servers without CEL (before 1.25): exactly one of `arn`+`username` or `account`.
 fn arn_xor_account(schema: &mut schemars::Schema) {
     schema.insert(

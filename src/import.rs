@@ -142,9 +142,8 @@ pub fn import(data: &BTreeMap<String, String>, include_node_roles: bool) -> Impo
                 continue;
             }
             let spec = IamAccessGrantSpec {
-                account: Some(e.value.clone()),
                 adopt: true,
-                ..Default::default()
+                ..IamAccessGrantSpec::account(&e.value)
             };
             match validate(&spec) {
                 Ok(_) => out.grants.push((

@@ -256,12 +256,7 @@ mod tests {
     use super::*;
 
     fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
-        IamAccessGrantSpec {
-            arn: Some(arn.into()),
-            username: Some(username.into()),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            ..Default::default()
-        }
+        IamAccessGrantSpec::arn(arn, username, groups)
     }
 
     fn err(spec: IamAccessGrantSpec) -> Invalid {

@@ -36,12 +36,7 @@ fn grant(name: &str, age_secs: i64, spec: IamAccessGrantSpec) -> IamAccessGrant 
 }
 
 fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
-    IamAccessGrantSpec {
-        arn: Some(arn.into()),
-        username: Some(username.into()),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        ..Default::default()
-    }
+    IamAccessGrantSpec::arn(arn, username, groups)
 }
 
 fn cfg() -> PlanConfig {

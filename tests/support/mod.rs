@@ -198,12 +198,7 @@ impl World {
 }
 
 pub fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
-    IamAccessGrantSpec {
-        arn: Some(arn.into()),
-        username: Some(username.into()),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        ..Default::default()
-    }
+    IamAccessGrantSpec::arn(arn, username, groups)
 }
 
 /// The operator binary as a child process, killed with SIGKILL when dropped.
