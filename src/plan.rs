@@ -78,12 +78,9 @@ impl Ownership {
             .map_err(|e| format!("annotation {OWNERSHIP_ANNOTATION} is not valid: {e}; every entry is treated as not managed"))?;
         let mut out = BTreeMap::new();
         for (k, v) in raw {
-            let section = Section::ALL
-                .into_iter()
-                .find(|s| s.key() == k)
-                .ok_or_else(|| {
-                    format!("annotation {OWNERSHIP_ANNOTATION} names unknown key `{k}`")
-                })?;
+            let section = Section::from_key(&k).ok_or_else(|| {
+                format!("annotation {OWNERSHIP_ANNOTATION} names unknown key `{k}`")
+            })?;
             out.insert(section, v);
         }
         Ok(Ownership(out))
@@ -196,9 +193,7 @@ impl Plan {
 
 fn entry_key(entry: &Entry) -> String {
     match entry {
-        Entry::Mapping(m) => {
-            arn::principal_key(&m.arn).unwrap_or_else(|_| m.arn.to_ascii_lowercase())
-        }
+        Entry::Mapping(m) => arn::match_key(&m.arn),
         Entry::Account(a) => a.clone(),
     }
 }
@@ -393,7 +388,7 @@ pub fn plan(
     let mut managed: BTreeMap<Section, BTreeMap<String, Entry>> = BTreeMap::new();
     let fixed_bytes: usize = cur_data
         .iter()
-        .filter(|(k, _)| !Section::ALL.iter().any(|s| s.key() == k.as_str()))
+        .filter(|(k, _)| Section::from_key(k).is_none())
         .map(|(k, v)| k.len() + v.len())
         .sum::<usize>()
         + Section::ALL
@@ -522,14 +517,12 @@ fn remember_last_applied(g: &IamAccessGrant, keep: &mut Vec<(Section, String)>) 
         .conditions
         .iter()
         .any(|c| c.type_ == crate::api::READY && c.reason == Reason::Applied.as_str());
-    let section = Section::ALL
-        .into_iter()
-        .find(|s| Some(s.key()) == status.section.as_deref());
+    let section = status.section.as_deref().and_then(Section::from_key);
     match (was_applied, section, &status.canonical_arn) {
         (true, Some(section), Some(arn)) => {
             let key = match section {
                 Section::MapAccounts => arn.clone(),
-                _ => arn::principal_key(arn).unwrap_or_else(|_| arn.to_ascii_lowercase()),
+                _ => arn::match_key(arn),
             };
             keep.push((section, key));
             true

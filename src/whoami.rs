@@ -202,7 +202,7 @@ fn suggest(canonical: &str, kind: arn::PrincipalType) -> String {
         ),
         _ => ("user", name.to_string()),
     };
-    let key = arn::principal_key(canonical).unwrap_or_else(|_| canonical.to_ascii_lowercase());
+    let key = arn::match_key(canonical);
     format!(
         "apiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata:\n  name: {}\nspec:\n  arn: {canonical}\n  username: {username}\n  groups: []  # the groups your RBAC bindings use, e.g. [system:masters]\n",
         grant_name(k, name, &key)

@@ -141,6 +141,12 @@ pub fn principal_key(s: &str) -> Result<String, ArnError> {
     .to_ascii_lowercase())
 }
 
+/// [`principal_key`], or the lower-cased text when it is no usable ARN (such an entry never
+/// matches, but it still needs a key to be compared and kept by).
+pub fn match_key(s: &str) -> String {
+    principal_key(s).unwrap_or_else(|_| s.to_ascii_lowercase())
+}
+
 /// Whether a role ARN carries a path (`role/PATH/NAME`), which EKS never matches.
 pub fn role_path(arn: &str) -> Option<(&str, &str)> {
     let (head, rest) = arn.split_once(":role/")?;

@@ -22,6 +22,11 @@ pub enum Section {
 impl Section {
     pub const ALL: [Section; 3] = [Section::MapRoles, Section::MapUsers, Section::MapAccounts];
 
+    /// The section a `data` key names (exact, case-sensitive, as EKS reads it).
+    pub fn from_key(key: &str) -> Option<Section> {
+        Section::ALL.into_iter().find(|s| s.key() == key)
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Section::MapRoles => "mapRoles",

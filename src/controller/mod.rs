@@ -381,7 +381,9 @@ async fn update_statuses(
         let (reason, message) = match (verdict.reason, write_error) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
-            (Reason::Applied, Some(_)) if status::current_reason(g) == Some("Applied") => {
+            (Reason::Applied, Some(_))
+                if status::current_reason(g) == Some(Reason::Applied.as_str()) =>
+            {
                 return None;
             }
             (Reason::Applied, Some(e)) => {
