@@ -62,11 +62,8 @@ pub fn grant_name(kind: &str, name: &str, full: &str) -> String {
 pub fn import(data: &BTreeMap<String, String>, include_node_roles: bool) -> Imported {
     let read = read_data(data);
     let mut out = Imported::default();
-    for section in [Section::MapRoles, Section::MapUsers] {
-        let sr = match section {
-            Section::MapRoles => &read.roles,
-            _ => &read.users,
-        };
+    for sr in [&read.roles, &read.users] {
+        let section = sr.section;
         if !sr.readable() {
             out.unreadable.extend(
                 sr.findings

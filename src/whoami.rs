@@ -144,12 +144,9 @@ fn why_not(read: &AwsAuthRead, canonical: &str, data: &BTreeMap<String, String>)
     let mut causes = Vec::new();
     let key = canonical.to_ascii_lowercase();
     let name = key.rsplit('/').next().unwrap_or_default().to_string();
-    for section in [Section::MapRoles, Section::MapUsers] {
-        let entries = match section {
-            Section::MapRoles => &read.roles.entries,
-            _ => &read.users.entries,
-        };
-        for e in entries {
+    for sr in [&read.roles, &read.users] {
+        let section = sr.section;
+        for e in &sr.entries {
             let a = &e.value.arn;
             let lower = a.to_ascii_lowercase();
             if lower.trim() == key && lower != key {
