@@ -12,7 +12,7 @@ use crate::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::authmap::render::{
     RenderMismatch, account_text, mapping_text, render_accounts, render_mappings,
 };
-use crate::authmap::{Mapping, Section};
+use crate::authmap::{Mapping, Section, excerpt, shown};
 use crate::validate::{Entry, ValidGrant, validate};
 
 /// Annotation on aws-auth listing, per key, the principals this operator manages.
@@ -232,9 +232,9 @@ fn describe(section: Section, entry: &Entry) -> String {
     match entry {
         Entry::Mapping(m) => format!(
             "{section} maps {} to username \"{}\" with groups [{}]",
-            m.arn,
-            m.username,
-            m.groups.join(", ")
+            shown(&m.arn),
+            shown(&m.username),
+            shown(&m.groups.join(", "))
         ),
         Entry::Account(a) => format!("{section} admits every principal of account {a}"),
     }
@@ -312,6 +312,8 @@ pub fn plan(
     let mut claimed: HashMap<String, String> = HashMap::new();
     let mut accepted: Vec<(String, ValidGrant)> = Vec::new();
     let mut last_applied_of_invalid: Vec<(Section, String)> = Vec::new();
+    // Grants that wait on an unreadable key keep the entry they have, whatever it is.
+    let mut held: Vec<(Section, String)> = Vec::new();
     for g in order {
         let name = g.name_any();
         let mut refuse = |reason, message: String, v: Option<&ValidGrant>| {
@@ -323,6 +325,18 @@ pub fn plan(
                 canonical_arn: v.map(|v| v.canonical.clone()),
             })
         };
+        // The creator in any form (a session ARN, a path) is named as such before anything
+        // else, so no message ever suggests the ARN that would be refused next.
+        if let Some(raw) = g.spec.arn.as_deref()
+            && arn::principal_key(raw.trim()).is_ok_and(|k| config.cluster_creators.contains(&k))
+        {
+            refuse(
+                Reason::ClusterCreator,
+                cluster_creator_message(raw.trim()),
+                None,
+            );
+            continue;
+        }
         let v = match validate(&g.spec) {
             Ok(v) => v,
             Err(invalid) => {
@@ -339,10 +353,7 @@ pub fn plan(
         if v.section != Section::MapAccounts && config.cluster_creators.contains(&v.key) {
             refuse(
                 Reason::ClusterCreator,
-                format!(
-                    "{} is the cluster creator, which EKS already maps to system:masters outside aws-auth; an aws-auth entry for it can lock it out: delete this grant",
-                    v.canonical
-                ),
+                cluster_creator_message(&v.canonical),
                 Some(&v),
             );
             continue;
@@ -365,6 +376,21 @@ pub fn plan(
                 format!("aws-auth {f}. This key is left untouched until it is fixed by hand"),
                 Some(&v),
             );
+            continue;
+        }
+        let in_aws_auth = managed_now.contains_key(&(v.section, v.key.clone()));
+        if let Some((other, f)) = unreadable_holder(&read, cur_data, &v, in_aws_auth) {
+            refuse(
+                Reason::AwsAuthUnreadable,
+                format!(
+                    "aws-auth {other} cannot be read exactly and may map {} (EKS looks in mapRoles, then mapUsers, whatever the entry's field): {f}. Nothing changes for this grant until that key is fixed by hand",
+                    v.canonical
+                ),
+                Some(&v),
+            );
+            if in_aws_auth {
+                held.push((v.section, v.key.clone()));
+            }
             continue;
         }
         if let Some(u) = unowned.get(&v.key)
@@ -407,10 +433,10 @@ pub fn plan(
             .sum::<usize>();
     let mut data_bytes = fixed_bytes;
     let mut annotation_bytes = 64;
-    for (section, key) in last_applied_of_invalid {
-        if claimed.contains_key(&key) {
-            continue;
-        }
+    let invalid_kept = last_applied_of_invalid
+        .into_iter()
+        .filter(|(_, key)| !claimed.contains_key(key));
+    for (section, key) in invalid_kept.chain(held) {
         if let Some(e) = managed_now.get(&(section, key.clone())) {
             data_bytes += entry_text(section, e).len();
             annotation_bytes += key.len() + 3;
@@ -496,6 +522,11 @@ pub fn plan(
         Some(_) => &data != cur_data || ownership.normalized() != owned_before.normalized(),
     };
     verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
+    for v in &mut verdicts {
+        if let std::borrow::Cow::Owned(short) = excerpt(&v.message, MAX_MESSAGE_CHARS) {
+            v.message = short;
+        }
+    }
     Ok(Plan {
         data,
         ownership,
@@ -504,6 +535,53 @@ pub fn plan(
         diff,
         findings: read.findings().cloned().collect(),
         notes,
+    })
+}
+
+/// Statuses, events and CLI lines stay readable whatever a grant holds.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+fn cluster_creator_message(arn: &str) -> String {
+    format!(
+        "{} is the cluster creator, which EKS already maps to system:masters outside aws-auth; an aws-auth entry for it can lock it out: delete this grant",
+        shown(arn)
+    )
+}
+
+/// An unreadable mapping key, other than the grant's own, where EKS may find the grant's
+/// principal: mapRoles decides before mapUsers, and either key can hold either kind of ARN. A
+/// role already written to mapRoles is decided there already; a new one would silently override
+/// whatever mapUsers holds for it.
+fn unreadable_holder<'r>(
+    read: &'r AwsAuthRead,
+    data: &BTreeMap<String, String>,
+    v: &ValidGrant,
+    in_aws_auth: bool,
+) -> Option<(Section, &'r Finding)> {
+    let other = match v.section {
+        Section::MapRoles if !in_aws_auth => Section::MapUsers,
+        Section::MapUsers => Section::MapRoles,
+        _ => return None,
+    };
+    let f = read.first_blocking(other)?;
+    let text = data.get(other.key())?;
+    could_hold(text, &v.canonical).then_some((other, f))
+}
+
+/// Whether text that cannot be read exactly might still name `canonical` to EKS: `/NAME` appears
+/// under Unicode case folding as a whole name, or an escape could spell anything.
+fn could_hold(text: &str, canonical: &str) -> bool {
+    if text.contains('\\') {
+        return true;
+    }
+    let name = canonical.rsplit('/').next().unwrap_or(canonical);
+    let needle = format!("/{}", arn::fold_case(name));
+    let hay = arn::fold_case(text);
+    hay.match_indices(&needle).any(|(i, _)| {
+        hay[i + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || "+=,.@_-".contains(c)))
     })
 }
 

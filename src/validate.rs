@@ -6,7 +6,7 @@ use crate::api::IamAccessGrantSpec;
 use crate::authmap::arn::{self, ArnError, PrincipalType};
 use crate::authmap::read::is_account_id;
 use crate::authmap::template::{self, EC2_PRIVATE_DNS_NAME};
-use crate::authmap::{Mapping, Section};
+use crate::authmap::{Mapping, Section, shown};
 
 /// A grant reduced to what it writes into aws-auth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +61,12 @@ pub fn validate(spec: &IamAccessGrantSpec) -> Result<ValidGrant, Invalid> {
 }
 
 fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGrant, Invalid> {
+    let shown_account = shown(account);
     if !is_account_id(account) {
         return Err(invalid(
             "spec.account",
             format!(
-                "`{account}` is not a 12-digit AWS account id; write it in quotes, e.g. account: \"111122223333\""
+                "`{shown_account}` is not a 12-digit AWS account id; write it in quotes, e.g. account: \"111122223333\""
             ),
         ));
     }
@@ -113,11 +114,12 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
 /// `arn:P:iam::ACCOUNT:user/[PATH/]NAME`. Everything else is refused with the form to use.
 pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
     const F: &str = "spec.arn";
+    let shown_raw = shown(raw);
     if raw.chars().any(char::is_whitespace) {
         return Err(invalid(
             F,
             format!(
-                "`{raw}` contains whitespace, which EKS keeps verbatim so it never matches; remove it"
+                "`{shown_raw}` contains whitespace, which EKS keeps verbatim so it never matches; remove it"
             ),
         ));
     }
@@ -133,7 +135,7 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
         return Err(invalid(
             F,
             format!(
-                "account `{}` in `{raw}` is not a 12-digit AWS account id",
+                "account `{}` in `{shown_raw}` is not a 12-digit AWS account id",
                 parsed.account
             ),
         ));
@@ -151,13 +153,14 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
         PrincipalType::Role if parsed.service == "sts" => Err(invalid(
             F,
             format!(
-                "`{raw}` is an STS assumed-role session ARN, which changes every session; grant the role: use {}",
-                arn::strip_role_path(&c.arn)
+                "`{shown_raw}` is an STS assumed-role session ARN, which changes every session; grant the role: use {}",
+                shown(&arn::strip_role_path(&c.arn))
             ),
         )),
         PrincipalType::Role => {
             if let Some((_, name)) = arn::role_path(raw) {
                 let fixed = arn::strip_role_path(raw);
+                let fixed = shown(&fixed);
                 check_iam_name(name, raw)?;
                 return Err(invalid(
                     F,
@@ -178,7 +181,7 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
             {
                 return Err(invalid(
                     F,
-                    format!("user path in `{raw}` is not a valid IAM path"),
+                    format!("user path in `{shown_raw}` is not a valid IAM path"),
                 ));
             }
             Ok((Section::MapUsers, c.arn))
@@ -186,14 +189,14 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
         PrincipalType::Root => Err(invalid(
             F,
             format!(
-                "`{raw}` is the account root user; to admit every principal of the account use account: \"{}\" instead of arn",
+                "`{shown_raw}` is the account root user; to admit every principal of the account use account: \"{}\" instead of arn",
                 parsed.account
             ),
         )),
         PrincipalType::FederatedUser => Err(invalid(
             F,
             format!(
-                "`{raw}` is an STS federated-user session; grant the IAM user or role that calls GetFederationToken"
+                "`{shown_raw}` is an STS federated-user session; grant the IAM user or role that calls GetFederationToken"
             ),
         )),
     }
@@ -201,6 +204,7 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
 
 /// IAM user and role names: 1-64 of `[A-Za-z0-9+=,.@_-]`.
 fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
+    let (shown_name, shown_raw) = (shown(name), shown(raw));
     let ok = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -211,13 +215,14 @@ fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
         Err(invalid(
             "spec.arn",
             format!(
-                "`{name}` in `{raw}` is not a valid IAM name (1-64 characters of letters, digits and +=,.@_-)"
+                "`{shown_name}` in `{shown_raw}` is not a valid IAM name (1-64 characters of letters, digits and +=,.@_-)"
             ),
         ))
     }
 }
 
 fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
+    let shown_value = shown(value);
     if value.is_empty() {
         return Err(invalid(
             field,
@@ -229,7 +234,7 @@ fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), I
             field,
             format!(
                 "`{}` contains whitespace; Kubernetes names in aws-auth must not",
-                value.escape_debug()
+                shown(value).escape_debug()
             ),
         ));
     }
@@ -237,7 +242,7 @@ fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), I
         return Err(invalid(
             field,
             format!(
-                "`{bad}` in `{value}` is not a template token EKS knows, so it would stay literal text; use one of {}",
+                "`{bad}` in `{shown_value}` is not a template token EKS knows, so it would stay literal text; use one of {}",
                 template::TOKENS.join(", ")
             ),
         ));

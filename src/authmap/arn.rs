@@ -1,6 +1,8 @@
 //! IAM ARNs: parsing, the authenticator's canonical form, and the key aws-auth entries match on.
 use std::fmt;
 
+use super::shown;
+
 /// Partitions the authenticator accepts (pkg/arn `checkPartition`).
 pub const PARTITIONS: &[&str] = &[
     "aws",
@@ -15,13 +17,17 @@ pub const PARTITIONS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArnError {
-    #[error("`{0}` is not an ARN: expected arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE")]
+    #[error("`{}` is not an ARN: expected arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE", shown(.0))]
     NotAnArn(String),
-    #[error("`{arn}` has partition `{partition}`; EKS knows only {}", PARTITIONS.join(", "))]
+    #[error("`{}` has partition `{}`; EKS knows only {}", shown(arn), shown(partition), PARTITIONS.join(", "))]
     Partition { arn: String, partition: String },
-    #[error("`{0}` is an assumed-role ARN without a session name")]
+    #[error("`{}` is an assumed-role ARN without a session name", shown(.0))]
     NoSession(String),
-    #[error("`{arn}` names a {what}; aws-auth maps only IAM users, IAM roles and accounts")]
+    #[error(
+        "`{}` names a {}; aws-auth maps only IAM users, IAM roles and accounts",
+        shown(arn),
+        shown(what)
+    )]
     Unsupported { arn: String, what: String },
 }
 
@@ -131,20 +137,59 @@ pub fn canonicalize(s: &str) -> Result<Canonical, ArnError> {
 /// authenticator compares case-insensitively.
 pub fn principal_key(s: &str) -> Result<String, ArnError> {
     let c = canonicalize(s)?;
-    Ok(match c.kind {
+    let key = match c.kind {
         PrincipalType::Role => {
             let name = c.arn.rsplit('/').next().unwrap_or_default();
             format!("arn:{}:iam::{}:role/{name}", c.partition, c.account)
         }
         _ => c.arn,
-    }
-    .to_ascii_lowercase())
+    };
+    Ok(fold_case(&key))
 }
 
-/// [`principal_key`], or the lower-cased text when it is no usable ARN (such an entry never
+/// [`principal_key`], or the case-folded text when it is no usable ARN (such an entry never
 /// matches, but it still needs a key to be compared and kept by).
 pub fn match_key(s: &str) -> String {
-    principal_key(s).unwrap_or_else(|_| s.to_ascii_lowercase())
+    principal_key(s).unwrap_or_else(|_| fold_case(s))
+}
+
+/// Go's `unicode.ToLower` for one character: the simple mapping (U+0130 becomes `i`, where
+/// Rust's full mapping gives two characters).
+fn go_lower(c: char) -> char {
+    if c == '\u{130}' {
+        return 'i';
+    }
+    let mut l = c.to_lowercase();
+    match (l.next(), l.next()) {
+        (Some(x), None) => x,
+        _ => c,
+    }
+}
+
+fn simple_upper(c: char) -> char {
+    let mut u = c.to_uppercase();
+    match (u.next(), u.next()) {
+        (Some(x), None) => x,
+        _ => c,
+    }
+}
+
+/// Go's `strings.ToLower`, which the authenticator applies to mapRoles keys and callers.
+pub fn go_to_lower(s: &str) -> String {
+    s.chars().map(go_lower).collect()
+}
+
+/// A key that two strings share whenever Go's `strings.ToLower` or `strings.EqualFold` (the
+/// authenticator's comparisons) call them equal: `K` (KELVIN SIGN) and `k`, `ſ` and `s`. It may
+/// also join a few pairs Go keeps apart (such as `ı` and `i`): for finding conflicts, erring
+/// toward "the same principal" is the safe side. ASCII text is simply lower-cased.
+pub fn fold_case(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    s.chars()
+        .map(|c| go_lower(simple_upper(go_lower(c))))
+        .collect()
 }
 
 /// Whether a role ARN carries a path (`role/PATH/NAME`), which EKS never matches.
@@ -209,6 +254,26 @@ mod tests {
         assert_eq!(
             principal_key("arn:aws:iam::111122223333:user/ops/Bob").unwrap(),
             "arn:aws:iam::111122223333:user/ops/bob"
+        );
+    }
+
+    #[test]
+    fn case_folds_like_go() {
+        assert_eq!(go_to_lower("role/\u{212A}ube"), "role/kube");
+        assert_eq!(go_to_lower("\u{17F}"), "\u{17F}");
+        assert_eq!(go_to_lower("\u{130}"), "i");
+        for (a, b) in [
+            ("\u{212A}ube-Admin", "kube-admin"),
+            ("\u{17F}am", "SAM"),
+            ("ß", "ẞ"),
+            ("Σς", "σσ"),
+        ] {
+            assert_eq!(fold_case(a), fold_case(b), "{a} {b}");
+        }
+        assert_ne!(fold_case("kube"), fold_case("kubé"));
+        assert_eq!(
+            principal_key("arn:aws:iam::111122223333:role/\u{212A}ube-admin").unwrap(),
+            principal_key("arn:aws:iam::111122223333:role/kube-admin").unwrap()
         );
     }
 

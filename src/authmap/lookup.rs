@@ -1,4 +1,5 @@
 //! How the authenticator maps one caller: mapRoles, then mapUsers, then mapAccounts.
+use super::arn;
 use super::read::AwsAuthRead;
 use super::{Mapping, Section};
 
@@ -16,14 +17,15 @@ pub struct Hit {
 
 /// Looks a caller up exactly as the authenticator's ConfigMap mapper does.
 pub fn lookup(read: &AwsAuthRead, canonical_arn: &str, account: &str) -> Option<Hit> {
-    let key = canonical_arn.to_ascii_lowercase();
-    // mapRoles is keyed by the lower-cased ARN; the last entry wins.
+    let key = arn::go_to_lower(canonical_arn);
+    // mapRoles is keyed by Go's lower-cased ARN (Unicode: `K` KELVIN SIGN is `k`); the last
+    // entry wins.
     if let Some(e) = read
         .roles
         .entries
         .iter()
         .rev()
-        .find(|e| e.value.arn.to_ascii_lowercase() == key)
+        .find(|e| arn::go_to_lower(&e.value.arn) == key)
     {
         return Some(Hit {
             section: Section::MapRoles,
@@ -33,12 +35,14 @@ pub fn lookup(read: &AwsAuthRead, canonical_arn: &str, account: &str) -> Option<
         });
     }
     // mapUsers keeps keys as written (last wins among exact duplicates) and matches them
-    // case-insensitively, so keys differing only in case are a coin toss.
+    // case-insensitively (Unicode folding: `ſ` is `s`), so keys differing only in case are a
+    // coin toss.
+    let folded = arn::fold_case(canonical_arn);
     let matches: Vec<_> = read
         .users
         .entries
         .iter()
-        .filter(|e| e.value.arn.eq_ignore_ascii_case(canonical_arn))
+        .filter(|e| arn::fold_case(&e.value.arn) == folded)
         .collect();
     if let Some(last) = matches.last() {
         let mut others: Vec<String> = matches
@@ -107,6 +111,29 @@ mod tests {
         assert_eq!(hit.section, Section::MapAccounts);
         assert_eq!(hit.mapping.username, "arn:aws:iam::444455556666:role/X");
         assert!(lookup(&r, "arn:aws:iam::111122223333:role/B", "111122223333").is_none());
+    }
+
+    #[test]
+    fn unicode_case_matches_as_go_does() {
+        let r = read(&[
+            (
+                "mapRoles",
+                "- rolearn: \"arn:aws:iam::111122223333:role/\\u212Aube-admin\"\n  username: kelvin\n",
+            ),
+            (
+                "mapUsers",
+                "- userarn: \"arn:aws:iam::111122223333:user/\\u017Fam\"\n  username: long-s\n",
+            ),
+        ]);
+        let hit = lookup(
+            &r,
+            "arn:aws:iam::111122223333:role/kube-admin",
+            "111122223333",
+        )
+        .unwrap();
+        assert_eq!(hit.mapping.username, "kelvin");
+        let hit = lookup(&r, "arn:aws:iam::111122223333:user/sam", "111122223333").unwrap();
+        assert_eq!(hit.mapping.username, "long-s");
     }
 
     #[test]

@@ -1,11 +1,33 @@
 //! The aws-auth domain, pure: ARNs, templates, the authenticator-faithful reader, the renderer.
 pub mod arn;
+pub mod goyaml;
 pub mod lookup;
 pub mod read;
 pub mod render;
 pub mod template;
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// How many characters of a user-supplied value a message echoes.
+pub const ECHO_CHARS: usize = 120;
+
+/// At most `max` characters of `s`, with an ellipsis and the count left out: messages (CLI,
+/// statuses, events) echo values without letting a huge one flood them.
+pub fn excerpt(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => {
+            let rest = s[cut..].chars().count();
+            Cow::Owned(format!("{}… ({rest} more characters)", &s[..cut]))
+        }
+    }
+}
+
+/// A value as messages echo it: at most [`ECHO_CHARS`] characters.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    excerpt(s, ECHO_CHARS)
+}
 
 /// The ConfigMap the authenticator reads.
 pub const NAMESPACE: &str = "kube-system";

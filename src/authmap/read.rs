@@ -200,6 +200,7 @@ pub fn read_data(data: &BTreeMap<String, String>) -> AwsAuthRead {
 /// Reads one `mapRoles` or `mapUsers` value (`None`: the key is absent).
 pub fn read_mappings(section: Section, text: Option<&str>) -> SectionRead<Mapping> {
     let mut out = SectionRead::new(section, text.is_some());
+    let text = text.filter(|t| !skippable(t));
     let Some(root) = parse_key(section, text, &mut out.findings) else {
         return out;
     };
@@ -232,6 +233,7 @@ pub fn read_mappings(section: Section, text: Option<&str>) -> SectionRead<Mappin
 pub fn read_accounts(text: Option<&str>) -> SectionRead<String> {
     let section = Section::MapAccounts;
     let mut out = SectionRead::new(section, text.is_some());
+    let text = text.filter(|t| !skippable(t));
     let Some(root) = parse_key(section, text, &mut out.findings) else {
         return out;
     };
@@ -288,6 +290,11 @@ pub fn read_accounts(text: Option<&str>) -> SectionRead<String> {
     out
 }
 
+/// The authenticator skips these texts before parsing: no entries, no error.
+fn skippable(text: &str) -> bool {
+    matches!(text.trim(), "" | "``" | "\"\"")
+}
+
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -299,6 +306,8 @@ pub fn is_account_id(s: &str) -> bool {
 struct Node {
     line: usize,
     column: usize,
+    /// Position of the node's first character in the text, in chars.
+    index: usize,
     anchored: bool,
     tag: Option<Tag>,
     kind: Kind,
@@ -352,6 +361,7 @@ impl MarkedEventReceiver for TreeBuilder {
         let node = |kind, anchor: usize, tag| Node {
             line: mark.line(),
             column: mark.col() + 1,
+            index: mark.index(),
             anchored: anchor != 0,
             tag,
             kind,
@@ -391,6 +401,9 @@ impl MarkedEventReceiver for TreeBuilder {
 fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) -> Option<Node> {
     let text = text?;
     let key = section.key();
+    // go-yaml's rules about characters, directives and markers come first: where they fire,
+    // what a YAML 1.2 parser would make of the text does not matter.
+    findings.extend(super::goyaml::scan_text(key, text));
     let fail = |findings: &mut Vec<Finding>, line, column, effect, message: String| {
         findings.push(Finding {
             key: key.to_string(),
@@ -413,6 +426,9 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
             );
         }
     }
+    if findings.iter().any(|f| f.effect == Effect::KeyDropped) {
+        return None;
+    }
     let mut builder = TreeBuilder::default();
     if let Err(e) = Parser::new_from_str(text).load(&mut builder, true) {
         let m = e.marker();
@@ -428,9 +444,11 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
         );
         return None;
     }
+    let chars: Vec<char> = text.chars().collect();
     for (_, root) in &builder.documents {
         if let Some(root) = root {
             complex_keys(key, root, findings);
+            scalar_sources(key, &chars, root, findings);
         }
     }
     if findings.iter().any(|f| f.effect == Effect::KeyDropped) {
@@ -438,7 +456,8 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
     }
     let mut docs = builder.documents.into_iter();
     let root = docs.next().and_then(|d| d.1);
-    if let Some((line, _)) = docs.next() {
+    let marker_reported = findings.iter().any(|f| f.message.contains("marker `...`"));
+    if let Some((line, _)) = docs.next().filter(|_| !marker_reported) {
         fail(
             findings,
             line.max(1),
@@ -450,6 +469,39 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
         );
     }
     root
+}
+
+/// Scalars whose source go-yaml reads differently: YAML 1.2-only escapes, values folded from
+/// several lines.
+fn scalar_sources(key: &str, chars: &[char], node: &Node, findings: &mut Vec<Finding>) {
+    match &node.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .for_each(|i| scalar_sources(key, chars, i, findings)),
+        Kind::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            scalar_sources(key, chars, k, findings);
+            scalar_sources(key, chars, v, findings);
+        }),
+        Kind::Scalar { value, style } => {
+            let problem = match style {
+                TScalarStyle::DoubleQuoted => super::goyaml::check_quoted(chars, node.index, true),
+                TScalarStyle::SingleQuoted => super::goyaml::check_quoted(chars, node.index, false),
+                TScalarStyle::Plain => super::goyaml::check_plain(chars, node.index, value),
+                // Reported where they are read.
+                _ => None,
+            };
+            if let Some((effect, message)) = problem {
+                findings.push(Finding {
+                    key: key.to_string(),
+                    line: node.line,
+                    column: node.column,
+                    effect,
+                    message: message.replace("the whole key", &format!("the whole {key}")),
+                });
+            }
+        }
+        Kind::Alias => {}
+    }
 }
 
 /// go-yaml v2 refuses mapping keys that are lists or mappings, which fails the whole key. An
@@ -594,7 +646,7 @@ fn read_mapping_entry(section: Section, item: &Node, r: &mut Reporter<'_>) -> Op
             // Reported by `complex_keys`.
             _ => continue,
         };
-        let lower = key.to_ascii_lowercase();
+        let lower = arn::fold_case(&key);
         if let Some(first) = seen.insert(lower.clone(), k.line) {
             r.at(
                 k,
@@ -772,7 +824,7 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
             );
         }
         if section == Section::MapRoles {
-            let lower = a.to_ascii_lowercase();
+            let lower = arn::fold_case(a);
             if let Some((first, _)) = folded.insert(lower, (e.line, a)) {
                 warn(
                     e.line,
@@ -790,7 +842,7 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                     ),
                 );
             }
-            if let Some((first, other)) = folded.insert(a.to_ascii_lowercase(), (e.line, a))
+            if let Some((first, other)) = folded.insert(arn::fold_case(a), (e.line, a))
                 && other != a
             {
                 warn(
@@ -1141,6 +1193,79 @@ mod tests {
                 groups: vec!["system:masters".into()],
             }]
         );
+    }
+
+    // go-yaml v2's limits (see goyaml.rs): text a YAML 1.2 parser reads but EKS does not.
+
+    #[test]
+    fn yaml12_only_escape_makes_the_key_dropped() {
+        let text = r#"'[{"rolearn":"arn:aws:iam::111122223333:role\/old-admin","username":"old-admin","groups":["system:masters"]}]'"#;
+        // Single-quoted: the backslash is literal there, so the text is one scalar, not a list.
+        assert!(!roles(text).readable());
+        let text = r#"[{"rolearn":"arn:aws:iam::111122223333:role\/old-admin","username":"old-admin","groups":["system:masters"]}]"#;
+        let r = roles(text);
+        assert!(r.entries.is_empty(), "{:?}", r.entries);
+        let f = r.first_blocking().unwrap();
+        assert_eq!((f.line, f.effect), (1, Effect::KeyDropped));
+        assert!(
+            f.message.contains("\\/") && f.message.contains("mapRoles"),
+            "{f}"
+        );
+    }
+
+    #[test]
+    fn directives_leading_end_markers_and_raw_controls_are_unreadable() {
+        for (text, line) in [
+            (format!("...\n{NODE_ROLE}"), 1),
+            (format!("%YAML 1.2\n---\n{NODE_ROLE}"), 1),
+            (
+                format!("%TAG !e! tag:example.com,2000:\n---\n{NODE_ROLE}"),
+                1,
+            ),
+            (format!("{NODE_ROLE}# note \u{7}\n"), 6),
+            (format!("# \u{fffe}\n{NODE_ROLE}"), 1),
+            (format!("{NODE_ROLE}- rolearn: a\u{85}b\n"), 6),
+            (
+                format!("- rolearn: arn:aws:iam::111122223333:role/a # x\u{2028}- y\n"),
+                1,
+            ),
+        ] {
+            let r = roles(&text);
+            assert!(!r.readable(), "{text:?}");
+            assert_eq!(
+                r.first_blocking().unwrap().line,
+                line,
+                "{text:?}: {:?}",
+                r.findings
+            );
+        }
+        // Escapes of the same characters are fine.
+        let r = roles(
+            "- rolearn: \"arn:aws:iam::111122223333:role/a\"\n  username: \"a\\ufffe\\N\\L\"\n",
+        );
+        assert!(r.readable(), "{:?}", r.findings);
+        assert_eq!(r.values()[0].username, "a\u{fffe}\u{85}\u{2028}");
+    }
+
+    #[test]
+    fn unicode_line_breaks_and_folding_inside_values_are_unreadable() {
+        for text in [
+            "- rolearn: arn:aws:iam::111122223333:role/a\n  username: 'alice\u{2028}  ops'\n",
+            "- rolearn: arn:aws:iam::111122223333:role/a\n  username: \"alice\n    ops\"\n",
+            "- rolearn: arn:aws:iam::111122223333:role/a\n  username: alice\n    ops\n",
+        ] {
+            let r = roles(text);
+            assert!(!r.readable(), "{text:?}");
+            assert_eq!(r.first_blocking().unwrap().line, 2, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_authenticator_skips_maps_nobody() {
+        for text in ["``", "  ``\n", " \"\" "] {
+            let r = roles(text);
+            assert!(r.findings.is_empty() && r.entries.is_empty(), "{text:?}");
+        }
     }
 
     #[test]

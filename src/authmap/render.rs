@@ -1,6 +1,7 @@
 //! The renderer: block YAML that the authenticator reads back exactly, verified before it is returned.
 use std::fmt::Write;
 
+use super::goyaml;
 use super::read::{read_accounts, read_mappings};
 use super::{Mapping, Section};
 
@@ -11,8 +12,9 @@ pub struct RenderMismatch {
     pub detail: String,
 }
 
-/// A YAML double-quoted scalar. Escapes everything YAML or JSON could read as structure or a
-/// line break, so no value can change the document's shape.
+/// A YAML double-quoted scalar. Escapes, with YAML 1.1's escapes only, every character go-yaml
+/// would refuse (outside YAML 1.1's printable set) or read as a line break, so no value can
+/// change the document's shape or make EKS drop the key.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -20,7 +22,10 @@ pub fn quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+            c if goyaml::needs_escape(c) && (c as u32) > 0xFFFF => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+            c if goyaml::needs_escape(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -141,6 +146,9 @@ mod tests {
             "# not a comment",
             "{{x}}: y",
             "\u{2028}",
+            "\u{85}\u{2029}\u{feff}",
+            "nonchar\u{fffe}\u{ffff}",
+            "\u{0}\u{7f}\u{9f}",
             "ünï",
             " lead",
         ];
@@ -148,6 +156,22 @@ mod tests {
         render_mappings(Section::MapUsers, &entries).unwrap();
         let accounts: Vec<String> = nasty.iter().map(|s| s.to_string()).collect();
         render_accounts(&accounts).unwrap();
+    }
+
+    #[test]
+    fn characters_go_yaml_refuses_are_escaped() {
+        let text = render_mappings(
+            Section::MapUsers,
+            &[m(
+                "arn:aws:iam::111122223333:user/a",
+                "a\u{fffe}b\u{85}",
+                &["\u{ffff}"],
+            )],
+        )
+        .unwrap();
+        assert!(text.contains(r#""a\ufffeb\u0085""#), "{text}");
+        assert!(text.contains(r#""\uffff""#), "{text}");
+        assert!(text.chars().all(|c| !goyaml::needs_escape(c) || c == '\n'));
     }
 
     #[test]

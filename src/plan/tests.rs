@@ -416,3 +416,161 @@ fn broken_ownership_record_treats_everything_as_unowned() {
     assert_eq!(p.notes.len(), 1);
     assert_eq!(read_data(&p.data).roles.values().len(), 1);
 }
+
+#[test]
+fn unreadable_keys_hold_grants_whose_principal_they_may_map() {
+    // An unowned role ARN under `userarn:` in a mapUsers that `on` makes unreadable: EKS still
+    // maps role/Admin there, so a new mapRoles entry would silently replace it.
+    let users = "- userarn: arn:aws:iam::111122223333:role/Admin\n  username: admin\n  groups: [system:masters, on]\n";
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES), ("mapUsers", users)]);
+    let grants = [
+        grant(
+            "admin",
+            0,
+            role("arn:aws:iam::111122223333:role/admin", "a", &[]),
+        ),
+        grant(
+            "other",
+            0,
+            role("arn:aws:iam::111122223333:role/Adminx", "o", &[]),
+        ),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("admin", Reason::AwsAuthUnreadable),
+            ("other", Reason::Applied)
+        ]
+    );
+    assert!(
+        p.verdicts[0].message.contains("mapUsers line 3"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert!(
+        !read_data(&p.data)
+            .roles
+            .values()
+            .iter()
+            .any(|m| m.arn.ends_with("role/admin"))
+    );
+
+    // A user grant while an unreadable mapRoles (a tab) holds that user: mapRoles decides first.
+    let roles =
+        format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:user/bob\n\tusername: x\n");
+    let cm = aws_auth(&[("mapRoles", &roles)]);
+    let p = plan(
+        &[grant(
+            "bob",
+            0,
+            role("arn:aws:iam::111122223333:user/Bob", "bob", &[]),
+        )],
+        Some(&cm),
+        &cfg(),
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("bob", Reason::AwsAuthUnreadable)]);
+    assert!(p.data.get("mapUsers").is_none());
+}
+
+#[test]
+fn a_held_grant_keeps_the_entry_it_has() {
+    let g = grant(
+        "bob",
+        0,
+        role("arn:aws:iam::111122223333:user/bob", "bob", &["dev"]),
+    );
+    let first = plan(std::slice::from_ref(&g), None, &cfg()).unwrap();
+    let mut cm = apply(&first, None);
+    // Someone breaks mapRoles by hand with an entry naming bob behind an escape.
+    cm.data.as_mut().unwrap().insert(
+        "mapRoles".into(),
+        "- rolearn: \"arn:aws:iam::111122223333:user/\\x62ob\"\n  username: [x]\n".into(),
+    );
+    let changed = grant(
+        "bob",
+        0,
+        role("arn:aws:iam::111122223333:user/bob", "bob", &["ops"]),
+    );
+    let p = plan(&[changed], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("bob", Reason::AwsAuthUnreadable)]);
+    assert!(!p.changed, "{:?}", p.diff);
+}
+
+#[test]
+fn unowned_entries_conflict_under_unicode_case_folding() {
+    let roles = "- rolearn: \"arn:aws:iam::111122223333:role/\\u212Aube-admin\"\n  username: kelvin\n  groups: [\"system:masters\"]\n";
+    let users = "- userarn: \"arn:aws:iam::111122223333:user/\\u017Fam\"\n  username: long-s\n  groups: [\"system:masters\"]\n";
+    let cm = aws_auth(&[("mapRoles", roles), ("mapUsers", users)]);
+    let grants = [
+        grant(
+            "k",
+            0,
+            role("arn:aws:iam::111122223333:role/kube-admin", "k", &[]),
+        ),
+        grant("s", 0, role("arn:aws:iam::111122223333:user/sam", "s", &[])),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("k", Reason::Conflict), ("s", Reason::Conflict)]
+    );
+    assert!(!p.changed);
+}
+
+#[test]
+fn the_creators_session_arn_is_refused_as_the_creator() {
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:iam::111122223333:role/cluster_creator"])
+        .unwrap();
+    let p = plan(
+        &[grant(
+            "s",
+            0,
+            role(
+                "arn:aws:sts::111122223333:assumed-role/cluster_creator/alice",
+                "c",
+                &[],
+            ),
+        )],
+        None,
+        &c,
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("s", Reason::ClusterCreator)]);
+    assert!(
+        !p.verdicts[0].message.contains("use arn:"),
+        "{}",
+        p.verdicts[0].message
+    );
+}
+
+#[test]
+fn echoed_values_are_capped() {
+    let long = "u".repeat(10_000);
+    let p = plan(
+        &[grant(
+            "l",
+            0,
+            role("arn:aws:iam::111122223333:user/l", &long, &[&long]),
+        )],
+        None,
+        &cfg(),
+    )
+    .unwrap();
+    assert!(
+        p.verdicts[0].message.len() < 600,
+        "{}",
+        p.verdicts[0].message.len()
+    );
+    assert!(p.verdicts[0].message.contains("more characters"));
+    let bad = format!("arn:aws:iam::111122223333:role/{long}");
+    let p = plan(&[grant("b", 0, role(&bad, "b", &[]))], None, &cfg()).unwrap();
+    assert_eq!(p.verdicts[0].reason, Reason::Invalid);
+    assert!(
+        p.verdicts[0].message.len() < 600,
+        "{}",
+        p.verdicts[0].message.len()
+    );
+}
