@@ -1226,7 +1226,7 @@ mod tests {
             (format!("# \u{fffe}\n{NODE_ROLE}"), 1),
             (format!("{NODE_ROLE}- rolearn: a\u{85}b\n"), 6),
             (
-                format!("- rolearn: arn:aws:iam::111122223333:role/a # x\u{2028}- y\n"),
+                "- rolearn: arn:aws:iam::111122223333:role/a # x\u{2028}- y\n".to_string(),
                 1,
             ),
         ] {
