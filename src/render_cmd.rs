@@ -35,7 +35,10 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     let config = PlanConfig::for_cluster_creators(&args.cluster_creator_arns)?;
     let loaded = load_grants(&args.paths)?;
     let current = args.aws_auth.as_deref().map(load_configmap).transpose()?;
-    let p = plan(&loaded.grants, current.as_ref(), &config)?;
+    let mut p = plan(&loaded.grants, current.as_ref(), &config)?;
+    // Grants the API server would reject never reach the plan; they are reported beside it.
+    p.verdicts.extend(loaded.rejected.iter().cloned());
+    p.verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
     let (ns, name) = current
         .as_ref()
         .map(|c| {

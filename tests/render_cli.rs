@@ -159,3 +159,161 @@ fn other_kinds_are_skipped_and_unknown_spec_fields_warned_about() {
     assert!(Path::new(&dir).exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("render-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, file: &str, text: &str) -> String {
+        let p = self.0.join(file);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const GRANT: &str = "apiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {name: new-admin}\nspec:\n  arn: arn:aws:iam::111122223333:role/new-admin\n  username: new-admin\n  groups: [\"system:masters\"]\n";
+
+fn aws_auth_json(map_roles: &str, map_users: Option<&str>) -> String {
+    let mut data = serde_json::json!({ "mapRoles": map_roles });
+    if let Some(u) = map_users {
+        data["mapUsers"] = u.into();
+    }
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "aws-auth", "namespace": "kube-system"},
+        "data": data,
+    })
+    .to_string()
+}
+
+fn rendered_data(o: &Output) -> std::collections::BTreeMap<String, String> {
+    let cm: serde_yaml::Value = serde_yaml::from_str(&stdout(o)).unwrap();
+    serde_yaml::from_value(cm["data"].clone()).unwrap()
+}
+
+#[test]
+fn a_yaml12_escape_leaves_the_key_byte_identical_and_the_grant_waiting() {
+    let s = Scratch::new("escape");
+    let roles = r#"[{"rolearn":"arn:aws:iam::111122223333:role\/old-admin","username":"old-admin","groups":["system:masters"]}]"#;
+    let cm = s.write("aws-auth.json", &aws_auth_json(roles, None));
+    let g = s.write("g.yaml", GRANT);
+    let o = render(&["-f", &g, "--aws-auth", &cm]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(rendered_data(&o)["mapRoles"], roles);
+    let err = stderr(&o);
+    assert!(err.contains("new-admin  False  AwsAuthUnreadable"), "{err}");
+    assert!(err.contains("mapRoles line 1, column"), "{err}");
+}
+
+#[test]
+fn characters_go_yaml_refuses_are_written_as_escapes() {
+    let s = Scratch::new("nonchar");
+    let users = "- userarn: \"arn:aws:iam::111122223333:user/a\"\n  username: \"a\\ufffe\"\n";
+    let cm = s.write("aws-auth.json", &aws_auth_json("", Some(users)));
+    let g = s.write(
+        "g.yaml",
+        &GRANT.replace("username: new-admin", "username: \"x\\uffff\""),
+    );
+    let o = render(&["-f", &g, "--aws-auth", &cm]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let data = rendered_data(&o);
+    assert!(data["mapRoles"].contains("\\uffff"), "{}", data["mapRoles"]);
+    assert!(data.values().all(|v| !v.contains(['\u{fffe}', '\u{ffff}'])));
+}
+
+#[test]
+fn a_raw_next_line_in_the_configmap_is_seen_as_it_is() {
+    let s = Scratch::new("nel");
+    // Unowned entry with a raw U+0085 in a plain value: go-yaml breaks the line there.
+    let roles = "- rolearn: arn:aws:iam::111122223333:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\u{85}x\n";
+    let cm = s.write("aws-auth.json", &aws_auth_json(roles, None));
+    let g = s.write("g.yaml", GRANT);
+    let o = render(&["-f", &g, "--aws-auth", &cm]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(rendered_data(&o)["mapRoles"], roles);
+    assert!(stderr(&o).contains("U+0085"), "{}", stderr(&o));
+    // The same ConfigMap as YAML cannot say what it holds: refused, with the way out.
+    let yaml = s.write(
+        "aws-auth.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: aws-auth, namespace: kube-system}}\ndata:\n  mapRoles: \"{}\"\n", roles.replace('\n', "\\n")),
+    );
+    let o = render(&["-f", &g, "--aws-auth", &yaml]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("line 5") && stderr(&o).contains("-o json"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn grants_are_typed_as_kubectl_types_them() {
+    let s = Scratch::new("yaml11");
+    let g = s.write(
+        "g.yaml",
+        &format!(
+            "{GRANT}---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: acct}}\nspec:\n  account: 012345678901\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: no-user}}\nspec:\n  arn: arn:aws:iam::111122223333:user/n\n  username: no\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: on-group}}\nspec:\n  arn: arn:aws:iam::111122223333:user/o\n  username: o\n  groups: [On]\n"
+        ),
+    );
+    let o = render(&["-f", &g]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("acct       False  Invalid"), "{err}");
+    assert!(
+        err.contains("spec.account (line 13): unquoted `012345678901` is a YAML 1.1 number"),
+        "{err}"
+    );
+    assert!(err.contains("quote it: \"012345678901\""), "{err}");
+    assert!(
+        err.contains("spec.username (line 20): unquoted `no` is a YAML 1.1 boolean"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.groups[0] (line 28): unquoted `On`"),
+        "{err}"
+    );
+    assert!(err.contains("new-admin  True   Applied"), "{err}");
+    let out = stdout(&o);
+    assert!(
+        !out.contains("012345678901") && !out.contains("user/n") && !out.contains("user/o"),
+        "{out}"
+    );
+}
+
+#[test]
+fn byte_order_marks_are_skipped_and_errors_stay_short() {
+    let s = Scratch::new("bom");
+    let g = s.write("g.yaml", &format!("\u{feff}{GRANT}"));
+    let cm = s.write(
+        "aws-auth.yaml",
+        "\u{feff}apiVersion: v1\nkind: ConfigMap\nmetadata: {name: aws-auth, namespace: kube-system}\ndata: {}\n",
+    );
+    let o = render(&["-f", &g, "--aws-auth", &cm]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let big = s.write("big.yaml", &"not a manifest ".repeat(300_000));
+    let o = render(&["-f", &g, "--aws-auth", &big]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stderr.len() < 2_000, "{} bytes of stderr", o.stderr.len());
+    assert!(stderr(&o).contains("more characters"), "{}", stderr(&o));
+
+    let long = "u".repeat(10_000);
+    let g = s.write(
+        "long.yaml",
+        &GRANT.replace("username: new-admin", &format!("username: {long}")),
+    );
+    let o = render(&["-f", &g, "-o", "diff"]);
+    assert!(o.stderr.len() < 2_000, "{} bytes of stderr", o.stderr.len());
+}

@@ -5,6 +5,7 @@ pub mod lookup;
 pub mod read;
 pub mod render;
 pub mod template;
+pub mod yaml11;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -303,18 +303,18 @@ pub fn is_account_id(s: &str) -> bool {
 // Parsing into a small tree that keeps scalar style, anchors, tags and positions.
 
 #[derive(Debug)]
-struct Node {
-    line: usize,
-    column: usize,
+pub(crate) struct Node {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
     /// Position of the node's first character in the text, in chars.
-    index: usize,
-    anchored: bool,
-    tag: Option<Tag>,
-    kind: Kind,
+    pub(crate) index: usize,
+    pub(crate) anchored: bool,
+    pub(crate) tag: Option<Tag>,
+    pub(crate) kind: Kind,
 }
 
 #[derive(Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Scalar { value: String, style: TScalarStyle },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
@@ -322,11 +322,11 @@ enum Kind {
 }
 
 #[derive(Default)]
-struct TreeBuilder {
+pub(crate) struct TreeBuilder {
     stack: Vec<Node>,
     /// Pending keys of the open mappings, one slot per mapping on the stack.
     keys: Vec<Option<Node>>,
-    documents: Vec<(usize, Option<Node>)>,
+    pub(crate) documents: Vec<(usize, Option<Node>)>,
     doc_line: usize,
 }
 
@@ -860,7 +860,7 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
 // YAML 1.1 plain-scalar resolution as go-yaml v2 does it.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolved {
+pub(crate) enum Resolved {
     Null,
     Bool,
     Int,
@@ -872,7 +872,7 @@ enum Resolved {
 }
 
 impl Resolved {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Resolved::Null => "null",
             Resolved::Bool => "boolean",
@@ -885,7 +885,7 @@ impl Resolved {
 }
 
 /// What a plain scalar is in YAML 1.1 when it is not a string (`None`: a string).
-fn resolve_plain(s: &str) -> Option<Resolved> {
+pub(crate) fn resolve_plain(s: &str) -> Option<Resolved> {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Some(Resolved::Null),
         "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True"
