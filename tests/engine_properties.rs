@@ -194,3 +194,102 @@ proptest! {
         }
     }
 }
+
+/// Pieces of text where a YAML 1.2 parser and go-yaml v2 (EKS) part ways, among YAML structure.
+fn hostile_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("- "),
+            Just("rolearn: "),
+            Just("userarn: "),
+            Just("username: "),
+            Just("groups:"),
+            Just("\n"),
+            Just("  "),
+            Just("\""),
+            Just("'"),
+            Just("["),
+            Just("]"),
+            Just(", "),
+            Just("# c"),
+            Just("arn:aws:iam::111122223333:role/a"),
+            Just("system:masters"),
+            Just("\u{0}"),
+            Just("\u{7}"),
+            Just("\u{1b}"),
+            Just("\u{7f}"),
+            Just("\u{9f}"),
+            Just("\u{85}"),
+            Just("\u{2028}"),
+            Just("\u{2029}"),
+            Just("\u{feff}"),
+            Just("\u{fffe}"),
+            Just("\u{ffff}"),
+            Just("%YAML 1.2\n"),
+            Just("%YAML 1.1\n"),
+            Just("%TAG ! tag:x,2000:\n"),
+            Just("...\n"),
+            Just("---\n"),
+            Just("...x"),
+            Just("\\/"),
+            Just("\\'"),
+            Just("\\u2028"),
+            Just("\\N"),
+            Just("\\x41"),
+            Just("\\ufffe"),
+            Just("\\\n"),
+            Just("\u{212A}"),
+            Just("\u{17F}"),
+            Just("\r\n"),
+            Just("\r"),
+            Just("on"),
+            Just("``"),
+            Just("\t"),
+        ],
+        0..30,
+    )
+    .prop_map(|v| v.concat())
+}
+
+/// go-yaml v2's limits, stated independently of the reader: text that breaks one of them can
+/// never be read exactly.
+fn breaks_go_yaml_limits(text: &str) -> bool {
+    let printable = |c: char| matches!(c as u32, 0x09 | 0x0A | 0x0D | 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF);
+    text.chars().any(|c| !printable(c) || c == '\u{feff}')
+        || text
+            .lines()
+            .any(|l| l.starts_with('%') || l.trim_end() == "...")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_key_is_read_exactly_or_reported_unreadable(text in hostile_text()) {
+        // The authenticator skips these before parsing (Go's TrimSpace, Unicode spaces included).
+        if matches!(text.trim(), "" | "``" | "\"\"") {
+            prop_assert!(read_mappings(Section::MapRoles, Some(&text)).entries.is_empty());
+            return Ok(());
+        }
+        for section in [Section::MapRoles, Section::MapUsers] {
+            let r = read_mappings(section, Some(&text));
+            if !r.readable() {
+                continue;
+            }
+            prop_assert!(!breaks_go_yaml_limits(&text), "{text:?} read as {:?}", r.values());
+            // Read exactly: the rendering of what was read reads back the same.
+            let rendered = render_mappings(section, &r.values());
+            prop_assert!(rendered.is_ok(), "{text:?}: {rendered:?}");
+            let back = read_mappings(section, Some(&rendered.unwrap()));
+            prop_assert!(back.readable());
+            prop_assert_eq!(back.values(), r.values());
+        }
+        let a = read_accounts(Some(&text));
+        if a.readable() {
+            prop_assert!(!breaks_go_yaml_limits(&text), "{text:?} read as {:?}", a.values());
+            let rendered = render_accounts(&a.values());
+            prop_assert!(rendered.is_ok(), "{text:?}: {rendered:?}");
+            prop_assert_eq!(read_accounts(Some(&rendered.unwrap())).values(), a.values());
+        }
+    }
+}
