@@ -107,11 +107,11 @@ pub fn load_grants(paths: &[PathBuf]) -> Result<Loaded> {
                     }
                 }
                 path.push("spec".to_string());
-                if let Some(t) = decoded
-                    .typed
-                    .iter()
-                    .find(|t| t.document == i && t.path.starts_with(&path) && t.kind != "null")
-                {
+                if let Some(t) = decoded.typed.iter().find(|t| {
+                    let adopt_bool =
+                        t.path.get(path.len()).is_some_and(|f| f == "adopt") && t.kind == "boolean";
+                    t.document == i && t.path.starts_with(&path) && t.kind != "null" && !adopt_bool
+                }) {
                     out.rejected
                         .push(type_error(&name, &t.path[path.len()..], t));
                     continue;

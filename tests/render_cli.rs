@@ -264,7 +264,7 @@ fn grants_are_typed_as_kubectl_types_them() {
     let g = s.write(
         "g.yaml",
         &format!(
-            "{GRANT}---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: acct}}\nspec:\n  account: 012345678901\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: no-user}}\nspec:\n  arn: arn:aws:iam::111122223333:user/n\n  username: no\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: on-group}}\nspec:\n  arn: arn:aws:iam::111122223333:user/o\n  username: o\n  groups: [On]\n"
+            "{GRANT}---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: acct}}\nspec:\n  account: 012345678901\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: no-user}}\nspec:\n  arn: arn:aws:iam::111122223333:user/n\n  username: no\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: on-group}}\nspec:\n  arn: arn:aws:iam::111122223333:user/o\n  username: o\n  groups: [On]\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: adopt-yes}}\nspec:\n  arn: arn:aws:iam::111122223333:user/y\n  username: yy\n  adopt: yes\n---\napiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata: {{name: adopt-one}}\nspec:\n  arn: arn:aws:iam::111122223333:user/z\n  username: z\n  adopt: 1\n"
         ),
     );
     let o = render(&["-f", &g]);
@@ -285,6 +285,11 @@ fn grants_are_typed_as_kubectl_types_them() {
         "{err}"
     );
     assert!(err.contains("new-admin  True   Applied"), "{err}");
+    assert!(err.contains("adopt-yes  True   Applied"), "{err}");
+    assert!(
+        err.contains("spec.adopt (line 44): `1` is not true or false"),
+        "{err}"
+    );
     let out = stdout(&o);
     assert!(
         !out.contains("012345678901") && !out.contains("user/n") && !out.contains("user/o"),
