@@ -133,6 +133,8 @@ pub enum Reason {
     AwsAuthUnreadable,
     TooLarge,
     Pending,
+    /// A privileged group for a principal the policy does not allow.
+    Forbidden,
 }
 
 impl Reason {
@@ -145,6 +147,7 @@ impl Reason {
             Reason::AwsAuthUnreadable => "AwsAuthUnreadable",
             Reason::TooLarge => "TooLarge",
             Reason::Pending => "Pending",
+            Reason::Forbidden => "Forbidden",
         }
     }
 

@@ -17,6 +17,10 @@ use crate::validate::{Entry, ValidGrant, validate};
 
 /// Annotation on aws-auth listing, per key, the principals this operator manages.
 pub const OWNERSHIP_ANNOTATION: &str = "aws-auth.dev/managed";
+/// Annotation on aws-auth describing removals the breaker holds, with their confirmation token.
+pub const HELD_ANNOTATION: &str = "aws-auth.dev/removal-held";
+/// Annotation a person sets on aws-auth (`confirm-removal TOKEN`) to let a held removal proceed.
+pub const CONFIRM_ANNOTATION: &str = "aws-auth.dev/confirm-removal";
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -26,6 +30,16 @@ pub struct PlanConfig {
     pub max_data_bytes: usize,
     /// Budget for the ownership annotation; all annotations together are limited to 256 KiB.
     pub max_annotation_bytes: usize,
+    /// A pass that would remove more than this many managed entries *and* more than
+    /// `max_removal_percent` of them removes none until a person confirms.
+    pub max_removals: usize,
+    pub max_removal_percent: u32,
+    /// Groups that only principals matching `privileged_principals` (ARN globs) may be granted.
+    pub privileged_groups: Vec<String>,
+    pub privileged_principals: Vec<String>,
+    /// Set for one pass when the grant list cannot be trusted to be complete (the CRD is missing
+    /// or being deleted): no managed entry is removed, whatever the count or confirmation.
+    pub grants_unavailable: Option<String>,
 }
 
 impl Default for PlanConfig {
@@ -34,6 +48,11 @@ impl Default for PlanConfig {
             cluster_creators: Vec::new(),
             max_data_bytes: 512 * 1024,
             max_annotation_bytes: 128 * 1024,
+            max_removals: 5,
+            max_removal_percent: 30,
+            privileged_groups: vec!["system:masters".to_string()],
+            privileged_principals: Vec::new(),
+            grants_unavailable: None,
         }
     }
 }
@@ -60,6 +79,92 @@ impl PlanConfig {
             .collect::<Result<_, _>>()?;
         Ok(self)
     }
+}
+
+/// Managed entries a pass would remove but keeps, and why; `token` names exactly this set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldRemoval {
+    pub token: String,
+    pub count: usize,
+    /// The principals whose entries are kept (ARNs or account ids), sorted.
+    pub principals: Vec<String>,
+    pub reason: String,
+    /// The step that lets this removal proceed (absent while grants are unavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+}
+
+impl HeldRemoval {
+    /// The held removal recorded on aws-auth, if any.
+    pub fn from_configmap(cm: Option<&ConfigMap>) -> Option<HeldRemoval> {
+        let value = cm?.metadata.annotations.as_ref()?.get(HELD_ANNOTATION)?;
+        serde_json::from_str(value).ok()
+    }
+
+    /// Principals for a message: the first few, and how many more.
+    pub fn summary(&self) -> String {
+        const SHOWN: usize = 10;
+        let mut s: Vec<String> = self
+            .principals
+            .iter()
+            .take(SHOWN)
+            .map(|p| shown(p).into_owned())
+            .collect();
+        if self.count > SHOWN {
+            s.push(format!("and {} more", self.count - SHOWN));
+        }
+        s.join(", ")
+    }
+}
+
+/// The confirmation token of a removal set: FNV-1a over the sorted entries, so the same set
+/// always gets the same token and a different set a different one.
+fn removal_token(removed: &[(Section, String)]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (section, key) in removed {
+        for b in section.key().bytes().chain([b'/']).chain(key.bytes()).chain([b'\n']) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// `*` matches any run of characters, `?` one; compared under case folding.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = arn::fold_case(pattern).chars().collect();
+    let t: Vec<char> = arn::fold_case(text).chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The privileged group a grant's groups could put its principal in: a literal match, or a
+/// templated group (`system:{{SessionName}}`) that some session name could expand to one.
+fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
+    config.privileged_groups.iter().map(String::as_str).find(|p| {
+        groups.iter().any(|g| {
+            let as_glob = crate::authmap::template::TOKENS
+                .iter()
+                .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
+            arn::fold_case(g) == arn::fold_case(p) || (g.contains("{{") && glob_match(&as_glob, p))
+        })
+    })
 }
 
 /// The principals the operator wrote, per key. Lower-cased principal keys.
@@ -133,6 +238,10 @@ pub struct Plan {
     /// Everything the reader found in the current aws-auth, plus ownership-record problems.
     pub findings: Vec<Finding>,
     pub notes: Vec<String>,
+    /// Removals this plan keeps back (the breaker, or grants unavailable).
+    pub held: Option<HeldRemoval>,
+    /// A held removal that proceeds in this plan because a person confirmed its token.
+    pub confirmed: Option<HeldRemoval>,
 }
 
 impl Plan {
@@ -164,12 +273,24 @@ impl Plan {
                 a.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
         }
-        meta.annotations
-            .get_or_insert_with(Default::default)
-            .insert(
-                OWNERSHIP_ANNOTATION.to_string(),
-                self.ownership.to_annotation(),
-            );
+        let annotations = meta.annotations.get_or_insert_with(Default::default);
+        annotations.insert(
+            OWNERSHIP_ANNOTATION.to_string(),
+            self.ownership.to_annotation(),
+        );
+        // A confirmation is used once: whatever it named has been decided by this plan.
+        annotations.remove(CONFIRM_ANNOTATION);
+        match &self.held {
+            Some(h) => {
+                annotations.insert(
+                    HELD_ANNOTATION.to_string(),
+                    serde_json::to_string(h).expect("a held removal serializes"),
+                );
+            }
+            None => {
+                annotations.remove(HELD_ANNOTATION);
+            }
+        }
         ConfigMap {
             metadata: meta,
             data: Some(self.data.clone()),
@@ -358,6 +479,31 @@ pub fn plan(
             );
             continue;
         }
+        if let Entry::Mapping(m) = &v.entry
+            && let Some(group) = privileged_group(&m.groups, config)
+            && !config
+                .privileged_principals
+                .iter()
+                .any(|p| glob_match(p, &v.canonical))
+        {
+            let allowed = if config.privileged_principals.is_empty() {
+                "no principal may be granted it (none is configured)".to_string()
+            } else {
+                format!(
+                    "only principals matching {} may be granted it",
+                    config.privileged_principals.join(", ")
+                )
+            };
+            refuse(
+                Reason::Forbidden,
+                format!(
+                    "group {group} is privileged (--privileged-group) and {allowed}; {} does not match: remove {group} from groups and grant a group bound to narrower RBAC, or ask a cluster administrator to add a --privileged-principal pattern",
+                    v.canonical
+                ),
+                Some(&v),
+            );
+            continue;
+        }
         if let Some(winner) = claimed.get(&v.key) {
             refuse(
                 Reason::Conflict,
@@ -479,6 +625,8 @@ pub fn plan(
         managed.entry(v.section).or_default().insert(v.key, v.entry);
     }
 
+    let (held, confirmed) = hold_removals(current, config, &managed_now, &mut managed);
+
     // Assemble each key: unowned entries in their order, then managed entries by principal.
     let mut data = cur_data.clone();
     let mut ownership = Ownership::default();
@@ -517,9 +665,16 @@ pub fn plan(
         data.insert(section.key().to_string(), text);
     }
 
+    let annotations = current.and_then(|c| c.metadata.annotations.as_ref());
+    let rails_changed = annotations.is_some_and(|a| a.contains_key(CONFIRM_ANNOTATION))
+        || HeldRemoval::from_configmap(current) != held;
     let changed = match current {
-        None => !data.is_empty(),
-        Some(_) => &data != cur_data || ownership.normalized() != owned_before.normalized(),
+        None => !data.is_empty() || held.is_some(),
+        Some(_) => {
+            &data != cur_data
+                || ownership.normalized() != owned_before.normalized()
+                || rails_changed
+        }
     };
     verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
     for v in &mut verdicts {
@@ -535,7 +690,81 @@ pub fn plan(
         diff,
         findings: read.findings().cloned().collect(),
         notes,
+        held,
+        confirmed,
     })
+}
+
+/// The removal breaker. Managed entries present now and absent from the new plan are removals;
+/// while the grants cannot be trusted, or when there are more than `max_removals` and more than
+/// `max_removal_percent` of the managed entries, they are all put back (kept exactly as they are)
+/// unless a person confirmed this very set's token.
+fn hold_removals(
+    current: Option<&ConfigMap>,
+    config: &PlanConfig,
+    managed_now: &HashMap<(Section, String), Entry>,
+    managed: &mut BTreeMap<Section, BTreeMap<String, Entry>>,
+) -> (Option<HeldRemoval>, Option<HeldRemoval>) {
+    let mut removed: Vec<(Section, String)> = managed_now
+        .keys()
+        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k)))
+        .cloned()
+        .collect();
+    if removed.is_empty() {
+        return (None, None);
+    }
+    removed.sort();
+    let token = removal_token(&removed);
+    let count = removed.len();
+    let mut principals: Vec<String> = removed
+        .iter()
+        .map(|k| match &managed_now[k] {
+            Entry::Mapping(m) => m.arn.clone(),
+            Entry::Account(a) => a.clone(),
+        })
+        .collect();
+    principals.sort();
+    let percent = count * 100 / managed_now.len().max(1);
+    let held = |reason: String, confirm: Option<String>| HeldRemoval {
+        token: token.clone(),
+        count,
+        principals: principals.clone(),
+        reason,
+        confirm,
+    };
+    let hold = if let Some(why) = &config.grants_unavailable {
+        held(
+            format!("{why}: no managed entry is removed until the grants are back"),
+            None,
+        )
+    } else if count > config.max_removals
+        && count * 100 > managed_now.len() * config.max_removal_percent as usize
+    {
+        let removal = held(
+            format!(
+                "this would remove {count} of {} managed entries ({percent}%), more than --max-removals {} and --max-removal-percent {}",
+                managed_now.len(),
+                config.max_removals,
+                config.max_removal_percent
+            ),
+            Some(format!("aws-auth-operator confirm-removal {token}")),
+        );
+        let confirmed = current
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(CONFIRM_ANNOTATION))
+            .is_some_and(|t| t.trim() == token);
+        if confirmed {
+            return (None, Some(removal));
+        }
+        removal
+    } else {
+        return (None, None);
+    };
+    for key in removed {
+        let entry = managed_now[&key].clone();
+        managed.entry(key.0).or_default().insert(key.1, entry);
+    }
+    (Some(hold), None)
 }
 
 /// Statuses, events and CLI lines stay readable whatever a grant holds.

@@ -44,7 +44,11 @@ fn round_trip(d: BTreeMap<String, String>, include_nodes: bool, principals: &[&s
         data: Some(d.clone()),
         ..Default::default()
     };
-    let p = plan(&grants, Some(&cm), &PlanConfig::default()).unwrap();
+    let config = PlanConfig {
+        privileged_principals: vec!["*".into()],
+        ..PlanConfig::default()
+    };
+    let p = plan(&grants, Some(&cm), &config).unwrap();
     assert!(p.all_applied(), "{:?}", p.verdicts);
     assert_eq!(decisions(&d, principals), decisions(&p.data, principals));
     // All imported grants are now owned; nothing else is.

@@ -39,8 +39,13 @@ fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
     IamAccessGrantSpec::arn(arn, username, groups)
 }
 
+/// The default budgets and breaker; any principal may hold a privileged group (the policy has
+/// its own tests).
 fn cfg() -> PlanConfig {
-    PlanConfig::default()
+    PlanConfig {
+        privileged_principals: vec!["*".into()],
+        ..PlanConfig::default()
+    }
 }
 
 /// Applies a plan the way the controller does and returns the new ConfigMap.
@@ -573,4 +578,137 @@ fn echoed_values_are_capped() {
         "{}",
         p.verdicts[0].message.len()
     );
+}
+
+fn users(n: usize) -> Vec<IamAccessGrant> {
+    (0..n)
+        .map(|i| {
+            grant(
+                &format!("u{i:02}"),
+                0,
+                role(&format!("arn:aws:iam::111122223333:user/u{i:02}"), "u", &["dev"]),
+            )
+        })
+        .collect()
+}
+
+fn managed_users(cm: &ConfigMap) -> usize {
+    read_data(cm.data.as_ref().unwrap()).users.entries.len()
+}
+
+#[test]
+fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
+    let all = users(20);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    assert_eq!(managed_users(&cm), 20);
+
+    // Two of twenty: at once.
+    let p = plan(&all[2..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+    assert_eq!(managed_users(&apply(&p, Some(&cm))), 18);
+
+    // Six of twenty (30%): more than 5 but not more than 30%, so it proceeds.
+    let p = plan(&all[6..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+
+    // Seven of twenty (35%): held, the entries stay exactly as they were.
+    let p = plan(&all[7..], Some(&cm), &cfg()).unwrap();
+    let held = p.held.clone().expect("held");
+    assert_eq!(held.count, 7);
+    assert_eq!(held.principals[0], "arn:aws:iam::111122223333:user/u00");
+    assert!(held.reason.contains("7 of 20"), "{}", held.reason);
+    assert_eq!(
+        held.confirm.as_deref(),
+        Some(format!("aws-auth-operator confirm-removal {}", held.token).as_str())
+    );
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+    let written = apply(&p, Some(&cm));
+    assert_eq!(HeldRemoval::from_configmap(Some(&written)), Some(held.clone()));
+    // Planning again holds the same set with the same token and changes nothing.
+    let again = plan(&all[7..], Some(&written), &cfg()).unwrap();
+    assert_eq!(again.held.as_ref().map(|h| &h.token), Some(&held.token));
+    assert!(!again.changed);
+
+    // A stale or wrong token approves nothing; the right one lets exactly this set go.
+    let confirm = |token: &str| {
+        let mut c = written.clone();
+        c.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CONFIRM_ANNOTATION.into(), token.into());
+        c
+    };
+    let p = plan(&all[8..], Some(&confirm(&held.token)), &cfg()).unwrap();
+    assert!(p.held.is_some() && p.confirmed.is_none(), "a different set needs its own token");
+    assert_ne!(p.held.unwrap().token, held.token);
+    let c = confirm(&held.token);
+    let p = plan(&all[7..], Some(&c), &cfg()).unwrap();
+    assert_eq!(p.confirmed.as_ref().map(|h| h.count), Some(7));
+    assert!(p.held.is_none());
+    let done = apply(&p, Some(&c));
+    assert_eq!(managed_users(&done), 13);
+    let ann = done.metadata.annotations.unwrap();
+    assert!(!ann.contains_key(HELD_ANNOTATION) && !ann.contains_key(CONFIRM_ANNOTATION));
+}
+
+#[test]
+fn nothing_is_removed_while_grants_are_unavailable() {
+    let all = users(3);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    let c = PlanConfig {
+        grants_unavailable: Some("the IamAccessGrant CRD is being deleted".into()),
+        ..cfg()
+    };
+    let p = plan(&[], Some(&cm), &c).unwrap();
+    let held = p.held.expect("held whatever the count");
+    assert_eq!(held.count, 3);
+    assert!(held.confirm.is_none());
+    assert!(held.reason.starts_with("the IamAccessGrant CRD is being deleted"), "{}", held.reason);
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+    // Grants back: nothing changes in data, and the held state clears.
+    let written = apply(&plan(&[], Some(&cm), &c).unwrap(), Some(&cm));
+    let p = plan(&all, Some(&written), &cfg()).unwrap();
+    assert!(p.held.is_none() && p.changed && p.diff.is_empty());
+    assert_eq!(p.data, *written.data.as_ref().unwrap());
+}
+
+#[test]
+fn privileged_groups_only_for_allowed_principals() {
+    let c = PlanConfig {
+        privileged_principals: vec!["arn:aws:iam::111122223333:role/platform-*".into()],
+        ..PlanConfig::default()
+    };
+    let grants = [
+        grant("ok", 0, role("arn:aws:iam::111122223333:role/Platform-Admins", "a", &["system:masters"])),
+        grant("no", 0, role("arn:aws:iam::111122223333:user/mallory", "m", &["system:masters"])),
+        grant("tpl", 0, role("arn:aws:iam::111122223333:role/dev", "d", &["system:{{SessionName}}"])),
+        grant("dev", 0, role("arn:aws:iam::111122223333:role/dev2", "d", &["developers"])),
+    ];
+    let p = plan(&grants, None, &c).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("dev", Reason::Applied),
+            ("no", Reason::Forbidden),
+            ("ok", Reason::Applied),
+            ("tpl", Reason::Forbidden),
+        ]
+    );
+    let m = &p.verdict("no").unwrap().message;
+    assert!(m.contains("group system:masters is privileged") && m.contains("role/platform-*"), "{m}");
+    let written = format!("{:?}", p.data);
+    assert!(!written.contains("mallory") && !written.contains("role/dev\""), "{written}");
+    // The default policy: nobody may be granted system:masters.
+    let p = plan(&grants[..1], None, &PlanConfig::default()).unwrap();
+    assert_eq!(reasons(&p), [("ok", Reason::Forbidden)]);
+    assert!(p.verdicts[0].message.contains("none is configured"));
+}
+
+#[test]
+fn globs() {
+    assert!(glob_match("arn:aws:iam::*:role/admin-?", "arn:aws:iam::111122223333:role/Admin-1"));
+    assert!(glob_match("*", "x"));
+    assert!(!glob_match("arn:aws:iam::1:role/a*", "arn:aws:iam::1:user/a"));
+    assert!(glob_match("a*b*c", "aXXbYYc"));
+    assert!(!glob_match("a*b*c", "aXXbYY"));
 }
