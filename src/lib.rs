@@ -2,6 +2,7 @@
 pub mod api;
 pub mod authmap;
 pub mod controller;
+pub mod history;
 pub mod import;
 pub mod manifests;
 pub mod plan;
@@ -29,6 +30,8 @@ pub enum Error {
     Render(#[from] authmap::render::RenderMismatch),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("keeping aws-auth's history (nothing is written without it): {0}")]
+    History(#[source] kube::Error),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
             Error::Usage { .. } => "usage",
             Error::Render(_) => "render_mismatch",
             Error::Kube(_) => "kube",
+            Error::History(_) => "history",
         }
     }
 }

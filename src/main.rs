@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use aws_auth_operator::controller::{self, RunArgs};
+use aws_auth_operator::history::{self, ConfirmCmd, HistoryCmd, RestoreCmd};
 use aws_auth_operator::import::{self, ImportArgs};
 use aws_auth_operator::render_cmd::{self, RenderArgs};
 use aws_auth_operator::whoami::{self, WhoamiArgs};
@@ -31,6 +32,12 @@ enum Command {
     Whoami(WhoamiArgs),
     /// Turn today's aws-auth entries into IamAccessGrant manifests (exit 1 if a key is unreadable).
     Import(ImportArgs),
+    /// List the versions of aws-auth the operator kept before each write (`history show N`: one).
+    History(HistoryCmd),
+    /// Write version N's entries that the operator does not manage back into aws-auth.
+    Restore(RestoreCmd),
+    /// Let a removal held by the breaker proceed: names it by the token it was given.
+    ConfirmRemoval(ConfirmCmd),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,13 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
+        Command::History(cmd) => runtime().block_on(history::history(&cmd, &mut std::io::stdout())),
+        Command::Restore(cmd) => {
+            runtime().block_on(history::restore_cmd(&cmd, &mut std::io::stdout()))
+        }
+        Command::ConfirmRemoval(cmd) => {
+            runtime().block_on(history::confirm_removal(&cmd, &mut std::io::stdout()))
+        }
         Command::Render(args) => {
             render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }

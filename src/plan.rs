@@ -57,7 +57,52 @@ impl Default for PlanConfig {
     }
 }
 
+/// The lockout rails, as `run` and `render` take them (so a pull-request check agrees with the
+/// cluster).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RailsArgs {
+    /// A group that only principals matching --privileged-principal may be granted (repeatable,
+    /// comma-separated in the environment).
+    #[arg(
+        long = "privileged-group",
+        env = "AWS_AUTH_PRIVILEGED_GROUP",
+        value_delimiter = ',',
+        default_value = "system:masters"
+    )]
+    pub privileged_groups: Vec<String>,
+    /// An ARN glob (`*`, `?`; case-insensitive) of principals that may hold a privileged group,
+    /// e.g. `arn:aws:iam::111122223333:role/platform-*` (repeatable). None: nobody may.
+    #[arg(
+        long = "privileged-principal",
+        env = "AWS_AUTH_PRIVILEGED_PRINCIPAL",
+        value_delimiter = ','
+    )]
+    pub privileged_principals: Vec<String>,
+    /// A pass that would remove more than this many managed entries...
+    #[arg(long, env = "AWS_AUTH_MAX_REMOVALS", default_value_t = 5)]
+    pub max_removals: usize,
+    /// ...and more than this percentage of them removes none until confirmed (`confirm-removal`).
+    #[arg(long, env = "AWS_AUTH_MAX_REMOVAL_PERCENT", default_value_t = 30)]
+    pub max_removal_percent: u32,
+}
+
 impl PlanConfig {
+    /// The configuration `run` and `render` build from their flags.
+    pub fn from_args<S: AsRef<str>>(creators: &[S], rails: &RailsArgs) -> crate::Result<Self> {
+        let mut c = Self::for_cluster_creators(creators)?;
+        c.privileged_groups = rails.privileged_groups.clone();
+        c.privileged_principals = rails.privileged_principals.clone();
+        c.max_removals = rails.max_removals;
+        c.max_removal_percent = rails.max_removal_percent;
+        if c.max_removal_percent > 100 {
+            return Err(crate::Error::Usage {
+                flag: "--max-removal-percent",
+                message: format!("{} is not a percentage (0-100)", c.max_removal_percent),
+            });
+        }
+        Ok(c)
+    }
+
     /// The default budgets with the cluster creators given on the command line.
     pub fn for_cluster_creators<S: AsRef<str>>(arns: &[S]) -> crate::Result<Self> {
         Self::default()
@@ -122,7 +167,13 @@ impl HeldRemoval {
 fn removal_token(removed: &[(Section, String)]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (section, key) in removed {
-        for b in section.key().bytes().chain([b'/']).chain(key.bytes()).chain([b'\n']) {
+        for b in section
+            .key()
+            .bytes()
+            .chain([b'/'])
+            .chain(key.bytes())
+            .chain([b'\n'])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -157,14 +208,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// The privileged group a grant's groups could put its principal in: a literal match, or a
 /// templated group (`system:{{SessionName}}`) that some session name could expand to one.
 fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
-    config.privileged_groups.iter().map(String::as_str).find(|p| {
-        groups.iter().any(|g| {
-            let as_glob = crate::authmap::template::TOKENS
-                .iter()
-                .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
-            arn::fold_case(g) == arn::fold_case(p) || (g.contains("{{") && glob_match(&as_glob, p))
+    config
+        .privileged_groups
+        .iter()
+        .map(String::as_str)
+        .find(|p| {
+            groups.iter().any(|g| {
+                let as_glob = crate::authmap::template::TOKENS
+                    .iter()
+                    .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
+                arn::fold_case(g) == arn::fold_case(p)
+                    || (g.contains("{{") && glob_match(&as_glob, p))
+            })
         })
-    })
 }
 
 /// The principals the operator wrote, per key. Lower-cased principal keys.
@@ -312,7 +368,7 @@ impl Plan {
     }
 }
 
-fn entry_key(entry: &Entry) -> String {
+pub(crate) fn entry_key(entry: &Entry) -> String {
     match entry {
         Entry::Mapping(m) => arn::match_key(&m.arn),
         Entry::Account(a) => a.clone(),
@@ -326,7 +382,7 @@ fn entry_text(section: Section, entry: &Entry) -> String {
     }
 }
 
-fn section_entries(read: &AwsAuthRead, section: Section) -> Vec<(usize, Entry)> {
+pub(crate) fn section_entries(read: &AwsAuthRead, section: Section) -> Vec<(usize, Entry)> {
     match section {
         Section::MapRoles => read
             .roles
@@ -362,7 +418,10 @@ fn describe(section: Section, entry: &Entry) -> String {
 }
 
 /// Renders a key from its entries (a key only ever holds its own kind of entry).
-fn render_entries(section: Section, entries: &[Entry]) -> Result<String, RenderMismatch> {
+pub(crate) fn render_entries(
+    section: Section,
+    entries: &[Entry],
+) -> Result<String, RenderMismatch> {
     if section == Section::MapAccounts {
         let accounts: Vec<String> = entries
             .iter()
@@ -838,7 +897,7 @@ fn remember_last_applied(g: &IamAccessGrant, keep: &mut Vec<(Section, String)>) 
     }
 }
 
-fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {
+pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {
     let mut out = Vec::new();
     let line = |sign: char, e: &Entry| match e {
         Entry::Mapping(m) => format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::authmap;
 use crate::manifests::{load_configmap, load_grants};
-use crate::plan::{Plan, PlanConfig, plan};
+use crate::plan::{Plan, PlanConfig, RailsArgs, plan};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,11 +28,13 @@ pub struct RenderArgs {
     /// What to print on stdout: the whole new aws-auth manifest, or the entry-level diff.
     #[arg(long, short = 'o', value_enum, default_value = "yaml")]
     pub output: Output,
+    #[command(flatten)]
+    pub rails: RailsArgs,
 }
 
 /// Runs `render`; returns whether every grant applies (exit 0) or some were refused (exit 1).
 pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<bool> {
-    let config = PlanConfig::for_cluster_creators(&args.cluster_creator_arns)?;
+    let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
     let loaded = load_grants(&args.paths)?;
     let current = args.aws_auth.as_deref().map(load_configmap).transpose()?;
     let mut p = plan(&loaded.grants, current.as_ref(), &config)?;
@@ -72,7 +74,7 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
         }
     }
     let _ = write_report(&p, &loaded.notes, stderr);
-    Ok(p.all_applied())
+    Ok(p.all_applied() && p.held.is_none())
 }
 
 /// The verdict table and everything found in the current aws-auth, for people and CI logs.
@@ -103,6 +105,19 @@ pub fn write_report(p: &Plan, notes: &[String], w: &mut dyn Write) -> std::io::R
             v.grant,
             v.reason.as_str(),
             v.message
+        )?;
+    }
+    if let Some(h) = &p.held {
+        writeln!(
+            w,
+            "removal held: {} managed entries stay in aws-auth ({}): {}{}",
+            h.count,
+            h.reason,
+            h.summary(),
+            h.confirm
+                .as_deref()
+                .map(|c| format!("; to remove them, run `{c}` against the cluster"))
+                .unwrap_or_default()
         )?;
     }
     let refused = p.verdicts.iter().filter(|v| !v.reason.is_ready()).count();

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub conflicts: AtomicU64,
     pub failures: Mutex<BTreeMap<&'static str, u64>>,
     pub grants: Mutex<BTreeMap<&'static str, u64>>,
+    /// Managed entries whose removal the breaker holds back now.
+    pub removals_held: AtomicU64,
 }
 
 impl Metrics {
@@ -73,6 +75,10 @@ impl Metrics {
                 "aws_auth_operator_failures_total{{category=\"{k}\"}} {v}\n"
             ));
         }
+        s.push_str(&format!(
+            "# HELP aws_auth_operator_removals_held Managed entries whose removal is held until confirmed or until the grants are back.\n# TYPE aws_auth_operator_removals_held gauge\naws_auth_operator_removals_held {}\n",
+            self.removals_held.load(Ordering::Relaxed)
+        ));
         s.push_str("# HELP aws_auth_operator_grants Grants by Ready reason after the last sync.\n# TYPE aws_auth_operator_grants gauge\n");
         for (k, v) in self.grants.lock().expect("metrics lock").iter() {
             s.push_str(&format!("aws_auth_operator_grants{{reason=\"{k}\"}} {v}\n"));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use support::{World, eventually, role};
@@ -163,6 +164,41 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         find(&docs, "Role")["rules"][0]["resourceNames"],
         json!(["aws-auth-shadow"])
     );
+    assert_eq!(
+        find(&docs, "Role")["rules"][1],
+        json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth-shadow-history"], "verbs": ["get", "update"]})
+    );
+
+    // The lockout rails' values reach the operator.
+    let docs = render(json!({
+        "privilegedGroups": ["system:masters", "cluster-admins"],
+        "privilegedPrincipals": ["arn:aws:iam::111122223333:role/platform-*"],
+        "maxRemovals": 3,
+        "maxRemovalPercent": 10,
+        "history": {"name": "auth-history", "versions": 5, "bytes": 100000},
+    }));
+    let env = env_of(find(&docs, "Deployment"));
+    for (k, v) in [
+        ("AWS_AUTH_PRIVILEGED_GROUP", "system:masters,cluster-admins"),
+        (
+            "AWS_AUTH_PRIVILEGED_PRINCIPAL",
+            "arn:aws:iam::111122223333:role/platform-*",
+        ),
+        ("AWS_AUTH_MAX_REMOVALS", "3"),
+        ("AWS_AUTH_MAX_REMOVAL_PERCENT", "10"),
+        ("AWS_AUTH_HISTORY_NAME", "auth-history"),
+        ("AWS_AUTH_HISTORY_VERSIONS", "5"),
+        ("AWS_AUTH_HISTORY_BYTES", "100000"),
+    ] {
+        assert!(
+            env.contains(&(k.into(), v.into())),
+            "{k}={v} missing: {env:?}"
+        );
+    }
+    assert_eq!(
+        find(&docs, "Role")["rules"][1]["resourceNames"],
+        json!(["auth-history"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,20 +269,53 @@ print(json.dumps("installed"))
     .await;
     let applied =
         tokio::time::timeout(Duration::from_secs(60), w.wait_reason("viewer", "Applied")).await;
-    let _ = op.kill();
-    let _ = op.wait();
-    applied.unwrap_or_else(|_| {
+    if applied.is_err() {
+        let _ = op.kill();
+        let _ = op.wait();
         panic!(
             "not applied as the chart's ServiceAccount; operator log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
+        );
+    }
     eventually(
         "entry written as the ServiceAccount",
         Duration::from_secs(30),
         || async { (w.read().await?.roles.values().len() == 1).then_some(()) },
     )
     .await;
+    // A second write keeps the first version in the history ConfigMap, with the chart's RBAC.
+    let patch = json!({"spec": {"groups": ["view", "edit"]}});
+    w.grants
+        .patch(
+            &w.full_name("viewer"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let history = eventually(
+        "history written as the ServiceAccount",
+        Duration::from_secs(30),
+        || async {
+            w.configmaps
+                .get_opt(&format!("{}-history", w.name))
+                .await
+                .ok()?
+        },
+    )
+    .await;
+    let versions = aws_auth_operator::history::versions(&history.data.unwrap_or_default());
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        aws_auth_operator::authmap::read::read_data(&versions[0].1.data)
+            .roles
+            .values()[0]
+            .groups,
+        ["view"]
+    );
+    let _ = op.kill();
+    let _ = op.wait();
+    applied_log_check(&log);
 
     // Least privilege: the same identity cannot read Secrets, nor write another ConfigMap.
     let kc = kube::config::Kubeconfig::read_from(&as_sa).unwrap();
@@ -267,6 +336,15 @@ print(json.dumps("installed"))
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
         other => panic!("ServiceAccount can read other ConfigMaps: {other:?}"),
     }
+}
+
+/// The operator ran as the ServiceAccount without a permission error.
+fn applied_log_check(log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        !text.contains("forbidden"),
+        "operator log shows a missing permission:\n{text}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

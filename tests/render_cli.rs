@@ -6,6 +6,8 @@ fn render(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
         .arg("render")
         .args(args)
+        // The examples grant system:masters; the policy has its own test (a flag overrides this).
+        .env("AWS_AUTH_PRIVILEGED_PRINCIPAL", "*")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("binary runs")
@@ -321,4 +323,42 @@ fn byte_order_marks_are_skipped_and_errors_stay_short() {
     );
     let o = render(&["-f", &g, "-o", "diff"]);
     assert!(o.stderr.len() < 2_000, "{} bytes of stderr", o.stderr.len());
+}
+
+#[test]
+fn the_privileged_groups_policy_is_the_clusters() {
+    let readme_command = [
+        "-f",
+        "examples/grants",
+        "--aws-auth",
+        "examples/aws-auth.yaml",
+        "--privileged-principal",
+        "arn:aws:iam::111122223333:user/platform/*",
+    ];
+    let o = render(&readme_command);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = render(&[
+        "-f",
+        "examples/grants",
+        "--privileged-principal",
+        "arn:aws:iam::111122223333:role/platform-*",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("platform-admin          False  Forbidden"), "{err}");
+    assert!(!stdout(&o).contains("designated_user"));
+}
+
+#[test]
+fn a_mass_removal_is_held_in_render_too() {
+    let s = Scratch::new("held");
+    let first = render(&["-f", "examples/grants", "--aws-auth", "examples/aws-auth.yaml"]);
+    let cm = s.write("aws-auth.yaml", &stdout(&first));
+    let empty = s.write("none.yaml", "");
+    let o = render(&["-f", &empty, "--aws-auth", &cm, "--max-removals", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("removal held: 4 managed entries stay in aws-auth"), "{err}");
+    assert!(err.contains("aws-auth-operator confirm-removal "), "{err}");
+    assert!(stdout(&o).contains("designated_user"));
 }

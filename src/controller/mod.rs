@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
-use crate::plan::{Plan, PlanConfig, plan};
+use crate::history::{self, HistoryArgs};
+use crate::plan::{HeldRemoval, Plan, PlanConfig, RailsArgs, plan};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 use debounce::Debounce;
@@ -69,6 +70,12 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "AWS_AUTH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rails: RailsArgs,
+    /// History of aws-auth kept before every write: ConfigMap name (same namespace), versions
+    /// and bytes.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// `250ms`, `2s`, `5m`, `1h`.
@@ -92,8 +99,10 @@ struct Context {
     grants: Api<IamAccessGrant>,
     grant_store: Store<IamAccessGrant>,
     configmaps: Api<ConfigMap>,
+    crds: Api<CustomResourceDefinition>,
     name: String,
     namespace: String,
+    history: HistoryArgs,
     config: PlanConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -101,7 +110,7 @@ struct Context {
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let config = PlanConfig::for_cluster_creators(&args.cluster_creator_arns)?;
+    let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
     let health = crate::telemetry::bind(args.health_addr).await?;
     let metrics = Arc::new(Metrics::default());
     let health = tokio::spawn(crate::telemetry::serve(health, metrics.clone()));
@@ -159,8 +168,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         grants,
         grant_store,
         configmaps,
+        crds: Api::all(client.clone()),
         name: args.aws_auth_name.clone(),
         namespace: args.aws_auth_namespace.clone(),
+        history: args.history.clone(),
         config,
         metrics,
         recorder: Recorder::new(
@@ -288,14 +299,24 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         .iter()
         .map(|g| (**g).clone())
         .collect();
+    // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
+    // after, so a list emptied by that is always seen together with the mark.
+    let mut config = ctx.config.clone();
+    config.grants_unavailable = grants_unavailable(ctx.crds.get_opt(CRD_NAME).await?);
     let current = ctx.configmaps.get_opt(&ctx.name).await?;
-    let p =
-        plan(&grants, current.as_ref(), &ctx.config).map_err(|e| SyncError::Transient(e.into()))?;
+    let p = plan(&grants, current.as_ref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
     let write_error = if p.changed {
         write(ctx, &p, current.as_ref()).await?
     } else {
         None
     };
+    ctx.metrics.removals_held.store(
+        p.held.as_ref().map_or(0, |h| h.count as u64),
+        Ordering::Relaxed,
+    );
+    if write_error.is_none() {
+        report_rails(ctx, &p, current.as_ref()).await;
+    }
     if p.changed && write_error.is_none() {
         ctx.metrics.writes.fetch_add(1, Ordering::Relaxed);
     }
@@ -335,6 +356,120 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     }
 }
 
+/// Why the grant list cannot be trusted to be complete, if it cannot.
+fn grants_unavailable(crd: Option<CustomResourceDefinition>) -> Option<String> {
+    match crd {
+        None => Some("the IamAccessGrant CRD is not installed".into()),
+        Some(c) if c.metadata.deletion_timestamp.is_some() => {
+            Some("the IamAccessGrant CRD is being deleted".into())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Held and confirmed removals are told on aws-auth (events) and in the log, once each.
+async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
+    let before = HeldRemoval::from_configmap(current);
+    let Some(cm) = current else { return };
+    let event = |type_, reason: &str, note: String| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&note)),
+        action: "Remove".into(),
+        secondary: None,
+    };
+    if let Some(h) = &p.held
+        && before.as_ref().map(|b| &b.token) != Some(&h.token)
+    {
+        let how = h
+            .confirm
+            .as_deref()
+            .map(|c| format!("; to let it proceed, run `{c}`"))
+            .unwrap_or_default();
+        warn!(count = h.count, token = %h.token, principals = %h.summary(), reason = %h.reason, "removal held");
+        let note = format!(
+            "kept {} managed entries ({}): {}{how}",
+            h.count,
+            h.reason,
+            h.summary()
+        );
+        let _ = ctx
+            .recorder
+            .publish(
+                &event(EventType::Warning, "RemovalHeld", note),
+                &cm.object_ref(&()),
+            )
+            .await;
+    }
+    if let Some(c) = &p.confirmed {
+        info!(count = c.count, token = %c.token, "held removal confirmed; removing");
+        let note = format!(
+            "removal of {} managed entries confirmed with token {}: {}",
+            c.count,
+            c.token,
+            c.summary()
+        );
+        let _ = ctx
+            .recorder
+            .publish(
+                &event(EventType::Normal, "RemovalConfirmed", note),
+                &cm.object_ref(&()),
+            )
+            .await;
+    }
+}
+
+/// Keeps aws-auth as it is now in the history ConfigMap before it is replaced. No history, no
+/// write: a write that could not be undone is not made.
+async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
+    let name = ctx.history.name(&ctx.name);
+    let existing = ctx.configmaps.get_opt(&name).await?;
+    let version = history::Version::of(current, Timestamp::now().to_string());
+    let empty = std::collections::BTreeMap::new();
+    let old = existing
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .unwrap_or(&empty);
+    let data = history::record(
+        old,
+        &version,
+        ctx.history.history_versions,
+        ctx.history.history_bytes,
+    );
+    if &data == old {
+        return Ok(());
+    }
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let res = match existing {
+        Some(mut cm) => {
+            cm.data = Some(data);
+            ctx.configmaps.replace(&name, &pp, &cm).await
+        }
+        None => {
+            let cm = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ctx.namespace.clone()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            };
+            ctx.configmaps.create(&pp, &cm).await
+        }
+    };
+    match res {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
+            Err(SyncError::Conflict)
+        }
+        Err(e) => Err(SyncError::Transient(Error::History(e))),
+    }
+}
+
 /// Writes the plan with the read's resourceVersion as precondition. A conflict or a vanished
 /// object is `Err(Conflict)` (re-plan at once); other API failures come back as `Ok(Some(e))`.
 async fn write(
@@ -342,6 +477,9 @@ async fn write(
     p: &Plan,
     current: Option<&ConfigMap>,
 ) -> Result<Option<Error>, SyncError> {
+    if let Some(cur) = current {
+        keep_history(ctx, cur).await?;
+    }
     let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),

@@ -586,7 +586,11 @@ fn users(n: usize) -> Vec<IamAccessGrant> {
             grant(
                 &format!("u{i:02}"),
                 0,
-                role(&format!("arn:aws:iam::111122223333:user/u{i:02}"), "u", &["dev"]),
+                role(
+                    &format!("arn:aws:iam::111122223333:user/u{i:02}"),
+                    "u",
+                    &["dev"],
+                ),
             )
         })
         .collect()
@@ -623,7 +627,10 @@ fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
     );
     assert_eq!(p.data, *cm.data.as_ref().unwrap());
     let written = apply(&p, Some(&cm));
-    assert_eq!(HeldRemoval::from_configmap(Some(&written)), Some(held.clone()));
+    assert_eq!(
+        HeldRemoval::from_configmap(Some(&written)),
+        Some(held.clone())
+    );
     // Planning again holds the same set with the same token and changes nothing.
     let again = plan(&all[7..], Some(&written), &cfg()).unwrap();
     assert_eq!(again.held.as_ref().map(|h| &h.token), Some(&held.token));
@@ -639,7 +646,10 @@ fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
         c
     };
     let p = plan(&all[8..], Some(&confirm(&held.token)), &cfg()).unwrap();
-    assert!(p.held.is_some() && p.confirmed.is_none(), "a different set needs its own token");
+    assert!(
+        p.held.is_some() && p.confirmed.is_none(),
+        "a different set needs its own token"
+    );
     assert_ne!(p.held.unwrap().token, held.token);
     let c = confirm(&held.token);
     let p = plan(&all[7..], Some(&c), &cfg()).unwrap();
@@ -663,7 +673,12 @@ fn nothing_is_removed_while_grants_are_unavailable() {
     let held = p.held.expect("held whatever the count");
     assert_eq!(held.count, 3);
     assert!(held.confirm.is_none());
-    assert!(held.reason.starts_with("the IamAccessGrant CRD is being deleted"), "{}", held.reason);
+    assert!(
+        held.reason
+            .starts_with("the IamAccessGrant CRD is being deleted"),
+        "{}",
+        held.reason
+    );
     assert_eq!(p.data, *cm.data.as_ref().unwrap());
     // Grants back: nothing changes in data, and the held state clears.
     let written = apply(&plan(&[], Some(&cm), &c).unwrap(), Some(&cm));
@@ -679,10 +694,38 @@ fn privileged_groups_only_for_allowed_principals() {
         ..PlanConfig::default()
     };
     let grants = [
-        grant("ok", 0, role("arn:aws:iam::111122223333:role/Platform-Admins", "a", &["system:masters"])),
-        grant("no", 0, role("arn:aws:iam::111122223333:user/mallory", "m", &["system:masters"])),
-        grant("tpl", 0, role("arn:aws:iam::111122223333:role/dev", "d", &["system:{{SessionName}}"])),
-        grant("dev", 0, role("arn:aws:iam::111122223333:role/dev2", "d", &["developers"])),
+        grant(
+            "ok",
+            0,
+            role(
+                "arn:aws:iam::111122223333:role/Platform-Admins",
+                "a",
+                &["system:masters"],
+            ),
+        ),
+        grant(
+            "no",
+            0,
+            role(
+                "arn:aws:iam::111122223333:user/mallory",
+                "m",
+                &["system:masters"],
+            ),
+        ),
+        grant(
+            "tpl",
+            0,
+            role(
+                "arn:aws:iam::111122223333:role/dev",
+                "d",
+                &["system:{{SessionName}}"],
+            ),
+        ),
+        grant(
+            "dev",
+            0,
+            role("arn:aws:iam::111122223333:role/dev2", "d", &["developers"]),
+        ),
     ];
     let p = plan(&grants, None, &c).unwrap();
     assert_eq!(
@@ -695,9 +738,15 @@ fn privileged_groups_only_for_allowed_principals() {
         ]
     );
     let m = &p.verdict("no").unwrap().message;
-    assert!(m.contains("group system:masters is privileged") && m.contains("role/platform-*"), "{m}");
+    assert!(
+        m.contains("group system:masters is privileged") && m.contains("role/platform-*"),
+        "{m}"
+    );
     let written = format!("{:?}", p.data);
-    assert!(!written.contains("mallory") && !written.contains("role/dev\""), "{written}");
+    assert!(
+        !written.contains("mallory") && !written.contains("role/dev\""),
+        "{written}"
+    );
     // The default policy: nobody may be granted system:masters.
     let p = plan(&grants[..1], None, &PlanConfig::default()).unwrap();
     assert_eq!(reasons(&p), [("ok", Reason::Forbidden)]);
@@ -706,9 +755,15 @@ fn privileged_groups_only_for_allowed_principals() {
 
 #[test]
 fn globs() {
-    assert!(glob_match("arn:aws:iam::*:role/admin-?", "arn:aws:iam::111122223333:role/Admin-1"));
+    assert!(glob_match(
+        "arn:aws:iam::*:role/admin-?",
+        "arn:aws:iam::111122223333:role/Admin-1"
+    ));
     assert!(glob_match("*", "x"));
-    assert!(!glob_match("arn:aws:iam::1:role/a*", "arn:aws:iam::1:user/a"));
+    assert!(!glob_match(
+        "arn:aws:iam::1:role/a*",
+        "arn:aws:iam::1:user/a"
+    ));
     assert!(glob_match("a*b*c", "aXXbYYc"));
     assert!(!glob_match("a*b*c", "aXXbYY"));
 }

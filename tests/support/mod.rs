@@ -239,6 +239,8 @@ impl Operator {
             .args(["--debounce", "50ms", "--debounce-max", "500ms"])
             .args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
+            // Tests grant system:masters freely unless they test the policy (a flag overrides it).
+            .env("AWS_AUTH_PRIVILEGED_PRINCIPAL", "*")
             .env("RUST_LOG", "info,kube_client::client::tls=error")
             .stdout(Stdio::null())
             .stderr(out)
@@ -260,6 +262,11 @@ impl Operator {
         s.read_to_string(&mut out).ok()?;
         let code = out.split_whitespace().nth(1)?.parse().ok()?;
         Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    /// Still running (not exited)?
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn kill(&mut self) {
@@ -291,4 +298,36 @@ pub fn impersonating_kubeconfig(user: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kubeconfig-as-{safe}-{}", std::process::id()));
     std::fs::write(&path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
     path
+}
+
+/// The operator binary run as a command (`history`, `restore`, `confirm-removal`): exit code,
+/// stdout, stderr.
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Reasons of the events recorded about one object in kube-system.
+pub async fn event_notes(client: &Client, object: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "kube-system");
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.note)
+        .collect()
 }

@@ -21,3 +21,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/* The ConfigMap that keeps aws-auth's history. */}}
+{{- define "aws-auth-operator.historyName" -}}
+{{- .Values.history.name | default (printf "%s-history" .Values.awsAuth.name) -}}
+{{- end -}}

@@ -1,0 +1,247 @@
+//! The lockout rails on a real kube-apiserver: the removal breaker and its confirmation, the
+//! history and `restore`, the privileged-groups policy.
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+
+use aws_auth_operator::plan::{CONFIRM_ANNOTATION, HeldRemoval};
+use support::{NODE_ROLES, TEST_LABEL, World, cli, event_notes, eventually, role};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn user(i: usize) -> String {
+    format!("arn:aws:iam::111122223333:user/u{i:02}")
+}
+
+async fn users_in_aws_auth(w: &World) -> Option<usize> {
+    Some(w.read().await?.users.values().len())
+}
+
+async fn held(w: &World) -> Option<HeldRemoval> {
+    HeldRemoval::from_configmap(w.configmap().await.as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_removals_proceed_mass_removals_wait_for_the_right_token() {
+    let w = World::new("breaker").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let op = w.operator(&[]);
+    for i in 0..20 {
+        w.create(&format!("u{i:02}"), role(&user(i), "u", &["dev"]))
+            .await;
+    }
+    eventually("20 entries written", LONG, || async {
+        (users_in_aws_auth(&w).await? == 20).then_some(())
+    })
+    .await;
+
+    // Two of twenty: removed at once.
+    for i in 0..2 {
+        w.grants
+            .delete(&w.full_name(&format!("u{i:02}")), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("2 entries removed", LONG, || async {
+        (users_in_aws_auth(&w).await? == 18).then_some(())
+    })
+    .await;
+    assert!(held(&w).await.is_none());
+
+    // `kubectl delete iag --all` (of this test's grants): held, entries untouched.
+    let before = w.configmap().await.unwrap().data;
+    let lp = ListParams::default().labels(&format!("{TEST_LABEL}={}", w.name));
+    w.grants
+        .delete_collection(&DeleteParams::default(), &lp)
+        .await
+        .unwrap();
+    let h = eventually("removal held", LONG, || held(&w)).await;
+    assert_eq!(h.count, 18);
+    assert_eq!(h.principals[0], user(2));
+    assert_eq!(w.configmap().await.unwrap().data, before);
+    let notes = eventually("RemovalHeld event", LONG, || async {
+        let n = event_notes(&w.client, &w.name, "RemovalHeld").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("kept 18 managed entries") && notes[0].contains(&h.token),
+        "{notes:?}"
+    );
+    let metrics = op.http_get("/metrics").unwrap().1;
+    assert!(
+        metrics.contains("aws_auth_operator_removals_held 18"),
+        "{metrics}"
+    );
+
+    // A wrong token: refused by the command, ignored as an annotation.
+    let name_args = ["--aws-auth-name", w.name.as_str()];
+    let (code, _, err) = cli(&[&["confirm-removal", "0123456789abcdef"], &name_args[..]].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not the token of the removal held now") && err.contains(&h.token),
+        "{err}"
+    );
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {CONFIRM_ANNOTATION: "0123456789abcdef"}}});
+    w.configmaps
+        .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("stale confirmation cleared", LONG, || async {
+        let cm = w.configmap().await?;
+        (!cm.metadata.annotations?.contains_key(CONFIRM_ANNOTATION)).then_some(())
+    })
+    .await;
+    assert_eq!(users_in_aws_auth(&w).await, Some(18));
+    assert_eq!(held(&w).await.map(|h| h.token), Some(h.token.clone()));
+
+    // The right token: removed, and recorded.
+    let (code, out, err) = cli(&[&["confirm-removal", h.token.as_str()], &name_args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removes 18 managed entries"), "{out}");
+    eventually("confirmed removal done", LONG, || async {
+        (users_in_aws_auth(&w).await? == 0 && held(&w).await.is_none()).then_some(())
+    })
+    .await;
+    let roles = w.read().await.unwrap().roles.values();
+    assert_eq!(roles.len(), 1, "node role kept: {roles:?}");
+    eventually("RemovalConfirmed event", LONG, || async {
+        let n = event_notes(&w.client, &w.name, "RemovalConfirmed").await;
+        n.iter().any(|n| n.contains(&h.token)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_keeps_versions_and_restore_brings_back_node_roles_deleted_by_hand() {
+    let w = World::new("history").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let _op = w.operator(&[]);
+    w.create("a", role("arn:aws:iam::111122223333:role/a", "a", &["dev"]))
+        .await;
+    w.wait_reason("a", "Applied").await;
+    w.create("b", role("arn:aws:iam::111122223333:role/b", "b", &["dev"]))
+        .await;
+    w.wait_reason("b", "Applied").await;
+    eventually("both written", LONG, || async {
+        (w.read().await?.roles.values().len() == 3).then_some(())
+    })
+    .await;
+
+    // Someone deletes the node role by hand.
+    let cm = w.configmap().await.unwrap();
+    let roles = cm.data.as_ref().unwrap()["mapRoles"].clone();
+    let without_node = roles
+        .split_once("- rolearn: \"arn:aws:iam::111122223333:role/a\"")
+        .map(|(_, rest)| format!("- rolearn: \"arn:aws:iam::111122223333:role/a\"{rest}"))
+        .unwrap();
+    let patch = serde_json::json!({"data": {"mapRoles": without_node}});
+    w.configmaps
+        .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(w.read().await.unwrap().roles.values().len(), 2);
+
+    let target = ["--aws-auth-name", w.name.as_str()];
+    let (code, out, err) = cli(&[&["history"], &target[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("resourceVersion"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].trim_start().starts_with("1  ") && lines[0].contains("1 roles"),
+        "{out}"
+    );
+    assert!(
+        out.contains("then: + mapRoles: arn:aws:iam::111122223333:role/a"),
+        "{out}"
+    );
+    assert!(
+        out.contains("then, up to now: - mapRoles: arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&[&["history", "show", "1"], &target[..]].concat());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("eks-node-NodeInstanceRole-ABC") && out.contains("kind: ConfigMap"),
+        "{out}"
+    );
+
+    let (code, out, err) = cli(&[&["restore", "2"], &target[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("+ mapRoles: arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC"),
+        "{out}"
+    );
+    let roles = w.read().await.unwrap().roles.values();
+    let arns: Vec<&str> = roles.iter().map(|m| m.arn.as_str()).collect();
+    assert_eq!(
+        arns,
+        [
+            "arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC",
+            "arn:aws:iam::111122223333:role/a",
+            "arn:aws:iam::111122223333:role/b"
+        ]
+    );
+    // Managed entries keep following the grants after a restore.
+    w.grants
+        .delete(&w.full_name("b"), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("b removed, node role still there", LONG, || async {
+        let roles = w.read().await?.roles.values();
+        (roles.len() == 2 && roles[0].arn.contains("eks-node")).then_some(())
+    })
+    .await;
+    let (code, _, err) = cli(&[&["restore", "99"], &target[..]].concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("no version 99"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn privileged_groups_are_forbidden_outside_the_policy_while_the_rest_apply() {
+    let w = World::new("policy").await;
+    let _op = w.operator(&[
+        "--privileged-principal",
+        "arn:aws:iam::111122223333:role/platform-*",
+    ]);
+    w.create(
+        "mallory",
+        role(
+            "arn:aws:iam::111122223333:user/mallory",
+            "mallory",
+            &["system:masters"],
+        ),
+    )
+    .await;
+    w.create(
+        "platform",
+        role(
+            "arn:aws:iam::111122223333:role/platform-admins",
+            "p",
+            &["system:masters"],
+        ),
+    )
+    .await;
+    w.create(
+        "viewer",
+        role("arn:aws:iam::111122223333:role/viewer", "v", &["view"]),
+    )
+    .await;
+    let msg = w.wait_reason("mallory", "Forbidden").await;
+    assert!(msg.contains("group system:masters is privileged"), "{msg}");
+    w.wait_reason("platform", "Applied").await;
+    w.wait_reason("viewer", "Applied").await;
+    let r = w.read().await.unwrap();
+    assert_eq!(r.roles.values().len(), 2);
+    assert!(
+        r.users.values().is_empty(),
+        "mallory was written: {:?}",
+        r.users.values()
+    );
+}
