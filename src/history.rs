@@ -222,13 +222,13 @@ pub fn restore(old: &Version, current: Option<&ConfigMap>) -> Result<Restore, St
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// Namespace of aws-auth.
-    #[arg(long, env = "AWS_AUTH_NAMESPACE", default_value = crate::authmap::NAMESPACE)]
+    #[arg(long, global = true, env = "AWS_AUTH_NAMESPACE", default_value = crate::authmap::NAMESPACE)]
     pub aws_auth_namespace: String,
     /// Name of aws-auth.
-    #[arg(long, env = "AWS_AUTH_NAME", default_value = crate::authmap::NAME)]
+    #[arg(long, global = true, env = "AWS_AUTH_NAME", default_value = crate::authmap::NAME)]
     pub aws_auth_name: String,
     /// ConfigMap that keeps the history (default: `<aws-auth name>-history`).
-    #[arg(long, env = "AWS_AUTH_HISTORY_NAME")]
+    #[arg(long, global = true, env = "AWS_AUTH_HISTORY_NAME")]
     pub history_name: Option<String>,
 }
 

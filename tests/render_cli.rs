@@ -345,20 +345,31 @@ fn the_privileged_groups_policy_is_the_clusters() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("platform-admin          False  Forbidden"), "{err}");
+    assert!(
+        err.contains("platform-admin          False  Forbidden"),
+        "{err}"
+    );
     assert!(!stdout(&o).contains("designated_user"));
 }
 
 #[test]
 fn a_mass_removal_is_held_in_render_too() {
     let s = Scratch::new("held");
-    let first = render(&["-f", "examples/grants", "--aws-auth", "examples/aws-auth.yaml"]);
+    let first = render(&[
+        "-f",
+        "examples/grants",
+        "--aws-auth",
+        "examples/aws-auth.yaml",
+    ]);
     let cm = s.write("aws-auth.yaml", &stdout(&first));
     let empty = s.write("none.yaml", "");
     let o = render(&["-f", &empty, "--aws-auth", &cm, "--max-removals", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("removal held: 4 managed entries stay in aws-auth"), "{err}");
+    assert!(
+        err.contains("removal held: 4 managed entries stay in aws-auth"),
+        "{err}"
+    );
     assert!(err.contains("aws-auth-operator confirm-removal "), "{err}");
     assert!(stdout(&o).contains("designated_user"));
 }

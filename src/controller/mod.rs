@@ -478,7 +478,12 @@ async fn write(
     current: Option<&ConfigMap>,
 ) -> Result<Option<Error>, SyncError> {
     if let Some(cur) = current {
-        keep_history(ctx, cur).await?;
+        // A history that cannot be kept fails the write the way a refused write does.
+        match keep_history(ctx, cur).await {
+            Ok(()) => {}
+            Err(SyncError::Transient(e)) => return Ok(Some(e)),
+            Err(conflict) => return Err(conflict),
+        }
     }
     let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
     let pp = PostParams {
