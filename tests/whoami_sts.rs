@@ -264,12 +264,15 @@ fn import_then_render_gives_back_the_same_mapping() {
     assert!(err.contains("EKS node role"), "{err}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
 
+    // The imported admin keeps system:masters only where the policy allows it.
     let o = bin(&[
         "render",
         "-f",
         out.to_str().unwrap(),
         "--aws-auth",
         file.to_str().unwrap(),
+        "--privileged-principal",
+        "arn:aws:iam::111122223333:role/Admin",
     ]);
     assert_eq!(
         o.status.code(),
