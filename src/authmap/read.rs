@@ -12,7 +12,7 @@ use std::fmt;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::{AuthMap, Mapping, Section};
+use super::{AuthMap, Mapping, Section, shown};
 use crate::authmap::arn;
 
 /// What EKS does with the text at a finding's position.
@@ -182,7 +182,8 @@ pub fn read_data(data: &BTreeMap<String, String>) -> AwsAuthRead {
                     message: format!(
                         "EKS reads only the exact key `{}`; `{key}` maps nobody: rename it to `{}`",
                         section.key(),
-                        section.key()
+                        section.key(),
+                        key = shown(key)
                     ),
                 });
             }
@@ -253,7 +254,7 @@ pub fn read_accounts(text: Option<&str>) -> SectionRead<String> {
                     r.at(
                         item,
                         Effect::ValueCoerced,
-                        format!("`{value}` is YAML null and EKS reads it as \"\"; write the 12-digit account id in double quotes"),
+                        format!("`{value}` is YAML null and EKS reads it as \"\"; write the 12-digit account id in double quotes", value = shown(value)),
                     );
                     entries.push(Located {
                         line: item.line,
@@ -269,7 +270,10 @@ pub fn read_accounts(text: Option<&str>) -> SectionRead<String> {
                     r.at(
                         item,
                         Effect::Warning,
-                        format!("`{value}` is not a 12-digit AWS account id; it admits nobody"),
+                        format!(
+                            "`{value}` is not a 12-digit AWS account id; it admits nobody",
+                            value = shown(value)
+                        ),
                     );
                 }
                 entries.push(Located {
@@ -421,7 +425,8 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
                 l[..col].chars().count() + 1,
                 Effect::KeyDropped,
                 format!(
-                    "tab character: YAML forbids tabs in indentation and EKS drops the whole {key}; indent with spaces"
+                    "tab character: YAML forbids tabs in indentation and EKS drops the whole {key}; indent with spaces",
+                    key = shown(key)
                 ),
             );
         }
@@ -439,7 +444,8 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
             Effect::KeyDropped,
             format!(
                 "YAML syntax error ({}): EKS drops the whole {key}",
-                e.info()
+                e.info(),
+                key = shown(key)
             ),
         );
         return None;
@@ -464,7 +470,8 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
             1,
             Effect::TextIgnored,
             format!(
-                "a YAML document marker (`---` or `...`) ends {key} here: EKS ignores everything after it; remove the marker"
+                "a YAML document marker (`---` or `...`) ends {key} here: EKS ignores everything after it; remove the marker",
+                key = shown(key)
             ),
         );
     }
@@ -496,7 +503,10 @@ fn scalar_sources(key: &str, chars: &[char], node: &Node, findings: &mut Vec<Fin
                     line: node.line,
                     column: node.column,
                     effect,
-                    message: message.replace("the whole key", &format!("the whole {key}")),
+                    message: message.replace(
+                        "the whole key",
+                        &format!("the whole {key}", key = shown(key)),
+                    ),
                 });
             }
         }
@@ -517,7 +527,7 @@ fn complex_keys(key: &str, node: &Node, findings: &mut Vec<Finding>) {
                         line: k.line,
                         column: k.column,
                         effect: Effect::KeyDropped,
-                        message: format!("a mapping key that is itself a list or mapping: an unquoted value starting with `{{` (e.g. `{{{{SessionName}}}}`) is read as a YAML mapping and EKS drops the whole {key}; double-quote the value"),
+                        message: format!("a mapping key that is itself a list or mapping: an unquoted value starting with `{{` (e.g. `{{{{SessionName}}}}`) is read as a YAML mapping and EKS drops the whole {key}; double-quote the value", key = shown(key)),
                     });
                 }
                 complex_keys(key, k, findings);
@@ -651,7 +661,7 @@ fn read_mapping_entry(section: Section, item: &Node, r: &mut Reporter<'_>) -> Op
             r.at(
                 k,
                 Effect::NotExact,
-                format!("`{key}` is given twice in one entry (first on line {first}); EKS keys are case-insensitive, so which one wins is not evident: keep one"),
+                format!("`{key}` is given twice in one entry (first on line {first}); EKS keys are case-insensitive, so which one wins is not evident: keep one", key = shown(&key)),
             );
         }
         let known = [arn_field, "username", "groups"];
@@ -659,7 +669,11 @@ fn read_mapping_entry(section: Section, item: &Node, r: &mut Reporter<'_>) -> Op
             r.at(
                 k,
                 Effect::Warning,
-                format!("`{key}` is read case-insensitively as `{lower}`; write `{lower}`"),
+                format!(
+                    "`{key}` is read case-insensitively as `{lower}`; write `{lower}`",
+                    key = shown(&key),
+                    lower = shown(&lower)
+                ),
             );
         }
         match lower.as_str() {
@@ -669,11 +683,13 @@ fn read_mapping_entry(section: Section, item: &Node, r: &mut Reporter<'_>) -> Op
             _ => {
                 let hint = if lower == "sso" || lower == "userid" {
                     format!(
-                        "`{key}` entries are not managed by this operator and are inert on EKS by default; remove it"
+                        "`{key}` entries are not managed by this operator and are inert on EKS by default; remove it",
+                        key = shown(&key)
                     )
                 } else {
                     format!(
-                        "unknown key `{key}` is ignored by EKS; the known keys are {arn_field}, username, groups"
+                        "unknown key `{key}` is ignored by EKS; the known keys are {arn_field}, username, groups",
+                        key = shown(&key)
                     )
                 };
                 r.at(k, Effect::TextIgnored, hint);
@@ -709,14 +725,14 @@ fn read_string(v: &Node, field: &str, r: &mut Reporter<'_>) -> String {
                     String::new()
                 }
                 Some(Resolved::Unrepresentable) => {
-                    r.at(v, Effect::KeyDropped, format!("unquoted `{value}` is a YAML float that JSON cannot hold: EKS drops the whole key; double-quote it"));
+                    r.at(v, Effect::KeyDropped, format!("unquoted `{value}` is a YAML float that JSON cannot hold: EKS drops the whole key; double-quote it", value = shown(value)));
                     String::new()
                 }
                 Some(kind) => {
                     r.at(
                         v,
                         Effect::ValueCoerced,
-                        format!("unquoted `{value}` is a YAML 1.1 {} and EKS reads `{field}` as \"\"; write \"{value}\" in double quotes", kind.name()),
+                        format!("unquoted `{value}` is a YAML 1.1 {} and EKS reads `{field}` as \"\"; write \"{value}\" in double quotes", kind.name(), value = shown(value)),
                     );
                     String::new()
                 }
@@ -767,7 +783,7 @@ fn read_groups(v: &Node, field: &str, r: &mut Reporter<'_>) -> Vec<String> {
         }
         _ => {
             let shown = match &v.kind {
-                Kind::Scalar { value, .. } => format!("[\"{value}\"]"),
+                Kind::Scalar { value, .. } => format!("[\"{value}\"]", value = shown(value)),
                 _ => "[\"...\"]".into(),
             };
             r.at(
@@ -809,7 +825,8 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
             warn(
                 e.line,
                 format!(
-                    "ARN `{a}` contains whitespace, which EKS keeps verbatim: it never matches"
+                    "ARN `{a}` contains whitespace, which EKS keeps verbatim: it never matches",
+                    a = shown(a)
                 ),
             );
         } else if let Err(err) = arn::canonicalize(a) {
@@ -829,7 +846,8 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                 warn(
                     e.line,
                     format!(
-                        "duplicate entry for `{a}` (also on line {first}): EKS uses the last one"
+                        "duplicate entry for `{a}` (also on line {first}): EKS uses the last one",
+                        a = shown(a)
                     ),
                 );
             }
@@ -838,7 +856,8 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                 warn(
                     e.line,
                     format!(
-                        "duplicate entry for `{a}` (also on line {first}): EKS uses the last one"
+                        "duplicate entry for `{a}` (also on line {first}): EKS uses the last one",
+                        a = shown(a)
                     ),
                 );
             }
@@ -848,7 +867,9 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                 warn(
                     e.line,
                     format!(
-                        "`{a}` differs only in case from `{other}` (line {first}): EKS keeps both and picks one at random"
+                        "`{a}` differs only in case from `{other}` (line {first}): EKS keeps both and picks one at random",
+                        a = shown(a),
+                        other = shown(other)
                     ),
                 );
             }
