@@ -1282,6 +1282,18 @@ mod tests {
     }
 
     #[test]
+    fn findings_echo_bounded_values() {
+        let long = "x".repeat(10_000);
+        let r = roles(&format!(
+            "- rolearn: \"arn:aws:iam::111122223333:role/{long} \"\n  username: {long}_1e3\n- {long}: 1\n"
+        ));
+        assert!(!r.findings.is_empty());
+        for f in &r.findings {
+            assert!(f.to_string().len() < 600, "{}", f.to_string().len());
+        }
+    }
+
+    #[test]
     fn what_the_authenticator_skips_maps_nobody() {
         for text in ["``", "  ``\n", " \"\" "] {
             let r = roles(text);

@@ -371,13 +371,7 @@ fn grants_unavailable(crd: Option<CustomResourceDefinition>) -> Option<String> {
 async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
     let before = HeldRemoval::from_configmap(current);
     let Some(cm) = current else { return };
-    let event = |type_, reason: &str, note: String| Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(&note)),
-        action: "Remove".into(),
-        secondary: None,
-    };
+    let mut events = Vec::new();
     if let Some(h) = &p.held
         && before.as_ref().map(|b| &b.token) != Some(&h.token)
     {
@@ -393,13 +387,7 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
             h.reason,
             h.summary()
         );
-        let _ = ctx
-            .recorder
-            .publish(
-                &event(EventType::Warning, "RemovalHeld", note),
-                &cm.object_ref(&()),
-            )
-            .await;
+        events.push((EventType::Warning, "RemovalHeld", note));
     }
     if let Some(c) = &p.confirmed {
         info!(count = c.count, token = %c.token, "held removal confirmed; removing");
@@ -409,13 +397,19 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
             c.token,
             c.summary()
         );
-        let _ = ctx
-            .recorder
-            .publish(
-                &event(EventType::Normal, "RemovalConfirmed", note),
-                &cm.object_ref(&()),
-            )
-            .await;
+        events.push((EventType::Normal, "RemovalConfirmed", note));
+    }
+    for (type_, reason, note) in events {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(&note)),
+            action: "Remove".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &cm.object_ref(&())).await {
+            debug!(error = %e, reason, "event not recorded");
+        }
     }
 }
 
