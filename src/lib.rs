@@ -9,6 +9,7 @@ pub mod plan;
 pub mod render_cmd;
 pub mod telemetry;
 pub mod validate;
+pub mod webhook;
 pub mod whoami;
 
 use std::path::PathBuf;

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator: reconcile every IamAccessGrant into aws-auth until stopped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Offline: grants + current aws-auth -> the new aws-auth and a verdict per grant (exit 1 if any is refused).
     Render(RenderArgs),
     /// Print the IamAccessGrant CustomResourceDefinition.
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             aws_auth_operator::telemetry::init(args.log_format);
-            runtime().block_on(controller::run(args)).map(|()| true)
+            runtime().block_on(controller::run(*args)).map(|()| true)
         }
         Command::Whoami(args) => runtime().block_on(whoami::run(&args, &mut std::io::stdout())),
         Command::Import(args) => runtime().block_on(import::run(

@@ -24,6 +24,7 @@ use crate::api::{IamAccessGrant, Reason};
 use crate::history::{self, HistoryArgs};
 use crate::plan::{HeldRemoval, Plan, PlanConfig, RailsArgs, plan};
 use crate::telemetry::Metrics;
+use crate::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use debounce::Debounce;
 
@@ -76,6 +77,8 @@ pub struct RunArgs {
     /// and bytes.
     #[command(flatten)]
     pub history: HistoryArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 /// `250ms`, `2s`, `5m`, `1h`.
@@ -116,6 +119,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let health = tokio::spawn(crate::telemetry::serve(health, metrics.clone()));
     let client = client().await?;
     check_crd(&client).await?;
+    let webhook = match args.webhook.webhook_addr {
+        Some(addr) => Some(start_webhook(&client, &args, &config, addr).await?),
+        None => None,
+    };
 
     let grants: Api<IamAccessGrant> = Api::all(client.clone());
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.aws_auth_namespace);
@@ -205,7 +212,51 @@ pub async fn run(args: RunArgs) -> Result<()> {
     watches.abort();
     resync.abort();
     health.abort();
+    if let Some(w) = webhook {
+        w.abort();
+    }
     result
+}
+
+/// Serves the admission webhook and, with `--webhook-url`/`--webhook-service`, registers it.
+async fn start_webhook(
+    client: &Client,
+    args: &RunArgs,
+    config: &PlanConfig,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let w = &args.webhook;
+    let tls = webhook::tls(w)?;
+    let listener = webhook::bind(addr).await?;
+    let target = webhook::review::AwsAuthTarget {
+        namespace: args.aws_auth_namespace.clone(),
+        name: args.aws_auth_name.clone(),
+        operator_username: webhook::operator_username(client, w.operator_username.as_deref())
+            .await?,
+    };
+    let hook = Arc::new(webhook::Webhook {
+        target: target.clone(),
+        config: config.clone(),
+        granters: w.privileged_granters.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+    });
+    let task = tokio::spawn(webhook::serve(listener, tls.server, hook));
+    info!(%addr, operator = %target.operator_username, "admission webhook serving");
+    if w.webhook_url.is_some() || w.webhook_service.is_some() {
+        let ca = tls.ca_pem.as_deref().ok_or_else(|| Error::Usage {
+            flag: "--webhook-cert-dir",
+            message: "registering the webhook needs the CA: put ca.crt beside tls.crt and tls.key"
+                .into(),
+        })?;
+        webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
+    }
+    Ok(task)
 }
 
 /// A client from the in-cluster config or the kubeconfig (`KUBECONFIG`, `~/.kube/config`).

@@ -1,0 +1,281 @@
+use std::collections::BTreeMap;
+
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::IamAccessGrantSpec;
+
+const NODE: &str = "- rolearn: arn:aws:iam::111122223333:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
+
+fn target() -> AwsAuthTarget {
+    AwsAuthTarget {
+        namespace: "kube-system".into(),
+        name: "aws-auth".into(),
+        operator_username: "system:serviceaccount:aws-auth-system:aws-auth-operator".into(),
+    }
+}
+
+fn alice() -> Requester {
+    Requester {
+        username: "alice".into(),
+        groups: vec!["system:masters".into()],
+    }
+}
+
+fn cm(data: &[(&str, &str)], annotations: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("aws-auth".into()),
+            namespace: Some("kube-system".into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn edit(old: &ConfigMap, new: &ConfigMap) -> Decision {
+    review_aws_auth(&Op::Update, &alice(), Some(old), Some(new), &target())
+}
+
+#[test]
+fn introduced_problems_are_denied_with_line_and_fix() {
+    let old = cm(&[("mapRoles", NODE)], &[]);
+    for (text, key, expect) in [
+        (
+            format!("{NODE}- rolearn: arn:aws:iam::111122223333:role/a\n\tusername: a\n"),
+            "mapRoles",
+            "mapRoles line 7, column 1: key dropped: tab character",
+        ),
+        (
+            format!(
+                "{NODE}- rolearn: arn:aws:iam::111122223333:role/a\n  username: {{{{SessionName}}}}\n"
+            ),
+            "mapRoles",
+            "mapRoles line 7",
+        ),
+        (
+            format!(
+                "{NODE}- rolearn: arn:aws:iam::111122223333:role/a\n  username: a\n  groups: system:masters\n"
+            ),
+            "mapRoles",
+            "write `groups: [\"system:masters\"]`",
+        ),
+        (
+            format!("{NODE}...\n- rolearn: arn:aws:iam::111122223333:role/a\n"),
+            "mapRoles",
+            "document end marker",
+        ),
+        (NODE.to_string(), "MapRoles", "rename it to `mapRoles`"),
+    ] {
+        let new = cm(&[("mapRoles", NODE), (key, &text)], &[]);
+        let new = if key == "mapRoles" {
+            cm(&[("mapRoles", &text)], &[])
+        } else {
+            new
+        };
+        let d = edit(&old, &new);
+        assert!(!d.allowed, "{text:?}");
+        assert!(d.message.contains(expect), "{}", d.message);
+        assert!(d.message.contains("break-glass"), "{}", d.message);
+    }
+}
+
+#[test]
+fn valid_edits_and_fixes_of_broken_keys_pass() {
+    let old = cm(&[("mapRoles", NODE)], &[]);
+    let new_node = format!(
+        "{NODE}- rolearn: arn:aws:iam::111122223333:role/eks-node-2\n  username: system:node:{{{{EC2PrivateDNSName}}}}\n  groups: [system:bootstrappers, system:nodes]\n"
+    );
+    assert!(edit(&old, &cm(&[("mapRoles", &new_node)], &[])).allowed);
+
+    // Two broken keys; fixing one of them passes though the other stays broken.
+    let bad_roles = format!("{NODE}- rolearn: x\n\tusername: y\n");
+    let bad_users = "- userarn: arn:aws:iam::111122223333:user/a\n  groups: [on]\n";
+    let broken = cm(&[("mapRoles", &bad_roles), ("mapUsers", bad_users)], &[]);
+    let fixed_users = "- userarn: arn:aws:iam::111122223333:user/a\n  groups: [\"on\"]\n";
+    let d = edit(
+        &broken,
+        &cm(&[("mapRoles", &bad_roles), ("mapUsers", fixed_users)], &[]),
+    );
+    assert!(d.allowed, "{}", d.message);
+
+    // A warning (a role path) passes with a warning.
+    let pathy = format!("{NODE}- rolearn: arn:aws:iam::111122223333:role/team/x\n  username: x\n");
+    let d = edit(&old, &cm(&[("mapRoles", &pathy)], &[]));
+    assert!(d.allowed && d.warnings[0].contains("path"), "{d:?}");
+}
+
+#[test]
+fn managed_entries_change_through_grants_only() {
+    let managed = "- rolearn: \"arn:aws:iam::111122223333:role/dev\"\n  username: \"dev\"\n  groups:\n    - \"developers\"\n";
+    let ann = [(
+        OWNERSHIP_ANNOTATION,
+        r#"{"mapRoles":["arn:aws:iam::111122223333:role/dev"]}"#,
+    )];
+    let old = cm(&[("mapRoles", &format!("{NODE}{managed}"))], &ann);
+    let changed = managed.replace("developers", "system:masters");
+    let d = edit(
+        &old,
+        &cm(&[("mapRoles", &format!("{NODE}{changed}"))], &ann),
+    );
+    assert!(!d.allowed);
+    assert!(
+        d.message
+            .contains("changes the mapRoles entry for arn:aws:iam::111122223333:role/dev"),
+        "{}",
+        d.message
+    );
+    let d = edit(&old, &cm(&[("mapRoles", NODE)], &ann));
+    assert!(
+        d.message.contains("removes the mapRoles entry"),
+        "{}",
+        d.message
+    );
+    let d = edit(&old, &cm(&[("mapRoles", &format!("{NODE}{managed}"))], &[]));
+    assert!(
+        d.message.contains("record of the entries it manages"),
+        "{}",
+        d.message
+    );
+    // The operator's own writes pass.
+    let op = Requester {
+        username: target().operator_username,
+        groups: vec![],
+    };
+    let d = review_aws_auth(
+        &Op::Update,
+        &op,
+        Some(&old),
+        Some(&cm(&[("mapRoles", NODE)], &[])),
+        &target(),
+    );
+    assert!(d.allowed);
+}
+
+#[test]
+fn deleting_aws_auth_is_denied_unless_the_hatch_is_open() {
+    let old = cm(&[("mapRoles", NODE)], &[]);
+    let d = review_aws_auth(&Op::Delete, &alice(), Some(&old), None, &target());
+    assert!(
+        !d.allowed && d.message.contains("unmaps every IAM user and role"),
+        "{}",
+        d.message
+    );
+    let open = cm(
+        &[("mapRoles", NODE)],
+        &[(BREAK_GLASS_ANNOTATION, "INC-42 rebuild")],
+    );
+    let d = review_aws_auth(&Op::Delete, &alice(), Some(&open), None, &target());
+    assert!(d.allowed);
+    assert_eq!(d.break_glass.as_deref(), Some("INC-42 rebuild"));
+    // The hatch counts on the edit that sets it, not on later ones.
+    let tab = format!("{NODE}\tx\n");
+    let d = edit(
+        &old,
+        &cm(&[("mapRoles", &tab)], &[(BREAK_GLASS_ANNOTATION, "INC-42")]),
+    );
+    assert!(d.allowed && d.break_glass.is_some());
+    let d = edit(
+        &cm(&[("mapRoles", NODE)], &[(BREAK_GLASS_ANNOTATION, "INC-42")]),
+        &cm(&[("mapRoles", &tab)], &[(BREAK_GLASS_ANNOTATION, "INC-42")]),
+    );
+    assert!(!d.allowed);
+}
+
+#[test]
+fn other_configmaps_are_not_judged() {
+    let mut other = cm(&[("mapRoles", "\t")], &[]);
+    other.metadata.name = Some("something-else".into());
+    let d = review_aws_auth(&Op::Delete, &alice(), Some(&other), None, &target());
+    assert!(d.allowed);
+}
+
+#[test]
+fn grants_are_judged_as_the_controller_would() {
+    let config = PlanConfig::default()
+        .with_cluster_creators(&["arn:aws:iam::111122223333:role/creator"])
+        .unwrap();
+    let config = PlanConfig {
+        privileged_principals: vec!["arn:aws:iam::111122223333:role/platform-*".into()],
+        ..config
+    };
+    let g = |arn: &str, groups: &[&str]| {
+        IamAccessGrant::new("g", IamAccessGrantSpec::arn(arn, "u", groups))
+    };
+    let review = |grant: &IamAccessGrant, user: &Requester, granters: &[String]| {
+        review_grant(&Op::Create, user, None, Some(grant), &config, granters)
+    };
+    let d = review(
+        &g("arn:aws:iam::111122223333:role/team/x", &[]),
+        &alice(),
+        &[],
+    );
+    assert!(
+        !d.allowed && d.message.contains("Invalid: spec.arn: role ARN has a path"),
+        "{}",
+        d.message
+    );
+    let d = review(
+        &g("arn:aws:sts::111122223333:assumed-role/creator/s", &[]),
+        &alice(),
+        &[],
+    );
+    assert!(
+        !d.allowed && d.message.contains("ClusterCreator"),
+        "{}",
+        d.message
+    );
+    let d = review(
+        &g(
+            "arn:aws:iam::111122223333:user/mallory",
+            &["system:masters"],
+        ),
+        &alice(),
+        &[],
+    );
+    assert!(
+        !d.allowed
+            && d.message
+                .contains("Forbidden: group system:masters is privileged"),
+        "{}",
+        d.message
+    );
+    let admin = g(
+        "arn:aws:iam::111122223333:role/platform-admins",
+        &["system:masters"],
+    );
+    assert!(review(&admin, &alice(), &[]).allowed);
+    let granters = vec!["group:platform".to_string(), "bob".to_string()];
+    let d = review(&admin, &alice(), &granters);
+    assert!(
+        !d.allowed
+            && d.message
+                .contains("only the privileged granters (group:platform, bob)"),
+        "{}",
+        d.message
+    );
+    let platform = Requester {
+        username: "carol".into(),
+        groups: vec!["platform".into()],
+    };
+    assert!(review(&admin, &platform, &granters).allowed);
+    assert!(
+        review(
+            &g("arn:aws:iam::111122223333:role/dev", &["dev"]),
+            &alice(),
+            &granters
+        )
+        .allowed
+    );
+}
