@@ -285,17 +285,42 @@ impl Drop for Operator {
     }
 }
 
+/// A client that acts as `user` in `groups` (admin token + impersonation), as a person would.
+pub async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let path = impersonating_kubeconfig_in(user, groups);
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
 /// A kubeconfig for the test server that acts as `user` (admin token + impersonation).
 pub fn impersonating_kubeconfig(user: &str) -> PathBuf {
+    impersonating_kubeconfig_in(user, &[])
+}
+
+/// The same, with impersonated groups.
+pub fn impersonating_kubeconfig_in(user: &str, groups: &[&str]) -> PathBuf {
     let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
     let mut cfg: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
     cfg["users"][0]["user"]["as"] = serde_yaml::Value::String(user.to_string());
+    if !groups.is_empty() {
+        cfg["users"][0]["user"]["as-groups"] = groups
+            .iter()
+            .map(|g| serde_yaml::Value::String(g.to_string()))
+            .collect();
+    }
     let safe: String = user
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let path = std::env::temp_dir().join(format!("kubeconfig-as-{safe}-{}", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "kubeconfig-as-{safe}-{}-{}",
+        groups.join("-"),
+        std::process::id()
+    ));
     std::fs::write(&path, serde_yaml::to_string(&cfg).unwrap()).unwrap();
     path
 }

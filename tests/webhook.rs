@@ -1,0 +1,357 @@
+//! The admission webhook on a real kube-apiserver, which calls it at a loopback URL. One test
+//! that walks through every case in order: the webhook it registers guards ConfigMaps in
+//! kube-system, so it runs in its own test binary (binaries run one after another).
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+use aws_auth_operator::api::IamAccessGrant;
+use aws_auth_operator::webhook::review::BREAK_GLASS_ANNOTATION;
+use support::{NODE_ROLES, World, client_as, event_notes, eventually, free_port, role};
+
+const LONG: Duration = Duration::from_secs(60);
+const HOOK: &str = "aws-auth-operator-webhook-test";
+
+/// A write of aws-auth's data (and annotations) as `client`: the API server's answer.
+async fn put(
+    client: &Client,
+    w: &World,
+    data: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> Result<ConfigMap, String> {
+    write(client, w, data, annotations, false).await
+}
+
+/// The same as a dry run: the webhook is asked, nothing is stored.
+async fn probe(client: &Client, w: &World, data: &[(&str, &str)]) -> Result<ConfigMap, String> {
+    write(client, w, data, &[], true).await
+}
+
+async fn write(
+    client: &Client,
+    w: &World,
+    data: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    dry_run: bool,
+) -> Result<ConfigMap, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let mut cm = api.get(&w.name).await.map_err(|e| e.to_string())?;
+    cm.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let ann = cm.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in annotations {
+        ann.insert(k.to_string(), v.to_string());
+    }
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    api.replace(&w.name, &pp, &cm)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn denied(r: Result<ConfigMap, String>, expect: &[&str]) {
+    let e = r.err().expect("denied");
+    assert!(e.contains("admission webhook"), "{e}");
+    for x in expect {
+        assert!(e.contains(x), "`{x}` not in: {e}");
+    }
+}
+
+async fn webhook_config(client: &Client) -> Option<ValidatingWebhookConfiguration> {
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get_opt(HOOK)
+        .await
+        .ok()?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_stops_what_would_lock_people_out_at_the_door() {
+    let w = World::new("webhook").await;
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
+    let _ = hooks.delete(HOOK, &DeleteParams::default()).await;
+    // Servers since 1.21 label every namespace with its name; this 1.20 test server does not.
+    let patch =
+        serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "kube-system"}}});
+    Api::<Namespace>::all(w.client.clone())
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let flags = |policy: &'static str| {
+        vec![
+            "--webhook-addr".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--webhook-url".into(),
+            url.clone(),
+            "--webhook-name".into(),
+            HOOK.into(),
+            "--webhook-failure-policy".into(),
+            policy.into(),
+            "--operator-username".into(),
+            "admin".into(),
+            "--privileged-principal".into(),
+            "arn:aws:iam::111122223333:role/platform-*".into(),
+            "--privileged-granter".into(),
+            "group:platform-team".into(),
+            "--cluster-creator-arn".into(),
+            "arn:aws:iam::111122223333:role/creator".into(),
+        ]
+    };
+    let ignore = flags("ignore");
+    let mut op = w.operator(&ignore.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let alice = client_as("alice", &["system:masters"]).await;
+    let tab = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    // Registration reaches the API server's webhook cache within moments (dry runs ask it
+    // without storing anything).
+    let first = eventually("the webhook answers", LONG, || async {
+        probe(&alice, &w, &[("mapRoles", &tab)]).await.err()
+    })
+    .await;
+    assert!(
+        first.contains("tab character") && first.contains("line 7, column 1"),
+        "{first}"
+    );
+
+    // A grant through the operator: its entry is managed.
+    w.create(
+        "dev",
+        role("arn:aws:iam::111122223333:role/dev", "dev", &["developers"]),
+    )
+    .await;
+    w.wait_reason("dev", "Applied").await;
+    let managed = w.configmap().await.unwrap().data.unwrap()["mapRoles"].clone();
+
+    // Hand edits that EKS would read differently, or that touch managed entries: denied.
+    let entry =
+        |body: &str| format!("{managed}- rolearn: arn:aws:iam::111122223333:role/x\n{body}");
+    denied(
+        put(
+            &alice,
+            &w,
+            &[("mapRoles", &entry("  username: {{SessionName}}\n"))],
+            &[],
+        )
+        .await,
+        &["double-quote the value"],
+    );
+    denied(
+        put(
+            &alice,
+            &w,
+            &[("mapRoles", &managed), ("MapRoles", NODE_ROLES)],
+            &[],
+        )
+        .await,
+        &["rename it to `mapRoles`"],
+    );
+    denied(
+        put(
+            &alice,
+            &w,
+            &[(
+                "mapRoles",
+                &entry("  username: x\n  groups: system:masters\n"),
+            )],
+            &[],
+        )
+        .await,
+        &["groups: [\"system:masters\"]"],
+    );
+    denied(
+        put(
+            &alice,
+            &w,
+            &[(
+                "mapRoles",
+                &format!("{managed}...\n- rolearn: arn:aws:iam::111122223333:role/x\n"),
+            )],
+            &[],
+        )
+        .await,
+        &["document end marker"],
+    );
+    denied(
+        put(
+            &alice,
+            &w,
+            &[("mapRoles", &managed.replace("developers", "system:masters"))],
+            &[],
+        )
+        .await,
+        &["changes the mapRoles entry for arn:aws:iam::111122223333:role/dev"],
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(alice.clone(), "kube-system");
+    let e = cms
+        .delete(&w.name, &DeleteParams::default())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unmaps every IAM user and role"), "{e}");
+
+    // A correct edit of an unowned entry (a new node group) passes.
+    let node2 = format!(
+        "{managed}- rolearn: arn:aws:iam::111122223333:role/eks-node-2\n  username: system:node:{{{{EC2PrivateDNSName}}}}\n  groups: [system:bootstrappers, system:nodes]\n"
+    );
+    put(&alice, &w, &[("mapRoles", &node2)], &[]).await.unwrap();
+
+    // The escape hatch: two broken keys get in, and leave a Warning Event.
+    let bad_users = "- userarn: arn:aws:iam::111122223333:user/a\n  username: a\n  groups: [on]\n";
+    let bad_accounts = "- 111122223333\n\t- x\n";
+    put(
+        &alice,
+        &w,
+        &[
+            ("mapRoles", &node2),
+            ("mapUsers", bad_users),
+            ("mapAccounts", bad_accounts),
+        ],
+        &[(BREAK_GLASS_ANNOTATION, "INC-1234 restore by hand")],
+    )
+    .await
+    .unwrap();
+    let notes = eventually("BreakGlass event", LONG, || async {
+        let n = event_notes(&w.client, &w.name, "BreakGlass").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("alice") && notes[0].contains("INC-1234"),
+        "{notes:?}"
+    );
+    // Fixing one of the two broken keys passes; the other may stay broken for now.
+    let good_users = bad_users.replace("[on]", "[\"on\"]");
+    put(
+        &alice,
+        &w,
+        &[
+            ("mapRoles", &node2),
+            ("mapUsers", &good_users),
+            ("mapAccounts", bad_accounts),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    // Breaking the fixed key again is not.
+    denied(
+        put(
+            &alice,
+            &w,
+            &[
+                ("mapRoles", &node2),
+                ("mapUsers", bad_users),
+                ("mapAccounts", bad_accounts),
+            ],
+            &[],
+        )
+        .await,
+        &["mapUsers line 3"],
+    );
+
+    // Grants: what the operator would refuse is refused at `kubectl apply`.
+    let grants_as = |c: &Client| Api::<IamAccessGrant>::all(c.clone());
+    let create =
+        |c: Client, name: &'static str, arn: &'static str, groups: &'static [&'static str]| {
+            let g = w.grant(name, role(arn, name, groups));
+            async move {
+                grants_as(&c)
+                    .create(&PostParams::default(), &g)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        };
+    let e = create(
+        alice.clone(),
+        "pathy",
+        "arn:aws:iam::111122223333:role/team/x",
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("Invalid: spec.arn: role ARN has a path"), "{e}");
+    let e = create(
+        alice.clone(),
+        "creator",
+        "arn:aws:sts::111122223333:assumed-role/creator/s",
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("ClusterCreator"), "{e}");
+    let e = create(
+        alice.clone(),
+        "mallory",
+        "arn:aws:iam::111122223333:user/mallory",
+        &["system:masters"],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("Forbidden: group system:masters is privileged"),
+        "{e}"
+    );
+    let e = create(
+        alice.clone(),
+        "admins",
+        "arn:aws:iam::111122223333:role/platform-admins",
+        &["system:masters"],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("only the privileged granters (group:platform-team)") && e.contains("alice"),
+        "{e}"
+    );
+    let carol = client_as("carol", &["system:masters", "platform-team"]).await;
+    create(
+        carol,
+        "admins",
+        "arn:aws:iam::111122223333:role/platform-admins",
+        &["system:masters"],
+    )
+    .await
+    .unwrap();
+    w.wait_reason("admins", "Applied").await;
+
+    // The operator stopped, failurePolicy Ignore: edits go through unchecked.
+    op.kill();
+    put(&alice, &w, &[("mapRoles", &tab)], &[]).await.unwrap();
+    put(&alice, &w, &[("mapRoles", &node2)], &[]).await.unwrap();
+
+    // Registered with Fail, then stopped: edits of aws-auth are refused.
+    let fail = flags("fail");
+    let mut op = w.operator(&fail.iter().map(String::as_str).collect::<Vec<_>>());
+    eventually("registered with Fail", LONG, || async {
+        let c = webhook_config(&w.client).await?;
+        (c.webhooks?[0].failure_policy.as_deref() == Some("Fail")).then_some(())
+    })
+    .await;
+    op.kill();
+    let e = eventually("the API server notices the dead webhook", LONG, || async {
+        probe(&alice, &w, &[("mapRoles", NODE_ROLES)]).await.err()
+    })
+    .await;
+    assert!(e.contains("failed calling webhook"), "{e}");
+    hooks.delete(HOOK, &DeleteParams::default()).await.unwrap();
+}
