@@ -61,7 +61,7 @@ async fn write(
 }
 
 fn denied(r: Result<ConfigMap, String>, expect: &[&str]) {
-    let e = r.err().expect("denied");
+    let e = r.expect_err("denied");
     assert!(e.contains("admission webhook"), "{e}");
     for x in expect {
         assert!(e.contains(x), "`{x}` not in: {e}");
