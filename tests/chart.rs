@@ -199,6 +199,86 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         find(&docs, "Role")["rules"][1]["resourceNames"],
         json!(["auth-history"])
     );
+
+    // The webhook, by default: a Service, the operator registers itself under its own name only.
+    let docs = render(json!({"privilegedGranters": ["group:platform"]}));
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    let env = env_of(find(&docs, "Deployment"));
+    for (k, v) in [
+        ("AWS_AUTH_WEBHOOK_ADDR", "0.0.0.0:9443"),
+        (
+            "AWS_AUTH_WEBHOOK_SERVICE",
+            "aws-auth-system/rel-aws-auth-operator:443",
+        ),
+        ("AWS_AUTH_WEBHOOK_NAME", "rel-aws-auth-operator"),
+        ("AWS_AUTH_WEBHOOK_FAILURE_POLICY", "ignore"),
+        (
+            "AWS_AUTH_OPERATOR_USERNAME",
+            "system:serviceaccount:aws-auth-system:rel-aws-auth-operator",
+        ),
+        ("AWS_AUTH_PRIVILEGED_GRANTER", "group:platform"),
+    ] {
+        assert!(
+            env.contains(&(k.into(), v.into())),
+            "{k}={v} missing: {env:?}"
+        );
+    }
+    let rules = find(&docs, "ClusterRole")["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(rules.contains(&json!({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "resourceNames": ["rel-aws-auth-operator"], "verbs": ["get", "patch"]})), "{rules:?}");
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "ValidatingWebhookConfiguration")
+    );
+
+    // With cert-manager: a Certificate, the configuration from the chart with the CA injected,
+    // the Secret mounted, and no permission to register webhooks.
+    let docs =
+        render(json!({"webhook": {"certManager": {"enabled": true}, "failurePolicy": "Fail"}}));
+    let cert = find(&docs, "Certificate");
+    assert_eq!(
+        cert["spec"]["dnsNames"][0],
+        "rel-aws-auth-operator.aws-auth-system.svc"
+    );
+    assert_eq!(find(&docs, "Issuer")["spec"], json!({"selfSigned": {}}));
+    let vwc = find(&docs, "ValidatingWebhookConfiguration");
+    assert_eq!(
+        vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "aws-auth-system/rel-aws-auth-operator-webhook"
+    );
+    assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Fail");
+    assert_eq!(
+        vwc["webhooks"][0]["clientConfig"]["service"]["path"],
+        "/validate/aws-auth"
+    );
+    assert_eq!(
+        vwc["webhooks"][1]["clientConfig"]["service"]["path"],
+        "/validate/grants"
+    );
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+        "rel-aws-auth-operator-webhook-tls"
+    );
+    let env = env_of(deploy);
+    assert!(env.contains(&("AWS_AUTH_WEBHOOK_CERT_DIR".into(), "/webhook-tls".into())));
+    assert!(!env.iter().any(|(k, _)| k == "AWS_AUTH_WEBHOOK_SERVICE"));
+    assert!(
+        !find(&docs, "ClusterRole")
+            .to_string()
+            .contains("validatingwebhookconfigurations")
+    );
+    let docs = render(json!({"webhook": {"enabled": false}}));
+    assert!(!docs.iter().any(|d| d["kind"] == "Service"));
+    assert!(
+        !env_of(find(&docs, "Deployment"))
+            .iter()
+            .any(|(k, _)| k.starts_with("AWS_AUTH_WEBHOOK"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,8 +326,16 @@ print(json.dumps("installed"))
         .unwrap()
         .into_iter()
         .filter_map(|e| Some((e.name, e.value?)))
-        .filter(|(k, _)| k != "AWS_AUTH_HEALTH_ADDR" && k != "AWS_AUTH_LOG_FORMAT")
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "AWS_AUTH_HEALTH_ADDR" | "AWS_AUTH_LOG_FORMAT" | "AWS_AUTH_WEBHOOK_ADDR"
+            )
+        })
         .collect();
+    // The webhook registers itself as the ServiceAccount; nothing serves its Service here, and
+    // its failure policy (Ignore) lets requests through.
+    let webhook_addr = format!("127.0.0.1:{}", support::free_port());
     let as_sa = support::impersonating_kubeconfig(&format!("system:serviceaccount:{ns}:{sa}"));
 
     let port = support::free_port();
@@ -257,6 +345,7 @@ print(json.dumps("installed"))
         .envs(env)
         .env("KUBECONFIG", &as_sa)
         .env("AWS_AUTH_HEALTH_ADDR", format!("127.0.0.1:{port}"))
+        .env("AWS_AUTH_WEBHOOK_ADDR", &webhook_addr)
         .env("RUST_LOG", "info,kube_client::client::tls=error")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -316,6 +405,23 @@ print(json.dumps("installed"))
     let _ = op.kill();
     let _ = op.wait();
     applied_log_check(&log);
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(w.client.clone());
+    let name = format!("{release}-aws-auth-operator");
+    let hook = hooks
+        .get(&name)
+        .await
+        .expect("the webhook registered as the ServiceAccount");
+    assert_eq!(
+        hook.webhooks.unwrap()[0]
+            .client_config
+            .service
+            .as_ref()
+            .unwrap()
+            .name,
+        name
+    );
+    hooks.delete(&name, &Default::default()).await.unwrap();
 
     // Least privilege: the same identity cannot read Secrets, nor write another ConfigMap.
     let kc = kube::config::Kubeconfig::read_from(&as_sa).unwrap();

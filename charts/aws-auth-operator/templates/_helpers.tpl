@@ -26,3 +26,45 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "aws-auth-operator.historyName" -}}
 {{- .Values.history.name | default (printf "%s-history" .Values.awsAuth.name) -}}
 {{- end -}}
+
+{{/* The username the operator's own requests come as. */}}
+{{- define "aws-auth-operator.username" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "aws-auth-operator.serviceAccountName" .) -}}
+{{- end -}}
+
+{{/* The webhook rules, shared by the operator's registration and the cert-manager variant. */}}
+{{- define "aws-auth-operator.webhookRules" -}}
+- name: aws-auth.aws-auth.dev
+  clientConfig:
+    service:
+      namespace: {{ .Release.Namespace }}
+      name: {{ include "aws-auth-operator.fullname" . }}
+      port: 443
+      path: /validate/aws-auth
+  rules:
+    - {apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE, UPDATE, DELETE], scope: Namespaced}
+  namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: {{ .Values.awsAuth.namespace }}}
+  {{- if semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version }}
+  matchConditions:
+    - name: aws-auth-only
+      expression: "(object != null && object.metadata.name == '{{ .Values.awsAuth.name }}') || (oldObject != null && oldObject.metadata.name == '{{ .Values.awsAuth.name }}')"
+  {{- end }}
+  failurePolicy: {{ .Values.webhook.failurePolicy }}
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+  timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+- name: grants.aws-auth.dev
+  clientConfig:
+    service:
+      namespace: {{ .Release.Namespace }}
+      name: {{ include "aws-auth-operator.fullname" . }}
+      port: 443
+      path: /validate/grants
+  rules:
+    - {apiGroups: [aws-auth.dev], apiVersions: [v1alpha1], resources: [iamaccessgrants], operations: [CREATE, UPDATE], scope: Cluster}
+  failurePolicy: {{ .Values.webhook.failurePolicy }}
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+  timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+{{- end -}}
