@@ -2,6 +2,8 @@
 pub mod api;
 pub mod authmap;
 pub mod controller;
+pub mod doctor;
+pub mod glob;
 pub mod history;
 pub mod import;
 pub mod manifests;

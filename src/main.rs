@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use aws_auth_operator::controller::{self, RunArgs};
+use aws_auth_operator::doctor::{self, DoctorCmd};
 use aws_auth_operator::history::{self, ConfirmCmd, HistoryCmd, RestoreCmd};
 use aws_auth_operator::import::{self, ImportArgs};
 use aws_auth_operator::render_cmd::{self, RenderArgs};
@@ -38,6 +39,9 @@ enum Command {
     Restore(RestoreCmd),
     /// Let a removal held by the breaker proceed: names it by the token it was given.
     ConfirmRemoval(ConfirmCmd),
+    /// Diagnose access problems step by step (`doctor irsa`: IAM roles for service accounts).
+    #[command(subcommand)]
+    Doctor(DoctorCmd),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::ConfirmRemoval(cmd) => {
             runtime().block_on(history::confirm_removal(&cmd, &mut std::io::stdout()))
         }
+        Command::Doctor(cmd) => runtime().block_on(doctor::run(&cmd, &mut std::io::stdout())),
         Command::Render(args) => {
             render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }

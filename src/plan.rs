@@ -183,26 +183,7 @@ fn removal_token(removed: &[(Section, String)]) -> String {
 
 /// `*` matches any run of characters, `?` one; compared under case folding.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = arn::fold_case(pattern).chars().collect();
-    let t: Vec<char> = arn::fold_case(text).chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+    crate::glob::matches(&arn::fold_case(pattern), &arn::fold_case(text))
 }
 
 /// The privileged group a grant's groups could put its principal in: a literal match, or a

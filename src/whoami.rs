@@ -229,21 +229,36 @@ pub struct WhoamiArgs {
     pub output: WhoamiOutput,
 }
 
+/// The AWS SDK configuration: the standard credential chain, or a profile; a region; an
+/// endpoint for AWS-compatible services (moto in the tests).
+pub async fn aws_config(
+    profile: Option<&str>,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> aws_config::SdkConfig {
+    crate::install_tls_provider();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    if let Some(u) = endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    loader.load().await
+}
+
 /// Asks STS who the caller is (GetCallerIdentity), through the standard credential chain.
 pub async fn caller_identity(args: &WhoamiArgs) -> Result<Caller> {
     use aws_sdk_sts::config::ProvideCredentials;
-    crate::install_tls_provider();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(p) = &args.profile {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = &args.region {
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    if let Some(u) = &args.endpoint_url {
-        loader = loader.endpoint_url(u);
-    }
-    let config = loader.load().await;
+    let config = aws_config(
+        args.profile.as_deref(),
+        args.region.as_deref(),
+        args.endpoint_url.as_deref(),
+    )
+    .await;
     let sts_err = |e: String| Error::Usage {
         flag: "AWS credentials",
         message: e,
