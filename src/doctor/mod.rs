@@ -592,7 +592,8 @@ async fn check_pods(
             .filter_map(|m| m.time.clone())
             .max_by_key(|t| t.0)
     });
-    let mut webhook_known: Option<bool> = None;
+    // Looked up once, when needed: Some(None) means it could not be read.
+    let mut webhook_known: Option<Option<bool>> = None;
     for pod in &pods {
         let name = pod.name_any();
         let spec = pod.spec.as_ref();
@@ -651,27 +652,12 @@ async fn check_pods(
         .into_iter()
         .filter_map(|(m, what)| m.then_some(what))
         .collect();
-        let created = pod.metadata.creation_timestamp.clone();
-        let before_annotation =
-            matches!((&created, &annotated_at), (Some(p), Some(a)) if p.0 < a.0);
-        let why = if before_annotation {
-            format!(
-                "it was created before the ServiceAccount got its {ROLE_ANNOTATION} annotation ({}), and the pod identity webhook injects only at creation",
-                annotated_at
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default()
-            )
-        } else {
-            if webhook_known.is_none() {
-                webhook_known = pod_identity_webhook_present(client).await;
-            }
-            match webhook_known {
-                Some(false) => "the pod identity webhook is missing (no MutatingWebhookConfiguration for it): EKS runs it; elsewhere install amazon-eks-pod-identity-webhook".into(),
-                Some(true) => "the pod identity webhook did not change it (it was down when the pod was created, or the pod was created before the annotation)".into(),
-                None => "the pod identity webhook did not change it (whether it is installed cannot be read with your permissions)".into(),
-            }
-        };
+        let created = pod.metadata.creation_timestamp.clone().map(|t| t.0);
+        let annotated = annotated_at.as_ref().map(|t| t.0);
+        if webhook_known.is_none() && !matches!((created, annotated), (Some(p), Some(a)) if p < a) {
+            webhook_known = Some(pod_identity_webhook_present(client).await);
+        }
+        let why = not_injected_because(created, annotated, webhook_known.flatten());
         c.fail(
             "pods",
             format!("pod {name} lacks {}: {why}", missing.join(", ")),
@@ -679,6 +665,23 @@ async fn check_pods(
         );
     }
     Ok(())
+}
+
+/// Why a pod of an annotated ServiceAccount lacks the injected environment: created before the
+/// annotation (the webhook injects only at creation), or the webhook missing or not acting.
+fn not_injected_because(
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    annotated: Option<k8s_openapi::jiff::Timestamp>,
+    webhook_present: Option<bool>,
+) -> String {
+    match (created, annotated, webhook_present) {
+        (Some(p), Some(a), _) if p < a => format!(
+            "it was created before the ServiceAccount got its {ROLE_ANNOTATION} annotation ({a}), and the pod identity webhook injects only when a pod is created"
+        ),
+        (_, _, Some(false)) => "the pod identity webhook is missing (no MutatingWebhookConfiguration for it): EKS runs it; elsewhere install amazon-eks-pod-identity-webhook".into(),
+        (_, _, Some(true)) => "the pod identity webhook did not change it: the pod was created before the annotation, or while the webhook was down".into(),
+        (_, _, None) => "the pod identity webhook did not change it (whether it is installed cannot be read with your permissions)".into(),
+    }
 }
 
 /// Whether a MutatingWebhookConfiguration of the pod identity webhook exists (None: cannot tell).
@@ -775,6 +778,18 @@ mod tests {
             let (what, _) = check_role_arn(bad).unwrap_err();
             assert!(what.contains(why), "{bad}: {what}");
         }
+    }
+
+    #[test]
+    fn why_a_pod_was_not_injected() {
+        let t = |s: i64| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+        assert!(
+            not_injected_because(t(100), t(200), Some(true))
+                .contains("created before the ServiceAccount got its")
+        );
+        assert!(not_injected_because(t(300), t(200), Some(false)).contains("webhook is missing"));
+        assert!(not_injected_because(t(300), None, Some(true)).contains("did not change it"));
+        assert!(not_injected_because(None, None, None).contains("cannot be read"));
     }
 
     #[test]
