@@ -430,8 +430,8 @@ struct Unowned {
 }
 
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
-pub fn plan(
-    grants: &[IamAccessGrant],
+pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
+    grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
 ) -> Result<Plan, RenderMismatch> {
@@ -462,7 +462,7 @@ pub fn plan(
     }
 
     // Oldest first: the oldest grant wins a principal.
-    let mut order: Vec<&IamAccessGrant> = grants.iter().collect();
+    let mut order: Vec<&IamAccessGrant> = grants.iter().map(|g| g.borrow()).collect();
     order.sort_by(|a, b| {
         let ta = a.metadata.creation_timestamp.as_ref();
         let tb = b.metadata.creation_timestamp.as_ref();

@@ -133,7 +133,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(sel) = &args.grant_selector {
         grant_watch = grant_watch.labels(sel);
     }
-    let grant_events = reflector::reflector(writer, watcher(grants.clone(), grant_watch))
+    // The cache keeps only what the plan and the statuses read: managed fields and kubectl's
+    // copy of the last applied manifest are most of a grant's bytes.
+    let grant_stream = watcher(grants.clone(), grant_watch).modify(|g: &mut IamAccessGrant| {
+        g.managed_fields_mut().clear();
+        g.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+    });
+    let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
         .touched_objects()
         .map_ok(|_| ())
@@ -302,14 +309,16 @@ fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
 
 async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
+    let mut idle_since = tokio::time::Instant::now();
     loop {
-        debounce.settle(changes).await;
+        debounce.settle(changes, idle_since).await;
         loop {
             match sync(ctx).await {
                 Ok(()) => {
                     ctx.metrics.syncs.fetch_add(1, Ordering::Relaxed);
                     ctx.metrics.ready.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(200);
+                    idle_since = tokio::time::Instant::now();
                     break;
                 }
                 Err(SyncError::Conflict) => {
@@ -344,12 +353,8 @@ impl From<kube::Error> for SyncError {
 /// One pass: read grants (cache) and aws-auth (fresh), plan, write if changed, patch statuses.
 #[instrument(skip_all)]
 async fn sync(ctx: &Context) -> Result<(), SyncError> {
-    let grants: Vec<IamAccessGrant> = ctx
-        .grant_store
-        .state()
-        .iter()
-        .map(|g| (**g).clone())
-        .collect();
+    // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
+    let grants: Vec<Arc<IamAccessGrant>> = ctx.grant_store.state();
     // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
     // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
@@ -559,7 +564,7 @@ async fn write(
 
 async fn update_statuses(
     ctx: &Context,
-    grants: &[IamAccessGrant],
+    grants: &[Arc<IamAccessGrant>],
     p: &Plan,
     write_error: Option<&Error>,
 ) {

@@ -145,7 +145,7 @@ fn deleting_a_grant_removes_only_its_entry() {
         role("arn:aws:iam::111122223333:role/A", "a", &[]),
     )];
     let with = apply(&plan(&grants, Some(&cm), &cfg()).unwrap(), Some(&cm));
-    let p = plan(&[], Some(&with), &cfg()).unwrap();
+    let p = plan::<IamAccessGrant>(&[], Some(&with), &cfg()).unwrap();
     assert!(p.changed);
     assert_eq!(
         read_data(&p.data).auth_map(),
@@ -169,7 +169,7 @@ fn deleting_a_grant_removes_only_its_entry() {
         .unwrap(),
         Some(&cm),
     );
-    let p = plan(&[], Some(&only), &cfg()).unwrap();
+    let p = plan::<IamAccessGrant>(&[], Some(&only), &cfg()).unwrap();
     assert!(!p.data.contains_key("mapUsers"));
 }
 
@@ -204,7 +204,7 @@ fn unowned_entry_conflicts_unless_adopted() {
     );
     // Adopted means owned: deleting the grant now removes the entry.
     let adopted = apply(&p, Some(&cm));
-    let p = plan(&[], Some(&adopted), &cfg()).unwrap();
+    let p = plan::<IamAccessGrant>(&[], Some(&adopted), &cfg()).unwrap();
     assert!(!p.data.contains_key("mapRoles"));
 }
 
@@ -382,7 +382,7 @@ fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
 
 #[test]
 fn nothing_to_write_creates_nothing() {
-    assert!(!plan(&[], None, &cfg()).unwrap().changed);
+    assert!(!plan::<IamAccessGrant>(&[], None, &cfg()).unwrap().changed);
     let p = plan(
         &[grant(
             "u",
@@ -407,7 +407,11 @@ fn nothing_to_write_creates_nothing() {
 #[test]
 fn existing_configmap_without_annotation_and_grants_is_left_alone() {
     let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
-    assert!(!plan(&[], Some(&cm), &cfg()).unwrap().changed);
+    assert!(
+        !plan::<IamAccessGrant>(&[], Some(&cm), &cfg())
+            .unwrap()
+            .changed
+    );
 }
 
 #[test]
@@ -417,7 +421,7 @@ fn broken_ownership_record_treats_everything_as_unowned() {
         OWNERSHIP_ANNOTATION.to_string(),
         "{not json".to_string(),
     )]));
-    let p = plan(&[], Some(&cm), &cfg()).unwrap();
+    let p = plan::<IamAccessGrant>(&[], Some(&cm), &cfg()).unwrap();
     assert_eq!(p.notes.len(), 1);
     assert_eq!(read_data(&p.data).roles.values().len(), 1);
 }
@@ -669,7 +673,7 @@ fn nothing_is_removed_while_grants_are_unavailable() {
         grants_unavailable: Some("the IamAccessGrant CRD is being deleted".into()),
         ..cfg()
     };
-    let p = plan(&[], Some(&cm), &c).unwrap();
+    let p = plan::<IamAccessGrant>(&[], Some(&cm), &c).unwrap();
     let held = p.held.expect("held whatever the count");
     assert_eq!(held.count, 3);
     assert!(held.confirm.is_none());
@@ -681,7 +685,10 @@ fn nothing_is_removed_while_grants_are_unavailable() {
     );
     assert_eq!(p.data, *cm.data.as_ref().unwrap());
     // Grants back: nothing changes in data, and the held state clears.
-    let written = apply(&plan(&[], Some(&cm), &c).unwrap(), Some(&cm));
+    let written = apply(
+        &plan::<IamAccessGrant>(&[], Some(&cm), &c).unwrap(),
+        Some(&cm),
+    );
     let p = plan(&all, Some(&written), &cfg()).unwrap();
     assert!(p.held.is_none() && p.changed && p.diff.is_empty());
     assert_eq!(p.data, *written.data.as_ref().unwrap());
