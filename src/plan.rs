@@ -22,13 +22,21 @@ pub const HELD_ANNOTATION: &str = "aws-auth.dev/removal-held";
 /// Annotation a person sets on aws-auth (`confirm-removal TOKEN`) to let a held removal proceed.
 pub const CONFIRM_ANNOTATION: &str = "aws-auth.dev/confirm-removal";
 
+/// A ConfigMap's `data` holds at most 1 MiB; the budget keeps a margin for other writers' keys
+/// that arrive between a plan and its write.
+pub const DATA_LIMIT: usize = 1024 * 1024;
+pub const DATA_MARGIN: usize = 32 * 1024;
+/// An object's annotations hold at most 256 KiB together.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+pub const ANNOTATIONS_MARGIN: usize = 16 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
     /// Principal keys of the cluster creator(s) (see [`arn::principal_key`]).
     pub cluster_creators: Vec<String>,
-    /// Budget for the size of `data`; a ConfigMap holds at most 1 MiB.
+    /// Budget for the size of `data` (keys and values, as the API server counts them).
     pub max_data_bytes: usize,
-    /// Budget for the ownership annotation; all annotations together are limited to 256 KiB.
+    /// Budget for all annotations of aws-auth; the ownership record gets what the others leave.
     pub max_annotation_bytes: usize,
     /// A pass that would remove more than this many managed entries *and* more than
     /// `max_removal_percent` of them removes none until a person confirms.
@@ -46,8 +54,8 @@ impl Default for PlanConfig {
     fn default() -> Self {
         PlanConfig {
             cluster_creators: Vec::new(),
-            max_data_bytes: 512 * 1024,
-            max_annotation_bytes: 128 * 1024,
+            max_data_bytes: DATA_LIMIT - DATA_MARGIN,
+            max_annotation_bytes: ANNOTATIONS_LIMIT - ANNOTATIONS_MARGIN,
             max_removals: 5,
             max_removal_percent: 30,
             privileged_groups: vec!["system:masters".to_string()],
@@ -216,8 +224,33 @@ impl Ownership {
         else {
             return Ok(Self::default());
         };
-        let raw: BTreeMap<String, BTreeSet<String>> = serde_json::from_str(value)
-            .map_err(|e| format!("annotation {OWNERSHIP_ANNOTATION} is not valid: {e}; every entry is treated as not managed"))?;
+        let invalid = |e: &dyn std::fmt::Display| {
+            format!(
+                "annotation {OWNERSHIP_ANNOTATION} is not valid: {e}; every entry is treated as not managed"
+            )
+        };
+        let json: serde_json::Value = serde_json::from_str(value).map_err(|e| invalid(&e))?;
+        // Version 2 groups the principals by what precedes their last `/`; the first version
+        // (a plain list per key) is still read, and rewritten as version 2 at the next write.
+        let raw: BTreeMap<String, BTreeSet<String>> = if json.get("v").is_some() {
+            let grouped: BTreeMap<String, serde_json::Value> =
+                serde_json::from_value(json).map_err(|e| invalid(&e))?;
+            let mut out = BTreeMap::new();
+            for (k, v) in grouped.into_iter().filter(|(k, _)| k != "v") {
+                let groups: BTreeMap<String, Vec<String>> =
+                    serde_json::from_value(v).map_err(|e| invalid(&e))?;
+                let keys: BTreeSet<String> = groups
+                    .into_iter()
+                    .flat_map(|(prefix, names)| {
+                        names.into_iter().map(move |n| format!("{prefix}{n}"))
+                    })
+                    .collect();
+                out.insert(k, keys);
+            }
+            out
+        } else {
+            serde_json::from_value(json).map_err(|e| invalid(&e))?
+        };
         let mut out = BTreeMap::new();
         for (k, v) in raw {
             let section = Section::from_key(&k).ok_or_else(|| {
@@ -232,14 +265,23 @@ impl Ownership {
         self.0.get(&section).is_some_and(|s| s.contains(key))
     }
 
+    /// Version 2: `{"v":2,"mapRoles":{"arn:aws:iam::111122223333:role/":["a","b"]}}`, the common
+    /// part of each principal written once.
     pub fn to_annotation(&self) -> String {
-        let raw: BTreeMap<&str, &BTreeSet<String>> = self
-            .0
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.key(), v))
-            .collect();
-        serde_json::to_string(&raw).expect("string sets serialize")
+        let mut out = serde_json::Map::new();
+        out.insert("v".into(), 2.into());
+        for (section, keys) in self.0.iter().filter(|(_, v)| !v.is_empty()) {
+            let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for k in keys {
+                let (prefix, name) = split_key(k);
+                groups.entry(prefix).or_default().push(name);
+            }
+            out.insert(
+                section.key().into(),
+                serde_json::to_value(groups).expect("string lists serialize"),
+            );
+        }
+        serde_json::Value::Object(out).to_string()
     }
 
     fn normalized(&self) -> BTreeMap<Section, BTreeSet<String>> {
@@ -249,6 +291,24 @@ impl Ownership {
             .map(|(k, v)| (*k, v.clone()))
             .collect()
     }
+}
+
+/// A principal key split after its last `/` (the part the ownership record shares).
+fn split_key(k: &str) -> (&str, &str) {
+    match k.rfind('/') {
+        Some(i) => k.split_at(i + 1),
+        None => ("", k),
+    }
+}
+
+/// Bytes the ownership record grows by when `key` is added (its prefix is counted the first time).
+fn record_cost(key: &str, prefixes: &mut HashSet<String>) -> usize {
+    let (prefix, name) = split_key(key);
+    let mut cost = name.len() + 3;
+    if prefixes.insert(prefix.to_string()) {
+        cost += prefix.len() + 8;
+    }
+    cost
 }
 
 /// What the plan decided for one grant.
@@ -618,14 +678,29 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
             })
             .sum::<usize>();
     let mut data_bytes = fixed_bytes;
-    let mut annotation_bytes = 64;
+    // The record shares the annotation limit with whatever else aws-auth carries.
+    let ours = [OWNERSHIP_ANNOTATION, HELD_ANNOTATION, CONFIRM_ANNOTATION];
+    let other_annotations: usize = current
+        .and_then(|c| c.metadata.annotations.as_ref())
+        .map(|a| {
+            a.iter()
+                .filter(|(k, _)| !ours.contains(&k.as_str()))
+                .map(|(k, v)| k.len() + v.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let annotation_budget = config
+        .max_annotation_bytes
+        .saturating_sub(other_annotations);
+    let mut prefixes = HashSet::new();
+    let mut annotation_bytes = OWNERSHIP_ANNOTATION.len() + 16;
     let invalid_kept = last_applied_of_invalid
         .into_iter()
         .filter(|(_, key)| !claimed.contains_key(key));
     for (section, key) in invalid_kept.chain(held) {
         if let Some(e) = managed_now.get(&(section, key.clone())) {
             data_bytes += entry_text(section, e).len();
-            annotation_bytes += key.len() + 3;
+            annotation_bytes += record_cost(&key, &mut prefixes);
             managed.entry(section).or_default().insert(key, e.clone());
         }
     }
@@ -637,14 +712,35 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         } else {
             entry_text(v.section, &v.entry).len()
         };
-        let ann = v.key.len() + 3;
-        if data_bytes + size > config.max_data_bytes
-            || annotation_bytes + ann > config.max_annotation_bytes
-        {
+        let mut trial = prefixes.clone();
+        let ann = record_cost(&v.key, &mut trial);
+        let too_large = if data_bytes + size > config.max_data_bytes {
+            Some(format!(
+                "adding {} ({size} bytes) would take aws-auth's data to {} bytes, past its budget of {} (a ConfigMap holds 1 MiB; the budget keeps a {} KiB margin); {} bytes are left",
+                v.canonical,
+                data_bytes + size,
+                config.max_data_bytes,
+                DATA_MARGIN / 1024,
+                config.max_data_bytes.saturating_sub(data_bytes)
+            ))
+        } else if annotation_bytes + ann > annotation_budget {
+            Some(format!(
+                "adding {} would take the ownership record ({OWNERSHIP_ANNOTATION}) to {} bytes, past the {} bytes the other annotations leave of their 256 KiB limit; {} bytes are left",
+                v.canonical,
+                annotation_bytes + ann,
+                annotation_budget,
+                annotation_budget.saturating_sub(annotation_bytes)
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = too_large {
             verdicts.push(Verdict {
                 grant: name,
                 reason: Reason::TooLarge,
-                message: format!("adding {} would take aws-auth past its size budget ({} bytes of data, {} of ownership record); aws-auth holds at most 1 MiB: remove unused grants or use roles shared by many people", v.canonical, config.max_data_bytes, config.max_annotation_bytes),
+                message: format!(
+                    "{why}: remove unused grants, or grant roles that many people assume"
+                ),
                 section: Some(v.section),
                 canonical_arn: Some(v.canonical),
             });
@@ -652,6 +748,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         }
         data_bytes += size;
         annotation_bytes += ann;
+        prefixes = trial;
         if adopting {
             adopted.insert(v.key.clone());
         }
@@ -713,6 +810,10 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         Some(_) => {
             &data != cur_data
                 || ownership.normalized() != owned_before.normalized()
+                // A record in the first format is rewritten in the compact one.
+                || annotations
+                    .and_then(|a| a.get(OWNERSHIP_ANNOTATION))
+                    .is_some_and(|a| *a != ownership.to_annotation())
                 || rails_changed
         }
     };

@@ -86,7 +86,7 @@ fn grant_is_added_after_the_node_role_which_is_kept_verbatim() {
     assert_eq!(roles[1].arn, "arn:aws:iam::111122223333:role/Admins");
     assert_eq!(
         p.ownership.to_annotation(),
-        r#"{"mapRoles":["arn:aws:iam::111122223333:role/admins"]}"#
+        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["admins"]},"v":2}"#
     );
     assert_eq!(
         p.diff,
@@ -200,7 +200,7 @@ fn unowned_entry_conflicts_unless_adopted() {
     assert_eq!(read_data(&p.data).roles.values().len(), 1);
     assert_eq!(
         p.ownership.to_annotation(),
-        r#"{"mapRoles":["arn:aws:iam::111122223333:role/eks-node"]}"#
+        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["eks-node"]},"v":2}"#
     );
     // Adopted means owned: deleting the grant now removes the entry.
     let adopted = apply(&p, Some(&cm));
@@ -773,4 +773,65 @@ fn globs() {
     ));
     assert!(glob_match("a*b*c", "aXXbYYc"));
     assert!(!glob_match("a*b*c", "aXXbYY"));
+}
+
+#[test]
+fn the_first_ownership_format_is_read_and_rewritten_compactly() {
+    let g = grant("a", 0, role("arn:aws:iam::111122223333:role/a", "a", &[]));
+    let written = apply(&plan(std::slice::from_ref(&g), None, &cfg()).unwrap(), None);
+    let mut old = written.clone();
+    old.metadata.annotations.as_mut().unwrap().insert(
+        OWNERSHIP_ANNOTATION.into(),
+        r#"{"mapRoles":["arn:aws:iam::111122223333:role/a"]}"#.into(),
+    );
+    let owned = Ownership::from_configmap(Some(&old)).unwrap();
+    assert!(owned.owns(Section::MapRoles, "arn:aws:iam::111122223333:role/a"));
+    // Same data, new record format: written once, then steady.
+    let p = plan(std::slice::from_ref(&g), Some(&old), &cfg()).unwrap();
+    assert!(p.changed && p.diff.is_empty());
+    assert_eq!(
+        Ownership::from_configmap(Some(&apply(&p, Some(&old)))).unwrap(),
+        owned
+    );
+}
+
+#[test]
+fn five_thousand_grants_fit_and_too_large_says_what_is_left() {
+    let grants: Vec<_> = (0..5000)
+        .map(|i| {
+            grant(
+                &format!("g{i:04}"),
+                i,
+                role(
+                    &format!("arn:aws:iam::111122223333:role/team-{i}"),
+                    &format!("team-{i}:{{{{SessionName}}}}"),
+                    &["developers"],
+                ),
+            )
+        })
+        .collect();
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert!(p.all_applied());
+    let cm = apply(&p, None);
+    let data: usize = p.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let ann = cm.metadata.annotations.as_ref().unwrap()[OWNERSHIP_ANNOTATION].len();
+    assert!(
+        data < DATA_LIMIT - DATA_MARGIN && ann < 100 * 1024,
+        "{data} {ann}"
+    );
+    let small = PlanConfig {
+        max_data_bytes: data - 1000,
+        ..cfg()
+    };
+    let p = plan(&grants, None, &small).unwrap();
+    let refused = p
+        .verdicts
+        .iter()
+        .find(|v| v.reason == Reason::TooLarge)
+        .unwrap();
+    assert!(
+        refused.message.contains("bytes are left"),
+        "{}",
+        refused.message
+    );
 }
