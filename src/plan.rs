@@ -10,7 +10,7 @@ use crate::api::{IamAccessGrant, Reason};
 use crate::authmap::arn;
 use crate::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::authmap::render::{
-    RenderMismatch, account_text, mapping_text, render_accounts, render_mappings,
+    RenderMismatch, mapping_text_len, quoted_len, render_accounts, render_mappings,
 };
 use crate::authmap::{Mapping, Section, excerpt, shown};
 use crate::validate::{Entry, ValidGrant, validate};
@@ -197,19 +197,20 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// The privileged group a grant's groups could put its principal in: a literal match, or a
 /// templated group (`system:{{SessionName}}`) that some session name could expand to one.
 fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
-    config
-        .privileged_groups
-        .iter()
-        .map(String::as_str)
-        .find(|p| {
-            groups.iter().any(|g| {
+    config.privileged_groups.iter().map(String::as_str).find(|p| {
+        groups.iter().any(|g| {
+            if g.contains("{{") {
                 let as_glob = crate::authmap::template::TOKENS
                     .iter()
                     .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
+                glob_match(&as_glob, p)
+            } else if g.is_ascii() && p.is_ascii() {
+                g.eq_ignore_ascii_case(p)
+            } else {
                 arn::fold_case(g) == arn::fold_case(p)
-                    || (g.contains("{{") && glob_match(&as_glob, p))
-            })
+            }
         })
+    })
 }
 
 /// The principals the operator wrote, per key. Lower-cased principal keys.
@@ -416,10 +417,11 @@ pub(crate) fn entry_key(entry: &Entry) -> String {
     }
 }
 
-fn entry_text(section: Section, entry: &Entry) -> String {
+/// The length of an entry's rendered text (the size budget's unit).
+fn entry_len(section: Section, entry: &Entry) -> usize {
     match entry {
-        Entry::Mapping(m) => mapping_text(section, m),
-        Entry::Account(a) => account_text(a),
+        Entry::Mapping(m) => mapping_text_len(section, m),
+        Entry::Account(a) => quoted_len(a) + 3,
     }
 }
 
@@ -670,7 +672,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
                     section_entries(&read, s)
                         .iter()
                         .filter(|(_, e)| unowned.contains_key(&entry_key(e)))
-                        .map(|(_, e)| entry_text(s, e).len())
+                        .map(|(_, e)| entry_len(s, e))
                         .sum()
                 } else {
                     cur_data.get(s.key()).map_or(0, String::len)
@@ -699,7 +701,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         .filter(|(_, key)| !claimed.contains_key(key));
     for (section, key) in invalid_kept.chain(held) {
         if let Some(e) = managed_now.get(&(section, key.clone())) {
-            data_bytes += entry_text(section, e).len();
+            data_bytes += entry_len(section, e);
             annotation_bytes += record_cost(&key, &mut prefixes);
             managed.entry(section).or_default().insert(key, e.clone());
         }
@@ -710,7 +712,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         let size = if adopting {
             0
         } else {
-            entry_text(v.section, &v.entry).len()
+            entry_len(v.section, &v.entry)
         };
         let mut trial = prefixes.clone();
         let ann = record_cost(&v.key, &mut trial);
@@ -980,7 +982,6 @@ fn remember_last_applied(g: &IamAccessGrant, keep: &mut Vec<(Section, String)>) 
 }
 
 pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {
-    let mut out = Vec::new();
     let line = |sign: char, e: &Entry| match e {
         Entry::Mapping(m) => format!(
             "{sign} {section}: {} username={:?} groups=[{}]",
@@ -990,16 +991,27 @@ pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) ->
         ),
         Entry::Account(a) => format!("{sign} {section}: {a}"),
     };
-    let mut remaining: Vec<&Entry> = after.iter().collect();
+    // A multiset difference, linear in the number of entries.
+    let mut remaining: HashMap<&Entry, usize> = HashMap::new();
+    for e in after {
+        *remaining.entry(e).or_default() += 1;
+    }
+    let mut out = Vec::new();
     for e in before {
-        match remaining.iter().position(|x| *x == e) {
-            Some(i) => {
-                remaining.remove(i);
-            }
-            None => out.push(line('-', e)),
+        match remaining.get_mut(e) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => out.push(line('-', e)),
         }
     }
-    out.extend(remaining.into_iter().map(|e| line('+', e)));
+    // Added entries in the order they appear.
+    for e in after {
+        if let Some(n) = remaining.get_mut(e)
+            && *n > 0
+        {
+            *n -= 1;
+            out.push(line('+', e));
+        }
+    }
     out
 }
 

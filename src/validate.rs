@@ -19,7 +19,7 @@ pub struct ValidGrant {
     pub entry: Entry,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Entry {
     Mapping(Mapping),
     Account(String),

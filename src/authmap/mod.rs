@@ -2,6 +2,7 @@
 pub mod arn;
 pub mod goyaml;
 pub mod lookup;
+pub(crate) mod memo;
 pub mod read;
 pub mod render;
 pub mod template;

@@ -202,6 +202,11 @@ pub fn read_data(data: &BTreeMap<String, String>) -> AwsAuthRead {
 pub fn read_mappings(section: Section, text: Option<&str>) -> SectionRead<Mapping> {
     let mut out = SectionRead::new(section, text.is_some());
     let text = text.filter(|t| !skippable(t));
+    if let Some(entries) = text.and_then(|t| super::memo::read_known(section, t)) {
+        warn_about_entries(section, &entries, &mut out.findings);
+        out.entries = entries;
+        return out;
+    }
     let Some(root) = parse_key(section, text, &mut out.findings) else {
         return out;
     };

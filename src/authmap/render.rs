@@ -56,11 +56,41 @@ pub fn account_text(account: &str) -> String {
 }
 
 /// Renders `mapRoles` or `mapUsers` and proves the authenticator reads back exactly `entries`.
+/// Entry texts already proven so (see [`super::memo`]) are not read again.
 pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
-    let out: String = entries.iter().map(|e| mapping_text(section, e)).collect();
-    let back = read_mappings(section, Some(&out));
-    verify(section, back.readable(), &back.values(), entries)?;
+    let texts: Vec<String> = entries.iter().map(|e| mapping_text(section, e)).collect();
+    let out = texts.concat();
+    if !super::memo::all_verified(section, texts.iter().map(String::as_str).zip(entries)) {
+        let back = read_mappings(section, Some(&out));
+        verify(section, back.readable(), &back.values(), entries)?;
+        super::memo::remember(section, texts.into_iter().zip(entries.iter().cloned()));
+    }
     Ok(out)
+}
+
+/// The length of [`quote`]'s output, without building it.
+pub fn quoted_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => 2,
+            c if goyaml::needs_escape(c) && (c as u32) > 0xFFFF => 10,
+            c if goyaml::needs_escape(c) => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
+}
+
+/// The length of [`mapping_text`]'s output, without building it.
+pub fn mapping_text_len(section: Section, e: &Mapping) -> usize {
+    let mut n = 5 + section.arn_field().len() + quoted_len(&e.arn);
+    if !e.username.is_empty() {
+        n += 13 + quoted_len(&e.username);
+    }
+    if !e.groups.is_empty() {
+        n += 10 + e.groups.iter().map(|g| 7 + quoted_len(g)).sum::<usize>();
+    }
+    n
 }
 
 /// Renders `mapAccounts` and proves it reads back exactly.
@@ -172,6 +202,32 @@ mod tests {
         assert!(text.contains(r#""a\ufffeb\u0085""#), "{text}");
         assert!(text.contains(r#""\uffff""#), "{text}");
         assert!(text.chars().all(|c| !goyaml::needs_escape(c) || c == '\n'));
+    }
+
+    #[test]
+    fn lengths_are_computed_without_rendering() {
+        for e in [
+            m("arn:aws:iam::111122223333:user/a", "", &[]),
+            m("a\"b\\c\u{0}\u{fffe}\u{10ffff}é", "u{{x}}\n", &["g", "h\u{85}"]),
+        ] {
+            for s in [Section::MapRoles, Section::MapUsers] {
+                assert_eq!(mapping_text_len(s, &e), mapping_text(s, &e).len(), "{e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_of_verified_entries_reads_without_parsing_and_the_same() {
+        let entries: Vec<Mapping> = (0..3)
+            .map(|i| m(&format!("arn:aws:iam::111122223333:role/memo-{i}"), "u", &["g"]))
+            .collect();
+        let text = render_mappings(Section::MapRoles, &entries).unwrap();
+        let known = super::super::memo::read_known(Section::MapRoles, &text).expect("known");
+        assert_eq!(known.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 5, 9]);
+        assert_eq!(read_mappings(Section::MapRoles, Some(&text)).values(), entries);
+        // Anything else in the text, and it is read in full.
+        assert!(super::super::memo::read_known(Section::MapRoles, &format!("# c\n{text}")).is_none());
+        assert!(super::super::memo::read_known(Section::MapRoles, &text.replace("memo-1", "memo-9")).is_none());
     }
 
     #[test]
