@@ -197,20 +197,24 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// The privileged group a grant's groups could put its principal in: a literal match, or a
 /// templated group (`system:{{SessionName}}`) that some session name could expand to one.
 fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
-    config.privileged_groups.iter().map(String::as_str).find(|p| {
-        groups.iter().any(|g| {
-            if g.contains("{{") {
-                let as_glob = crate::authmap::template::TOKENS
-                    .iter()
-                    .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
-                glob_match(&as_glob, p)
-            } else if g.is_ascii() && p.is_ascii() {
-                g.eq_ignore_ascii_case(p)
-            } else {
-                arn::fold_case(g) == arn::fold_case(p)
-            }
+    config
+        .privileged_groups
+        .iter()
+        .map(String::as_str)
+        .find(|p| {
+            groups.iter().any(|g| {
+                if g.contains("{{") {
+                    let as_glob = crate::authmap::template::TOKENS
+                        .iter()
+                        .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
+                    glob_match(&as_glob, p)
+                } else if g.is_ascii() && p.is_ascii() {
+                    g.eq_ignore_ascii_case(p)
+                } else {
+                    arn::fold_case(g) == arn::fold_case(p)
+                }
+            })
         })
-    })
 }
 
 /// The principals the operator wrote, per key. Lower-cased principal keys.
@@ -507,18 +511,32 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     });
 
     // Current entries: unowned ones are kept; managed ones are rebuilt from the grants.
+    // Each readable key's entries with their principal keys, worked out once.
+    let mut current_entries: BTreeMap<Section, Vec<(usize, Entry, String)>> = Section::ALL
+        .into_iter()
+        .filter(|&s| read.readable(s))
+        .map(|s| {
+            let entries = section_entries(&read, s)
+                .into_iter()
+                .map(|(line, e)| {
+                    let key = entry_key(&e);
+                    (line, e, key)
+                })
+                .collect();
+            (s, entries)
+        })
+        .collect();
     let mut unowned: HashMap<String, Unowned> = HashMap::new();
-    let mut managed_now: HashMap<(Section, String), Entry> = HashMap::new();
-    for section in Section::ALL {
-        if !read.readable(section) {
-            continue;
-        }
-        for (line, entry) in section_entries(&read, section) {
-            let key = entry_key(&entry);
-            if owned_before.owns(section, &key) {
-                managed_now.insert((section, key), entry);
+    let mut managed_now: HashMap<(Section, String), &Entry> = HashMap::new();
+    for (&section, entries) in &current_entries {
+        for (line, entry, key) in entries {
+            if owned_before.owns(section, key) {
+                managed_now.insert((section, key.clone()), entry);
             } else {
-                unowned.entry(key).or_insert(Unowned { section, line });
+                unowned.entry(key.clone()).or_insert(Unowned {
+                    section,
+                    line: *line,
+                });
             }
         }
     }
@@ -528,7 +546,8 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     order.sort_by(|a, b| {
         let ta = a.metadata.creation_timestamp.as_ref();
         let tb = b.metadata.creation_timestamp.as_ref();
-        (ta.is_none(), ta, a.name_any()).cmp(&(tb.is_none(), tb, b.name_any()))
+        let (na, nb) = (a.metadata.name.as_deref(), b.metadata.name.as_deref());
+        (ta.is_none(), ta, na).cmp(&(tb.is_none(), tb, nb))
     });
 
     let mut verdicts: Vec<Verdict> = Vec::new();
@@ -668,11 +687,11 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         + Section::ALL
             .iter()
             .map(|&s| {
-                if read.readable(s) {
-                    section_entries(&read, s)
+                if let Some(entries) = current_entries.get(&s) {
+                    entries
                         .iter()
-                        .filter(|(_, e)| unowned.contains_key(&entry_key(e)))
-                        .map(|(_, e)| entry_len(s, e))
+                        .filter(|(_, _, k)| unowned.contains_key(k))
+                        .map(|(_, e, _)| entry_len(s, e))
                         .sum()
                 } else {
                     cur_data.get(s.key()).map_or(0, String::len)
@@ -703,7 +722,10 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         if let Some(e) = managed_now.get(&(section, key.clone())) {
             data_bytes += entry_len(section, e);
             annotation_bytes += record_cost(&key, &mut prefixes);
-            managed.entry(section).or_default().insert(key, e.clone());
+            managed
+                .entry(section)
+                .or_default()
+                .insert(key, (*e).clone());
         }
     }
     for (name, v) in accepted {
@@ -777,25 +799,20 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
             }
             continue;
         }
-        let before: Vec<Entry> = section_entries(&read, section)
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
+        let current = current_entries.remove(&section).unwrap_or_default();
         let mine = managed.remove(&section).unwrap_or_default();
-        let mut after: Vec<Entry> = before
+        let mut after: Vec<Entry> = current
             .iter()
-            .filter(|e| {
-                let k = entry_key(e);
-                !owned_before.owns(section, &k) && !adopted.contains(&k)
-            })
-            .cloned()
+            .filter(|(_, _, k)| !owned_before.owns(section, k) && !adopted.contains(k))
+            .map(|(_, e, _)| e.clone())
             .collect();
+        let before: Vec<Entry> = current.into_iter().map(|(_, e, _)| e).collect();
         ownership.0.insert(section, mine.keys().cloned().collect());
         after.extend(mine.into_values());
-        diff.extend(entry_diff(section, &before, &after));
         if after == before {
             continue;
         }
+        diff.extend(entry_diff(section, &before, &after));
         if after.is_empty() {
             data.remove(section.key());
             continue;
@@ -845,7 +862,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
 fn hold_removals(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
-    managed_now: &HashMap<(Section, String), Entry>,
+    managed_now: &HashMap<(Section, String), &Entry>,
     managed: &mut BTreeMap<Section, BTreeMap<String, Entry>>,
 ) -> (Option<HeldRemoval>, Option<HeldRemoval>) {
     let mut removed: Vec<(Section, String)> = managed_now
@@ -861,7 +878,7 @@ fn hold_removals(
     let count = removed.len();
     let mut principals: Vec<String> = removed
         .iter()
-        .map(|k| match &managed_now[k] {
+        .map(|k| match managed_now[k] {
             Entry::Mapping(m) => m.arn.clone(),
             Entry::Account(a) => a.clone(),
         })

@@ -136,6 +136,9 @@ pub fn canonicalize(s: &str) -> Result<Canonical, ArnError> {
 /// (STS session ARNs carry none, and role names are unique per account), lower-cased because the
 /// authenticator compares case-insensitively.
 pub fn principal_key(s: &str) -> Result<String, ArnError> {
+    if let Some(key) = iam_principal_key(s) {
+        return Ok(key);
+    }
     let c = canonicalize(s)?;
     let key = match c.kind {
         PrincipalType::Role => {
@@ -145,6 +148,34 @@ pub fn principal_key(s: &str) -> Result<String, ArnError> {
         _ => c.arn,
     };
     Ok(fold_case(&key))
+}
+
+/// [`principal_key`] for the ARNs nearly every entry holds (ASCII `iam` role and user ARNs),
+/// without the general parse: the same key, fewer allocations (a sync computes thousands).
+fn iam_principal_key(s: &str) -> Option<String> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let mut parts = s.strip_prefix("arn:")?.splitn(5, ':');
+    let (partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if service != "iam" || !PARTITIONS.contains(&partition) {
+        return None;
+    }
+    if let Some(rest) = resource.strip_prefix("role/") {
+        let name = rest.rsplit('/').next().unwrap_or_default();
+        let mut key = format!("arn:{partition}:iam::{account}:role/{name}");
+        key.make_ascii_lowercase();
+        return Some(key);
+    }
+    resource
+        .starts_with("user/")
+        .then(|| s.to_ascii_lowercase())
 }
 
 /// [`principal_key`], or the case-folded text when it is no usable ARN (such an entry never
@@ -275,6 +306,31 @@ mod tests {
             principal_key("arn:aws:iam::111122223333:role/\u{212A}ube-admin").unwrap(),
             principal_key("arn:aws:iam::111122223333:role/kube-admin").unwrap()
         );
+    }
+
+    #[test]
+    fn the_fast_key_is_the_general_key() {
+        for a in [
+            "arn:aws:iam::111122223333:role/Admin",
+            "arn:aws:iam::111122223333:role/team/Admin",
+            "arn:aws:iam:us-east-1:111122223333:role/Admin",
+            "arn:aws-cn:iam::111122223333:user/ops/Bob",
+            "arn:aws:iam::111122223333:role/",
+        ] {
+            let c = canonicalize(a).unwrap();
+            let general = match c.kind {
+                PrincipalType::Role => format!(
+                    "arn:{}:iam::{}:role/{}",
+                    c.partition,
+                    c.account,
+                    c.arn.rsplit('/').next().unwrap()
+                ),
+                _ => c.arn.clone(),
+            };
+            assert_eq!(iam_principal_key(a), Some(fold_case(&general)), "{a}");
+        }
+        assert_eq!(iam_principal_key("arn:aws:iam::111122223333:root"), None);
+        assert_eq!(iam_principal_key("arn:nope:iam::111122223333:role/a"), None);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub const ECHO_CHARS: usize = 120;
 /// At most `max` characters of `s`, with an ellipsis and the count left out: messages (CLI,
 /// statuses, events) echo values without letting a huge one flood them.
 pub fn excerpt(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
     match s.char_indices().nth(max) {
         None => Cow::Borrowed(s),
         Some((cut, _)) => {

@@ -834,7 +834,7 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                     a = shown(a)
                 ),
             );
-        } else if let Err(err) = arn::canonicalize(a) {
+        } else if let Err(err) = arn::principal_key(a) {
             warn(e.line, format!("{err}: this entry never matches"));
         } else if section == Section::MapRoles && arn::role_path(a).is_some() {
             warn(

@@ -70,6 +70,16 @@ pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, 
 
 /// The length of [`quote`]'s output, without building it.
 pub fn quoted_len(s: &str) -> usize {
+    if s.is_ascii() {
+        return 2 + s
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' => 2,
+                0..=0x1f | 0x7f => 6,
+                _ => 1,
+            })
+            .sum::<usize>();
+    }
     2 + s
         .chars()
         .map(|c| match c {
@@ -208,7 +218,11 @@ mod tests {
     fn lengths_are_computed_without_rendering() {
         for e in [
             m("arn:aws:iam::111122223333:user/a", "", &[]),
-            m("a\"b\\c\u{0}\u{fffe}\u{10ffff}é", "u{{x}}\n", &["g", "h\u{85}"]),
+            m(
+                "a\"b\\c\u{0}\u{fffe}\u{10ffff}é",
+                "u{{x}}\n",
+                &["g", "h\u{85}"],
+            ),
         ] {
             for s in [Section::MapRoles, Section::MapUsers] {
                 assert_eq!(mapping_text_len(s, &e), mapping_text(s, &e).len(), "{e:?}");
@@ -219,15 +233,29 @@ mod tests {
     #[test]
     fn a_key_of_verified_entries_reads_without_parsing_and_the_same() {
         let entries: Vec<Mapping> = (0..3)
-            .map(|i| m(&format!("arn:aws:iam::111122223333:role/memo-{i}"), "u", &["g"]))
+            .map(|i| {
+                m(
+                    &format!("arn:aws:iam::111122223333:role/memo-{i}"),
+                    "u",
+                    &["g"],
+                )
+            })
             .collect();
         let text = render_mappings(Section::MapRoles, &entries).unwrap();
         let known = super::super::memo::read_known(Section::MapRoles, &text).expect("known");
         assert_eq!(known.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 5, 9]);
-        assert_eq!(read_mappings(Section::MapRoles, Some(&text)).values(), entries);
+        assert_eq!(
+            read_mappings(Section::MapRoles, Some(&text)).values(),
+            entries
+        );
         // Anything else in the text, and it is read in full.
-        assert!(super::super::memo::read_known(Section::MapRoles, &format!("# c\n{text}")).is_none());
-        assert!(super::super::memo::read_known(Section::MapRoles, &text.replace("memo-1", "memo-9")).is_none());
+        assert!(
+            super::super::memo::read_known(Section::MapRoles, &format!("# c\n{text}")).is_none()
+        );
+        assert!(
+            super::super::memo::read_known(Section::MapRoles, &text.replace("memo-1", "memo-9"))
+                .is_none()
+        );
     }
 
     #[test]
