@@ -236,7 +236,12 @@ impl Operator {
         let child = cmd
             .args(["run", "--aws-auth-name", configmap, "--grant-selector"])
             .arg(format!("{TEST_LABEL}={configmap}"))
-            .args(["--debounce", "50ms", "--debounce-max", "500ms"])
+            // Short debounce keeps tests quick; a caller that sets its own (the benchmark) wins.
+            .args(if extra.contains(&"--debounce") {
+                &[][..]
+            } else {
+                &["--debounce", "50ms", "--debounce-max", "500ms"][..]
+            })
             .args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             // Tests grant system:masters freely unless they test the policy (a flag overrides it).
@@ -262,6 +267,10 @@ impl Operator {
         s.read_to_string(&mut out).ok()?;
         let code = out.split_whitespace().nth(1)?.parse().ok()?;
         Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Still running (not exited)?

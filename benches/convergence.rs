@@ -1,0 +1,213 @@
+//! Convergence against the local kube-apiserver (`hack/local-cluster.sh`): N grants applied in
+//! one burst, then single changes with N present. Prints apply time, time until every grant is in
+//! aws-auth and Ready, aws-auth writes, the operator's peak RSS and CPU, and single-change latency
+//! (p50/p95, from the API server accepting the grant to the aws-auth watch event carrying it).
+//!
+//! `hack/bench.sh` runs it (release build, N = 100, 1,000, 5,000). The test suite runs it once at
+//! a small N so it cannot rot; it prints figures and asserts only that everything converged.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use aws_auth_operator::api::IamAccessGrantSpec;
+use support::{NODE_ROLES, World, eventually};
+
+const LONG: Duration = Duration::from_secs(600);
+
+fn spec(i: usize, tag: &str) -> IamAccessGrantSpec {
+    IamAccessGrantSpec::arn(
+        &format!("arn:aws:iam::111122223333:role/{tag}-{i}"),
+        &format!("{tag}-{i}:{{{{SessionName}}}}"),
+        &["developers"],
+    )
+}
+
+/// VmHWM (KiB) and user+system CPU seconds of a process.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (hwm, ticks / 100.0)
+}
+
+fn metric(op: &support::Operator, name: &str) -> u64 {
+    op.http_get("/metrics")
+        .and_then(|(_, body)| {
+            body.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Row {
+    n: usize,
+    apply: Duration,
+    in_aws_auth: Duration,
+    ready: Duration,
+    writes: u64,
+    rss_kib: u64,
+    cpu: f64,
+    p50: Duration,
+    p95: Duration,
+}
+
+async fn run(n: usize, samples: usize) -> Row {
+    let w = World::new(&format!("bench-{n}")).await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let mut op = w.operator(&["--debounce", "200ms", "--debounce-max", "2s"]);
+    eventually("operator ready", Duration::from_secs(60), || async {
+        (op.http_get("/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+
+    // One burst, 16 requests in flight (kubectl apply sends one after another).
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let g = w.grant(&format!("g{i}"), spec(i, &w.name));
+            let api = w.grants.clone();
+            async move {
+                api.create(&PostParams::default(), &g)
+                    .await
+                    .expect("create grant")
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let apply = start.elapsed();
+    let in_aws_auth = eventually("all in aws-auth", LONG, || async {
+        (w.read().await?.roles.entries.len() == n + 1).then(|| start.elapsed())
+    })
+    .await;
+    let lp = ListParams::default().labels(&format!("{}={}", support::TEST_LABEL, w.name));
+    let ready = eventually("all Ready", LONG, || async {
+        let list = w.grants.list(&lp).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|g| {
+                g.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == g.metadata.generation
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+            .count();
+        (ready == n).then(|| start.elapsed())
+    })
+    .await;
+    let writes = metric(&op, "aws_auth_operator_writes_total");
+    let (rss_kib, cpu) = usage(op.pid());
+
+    // Single changes with N present, each after a quiet spell.
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), "kube-system");
+    let mut latencies = Vec::new();
+    for s in 0..samples {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let arn = format!("arn:aws:iam::111122223333:role/{}-single-{s}", w.name);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", w.name));
+        let mut events = watcher(cms.clone(), cfg).applied_objects().boxed();
+        // The watch's first event is the current object: from then on, changes arrive.
+        events.try_next().await.expect("watch").expect("aws-auth");
+        let g = w.grant(
+            &format!("single-{s}"),
+            IamAccessGrantSpec::arn(&arn, "single", &["developers"]),
+        );
+        w.grants
+            .create(&PostParams::default(), &g)
+            .await
+            .expect("create grant");
+        let accepted = Instant::now();
+        loop {
+            let cm = tokio::time::timeout(Duration::from_secs(30), events.try_next())
+                .await
+                .expect("aws-auth changes within 30 s")
+                .expect("watch")
+                .expect("event");
+            let data: BTreeMap<String, String> = cm.data.unwrap_or_default();
+            if data.get("mapRoles").is_some_and(|r| r.contains(&arn)) {
+                latencies.push(accepted.elapsed());
+                break;
+            }
+        }
+    }
+    latencies.sort();
+    op.kill();
+    let _ = w
+        .grants
+        .delete_collection(&DeleteParams::default(), &lp)
+        .await;
+    let _ = w.configmaps.delete(&w.name, &DeleteParams::default()).await;
+    Row {
+        n,
+        apply,
+        in_aws_auth,
+        ready,
+        writes,
+        rss_kib,
+        cpu,
+        p50: percentile(&latencies, 0.5),
+        p95: percentile(&latencies, 0.95),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (sizes, samples): (&[usize], usize) = if full {
+        (&[100, 1000, 5000], 20)
+    } else {
+        (&[50], 3)
+    };
+    println!(
+        "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>9}  {:>7}  {:>10}  {:>10}",
+        "grants",
+        "apply",
+        "in aws-auth",
+        "all Ready",
+        "writes",
+        "peak RSS",
+        "CPU",
+        "single p50",
+        "single p95"
+    );
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    for &n in sizes {
+        let r = run(n, samples).await;
+        println!(
+            "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>6.1} MiB  {:>5.2} s  {:>10}  {:>10}",
+            r.n,
+            ms(r.apply),
+            ms(r.in_aws_auth),
+            ms(r.ready),
+            r.writes,
+            r.rss_kib as f64 / 1024.0,
+            r.cpu,
+            ms(r.p50),
+            ms(r.p95)
+        );
+    }
+}
