@@ -28,16 +28,20 @@ pub(crate) fn remember(section: Section, texts: impl Iterator<Item = (String, Ma
     }
 }
 
-/// Whether every entry text is known to read as its mapping.
-pub(crate) fn all_verified<'a>(
+/// The entry texts not yet known to read as their mappings.
+pub(crate) fn unverified<'a>(
     section: Section,
-    mut entries: impl Iterator<Item = (&'a str, &'a Mapping)>,
-) -> bool {
+    entries: impl Iterator<Item = (&'a str, &'a Mapping)>,
+) -> Vec<(&'a str, &'a Mapping)> {
     let m = VERIFIED.lock().expect("memo lock");
-    entries.all(|(text, mapping)| {
-        m.get(&(section, text.to_string()))
-            .is_some_and(|known| known == mapping)
-    })
+    let mut key = (section, String::new());
+    entries
+        .filter(|(text, mapping)| {
+            key.1.clear();
+            key.1.push_str(text);
+            m.get(&key) != Some(*mapping)
+        })
+        .collect()
 }
 
 /// The entries of a key made only of verified entry texts (`None`: it is not, read it in full).

@@ -60,10 +60,16 @@ pub fn account_text(account: &str) -> String {
 pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
     let texts: Vec<String> = entries.iter().map(|e| mapping_text(section, e)).collect();
     let out = texts.concat();
-    if !super::memo::all_verified(section, texts.iter().map(String::as_str).zip(entries)) {
-        let back = read_mappings(section, Some(&out));
-        verify(section, back.readable(), &back.values(), entries)?;
-        super::memo::remember(section, texts.into_iter().zip(entries.iter().cloned()));
+    // Only the entries not verified yet are read back, together: each entry text stands alone.
+    let (new_texts, new_entries): (Vec<String>, Vec<Mapping>) =
+        super::memo::unverified(section, texts.iter().map(String::as_str).zip(entries))
+            .into_iter()
+            .map(|(t, m)| (t.to_string(), m.clone()))
+            .unzip();
+    if !new_entries.is_empty() {
+        let back = read_mappings(section, Some(&new_texts.concat()));
+        verify(section, back.readable(), &back.values(), &new_entries)?;
+        super::memo::remember(section, new_texts.into_iter().zip(new_entries));
     }
     Ok(out)
 }

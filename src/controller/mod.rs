@@ -106,6 +106,7 @@ struct Context {
     name: String,
     namespace: String,
     history: HistoryArgs,
+    last_history: std::sync::Mutex<Option<ConfigMap>>,
     config: PlanConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -186,6 +187,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         name: args.aws_auth_name.clone(),
         namespace: args.aws_auth_namespace.clone(),
         history: args.history.clone(),
+        last_history: Default::default(),
         config,
         metrics,
         recorder: Recorder::new(
@@ -473,7 +475,13 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
 /// write: a write that could not be undone is not made.
 async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
     let name = ctx.history.name(&ctx.name);
-    let existing = ctx.configmaps.get_opt(&name).await?;
+    // The history as this process last wrote it saves reading up to 800 KiB before every write;
+    // its resourceVersion still guards the write, and a conflict reads it afresh.
+    let cached = ctx.last_history.lock().expect("history lock").clone();
+    let existing = match cached {
+        Some(cm) => Some(cm),
+        None => ctx.configmaps.get_opt(&name).await?,
+    };
     let version = history::Version::of(current, Timestamp::now().to_string());
     let empty = std::collections::BTreeMap::new();
     let old = existing
@@ -511,12 +519,20 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
             ctx.configmaps.create(&pp, &cm).await
         }
     };
+    let mut last = ctx.last_history.lock().expect("history lock");
     match res {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            *last = Some(written);
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
+            *last = None;
             Err(SyncError::Conflict)
         }
-        Err(e) => Err(SyncError::Transient(Error::History(e))),
+        Err(e) => {
+            *last = None;
+            Err(SyncError::Transient(Error::History(e)))
+        }
     }
 }
 
@@ -616,7 +632,8 @@ async fn update_statuses(
             }
         }
     }))
-    .buffer_unordered(8);
+    // Thousands of grants change status in a burst; the API server takes many small patches.
+    .buffer_unordered(32);
     patches.collect::<Vec<()>>().await;
 }
 
