@@ -177,11 +177,18 @@ async fn run(n: usize, samples: usize) -> Row {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (sizes, samples): (&[usize], usize) = if full {
-        (&[100, 1000, 5000], 20)
+    let (mut sizes, samples) = if full {
+        (vec![100, 1000, 5000], 20)
     } else {
-        (&[50], 3)
+        (vec![50], 3)
     };
+    // AWS_AUTH_BENCH_SIZES=1000,5000 runs just those.
+    if let Ok(list) = std::env::var("AWS_AUTH_BENCH_SIZES") {
+        sizes = list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+    }
     println!(
         "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>9}  {:>7}  {:>10}  {:>10}",
         "grants",
@@ -195,7 +202,7 @@ async fn main() {
         "single p95"
     );
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
-    for &n in sizes {
+    for n in sizes {
         let r = run(n, samples).await;
         println!(
             "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>6.1} MiB  {:>5.2} s  {:>10}  {:>10}",
