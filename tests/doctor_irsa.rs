@@ -228,8 +228,25 @@ impl Setup {
         (out.status.code().unwrap_or(-1), checks)
     }
 
-    fn with_issuer(&self) -> Vec<String> {
-        vec!["--issuer-url".into(), self.issuer.clone()]
+    /// `doctor irsa --issuer-url ISSUER`.
+    fn doctor_issuer(&self) -> (i32, Vec<(String, String, String, String)>) {
+        self.doctor(&["--issuer-url", &self.issuer])
+    }
+
+    /// A setup with one part broken: the provider's client ids (none: no provider), the trust
+    /// policy's StringEquals `:sub`, the annotation (default: the role's ARN, with an injected pod).
+    async fn arrange(&self, client_ids: Option<&[&str]>, sub: &str, annotation: Option<&str>) {
+        if let Some(ids) = client_ids {
+            self.provider(ids).await;
+        }
+        self.role(&self.trust("StringEquals", sub)).await;
+        match annotation {
+            Some(a) => self.service_account(Some(a)).await,
+            None => {
+                self.service_account(Some(&self.role_arn())).await;
+                self.pod("app-1", true).await;
+            }
+        }
     }
 }
 
@@ -328,15 +345,14 @@ async fn a_healthy_setup_is_reported_healthy_and_the_role_is_assumed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_broken_step_is_named_with_its_fix() {
+    const STS: Option<&[&str]> = Some(&["sts.amazonaws.com"]);
+
     // No IAM OIDC provider for the issuer.
     let s = Setup::new("no-provider");
-    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-no-provider:app"))
+    s.arrange(None, "system:serviceaccount:irsa-no-provider:app", None)
         .await;
-    s.service_account(Some(&s.role_arn())).await;
-    s.pod("app-1", true).await;
-    let issuer = s.with_issuer();
     only_failure(
-        &s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>()),
+        &s.doctor_issuer(),
         "oidc-provider",
         "no IAM OIDC provider for oidc.eks.us-east-1.amazonaws.com/id/NOPROVIDER",
         "create-open-id-connect-provider",
@@ -344,14 +360,14 @@ async fn each_broken_step_is_named_with_its_fix() {
 
     // A provider without the sts.amazonaws.com audience.
     let s = Setup::new("no-audience");
-    s.provider(&["something-else"]).await;
-    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-no-audience:app"))
-        .await;
-    s.service_account(Some(&s.role_arn())).await;
-    s.pod("app-1", true).await;
-    let issuer = s.with_issuer();
+    s.arrange(
+        Some(&["something-else"]),
+        "system:serviceaccount:irsa-no-audience:app",
+        None,
+    )
+    .await;
     only_failure(
-        &s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>()),
+        &s.doctor_issuer(),
         "oidc-provider",
         "does not list the audience sts.amazonaws.com",
         "add-client-id-to-open-id-connect-provider",
@@ -359,14 +375,10 @@ async fn each_broken_step_is_named_with_its_fix() {
 
     // :sub for another namespace.
     let s = Setup::new("other-ns");
-    s.provider(&["sts.amazonaws.com"]).await;
-    s.role(&s.trust("StringEquals", "system:serviceaccount:default:app"))
+    s.arrange(STS, "system:serviceaccount:default:app", None)
         .await;
-    s.service_account(Some(&s.role_arn())).await;
-    s.pod("app-1", true).await;
-    let issuer = s.with_issuer();
     only_failure(
-        &s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>()),
+        &s.doctor_issuer(),
         "trust-policy",
         "allows namespace default, not irsa-other-ns",
         "system:serviceaccount:irsa-other-ns:app",
@@ -374,14 +386,10 @@ async fn each_broken_step_is_named_with_its_fix() {
 
     // A wildcard under StringEquals.
     let s = Setup::new("wildcard");
-    s.provider(&["sts.amazonaws.com"]).await;
-    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-wildcard:*"))
+    s.arrange(STS, "system:serviceaccount:irsa-wildcard:*", None)
         .await;
-    s.service_account(Some(&s.role_arn())).await;
-    s.pod("app-1", true).await;
-    let issuer = s.with_issuer();
     only_failure(
-        &s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>()),
+        &s.doctor_issuer(),
         "trust-policy",
         "StringEquals compares literally",
         "StringEquals",
@@ -389,13 +397,10 @@ async fn each_broken_step_is_named_with_its_fix() {
 
     // A typo in the annotation.
     let s = Setup::new("typo");
-    s.provider(&["sts.amazonaws.com"]).await;
-    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-typo:app"))
+    let typo = format!("arn:aws:iam:{ACCOUNT}:role/{}", s.role);
+    s.arrange(STS, "system:serviceaccount:irsa-typo:app", Some(&typo))
         .await;
-    s.service_account(Some(&format!("arn:aws:iam:{ACCOUNT}:role/{}", s.role)))
-        .await;
-    let issuer = s.with_issuer();
-    let result = s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>());
+    let result = s.doctor_issuer();
     let failed: Vec<_> = result.1.iter().filter(|c| c.1 == "fail").collect();
     assert_eq!(failed[0].0, "role-annotation", "{:#?}", result.1);
     assert!(
@@ -407,14 +412,11 @@ async fn each_broken_step_is_named_with_its_fix() {
 
     // A role ARN with a path the role does not have.
     let s = Setup::new("path");
-    s.provider(&["sts.amazonaws.com"]).await;
-    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-path:app"))
-        .await;
     let with_path = format!("arn:aws:iam::{ACCOUNT}:role/team/{}", s.role);
-    s.service_account(Some(&with_path)).await;
-    let issuer = s.with_issuer();
+    s.arrange(STS, "system:serviceaccount:irsa-path:app", Some(&with_path))
+        .await;
     only_failure(
-        &s.doctor(&issuer.iter().map(String::as_str).collect::<Vec<_>>()),
+        &s.doctor_issuer(),
         "role",
         &format!(
             "the role's ARN is {}, but the annotation says {with_path}",
@@ -437,9 +439,7 @@ async fn each_broken_step_is_named_with_its_fix() {
         .patch(&s.sa, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let issuer = s.with_issuer();
-    let issuer: Vec<&str> = issuer.iter().map(String::as_str).collect();
-    let (code, checks) = s.doctor(&issuer);
+    let (code, checks) = s.doctor_issuer();
     assert_eq!(code, 1);
     let pods: Vec<_> = checks.iter().filter(|c| c.0 == "pods").collect();
     assert_eq!(pods.len(), 1, "{checks:#?}");
@@ -478,7 +478,7 @@ async fn each_broken_step_is_named_with_its_fix() {
         .delete("pod-identity-webhook", &Default::default())
         .await;
     mwcs.create(&PostParams::default(), &mwc).await.unwrap();
-    let (code, checks) = s.doctor(&issuer);
+    let (code, checks) = s.doctor_issuer();
     mwcs.delete("pod-identity-webhook", &Default::default())
         .await
         .unwrap();
