@@ -32,10 +32,13 @@ pub struct HistoryArgs {
 
 impl HistoryArgs {
     pub fn name(&self, aws_auth: &str) -> String {
-        self.history_name
-            .clone()
-            .unwrap_or_else(|| format!("{aws_auth}-history"))
+        history_name(self.history_name.as_deref(), aws_auth)
     }
+}
+
+/// The history ConfigMap: as given, or `<aws-auth name>-history`.
+fn history_name(given: Option<&str>, aws_auth: &str) -> String {
+    given.map_or_else(|| format!("{aws_auth}-history"), str::to_string)
 }
 
 /// aws-auth as it was before one write.
@@ -234,9 +237,7 @@ pub struct Target {
 
 impl Target {
     fn history_name(&self) -> String {
-        self.history_name
-            .clone()
-            .unwrap_or_else(|| format!("{}-history", self.aws_auth_name))
+        history_name(self.history_name.as_deref(), &self.aws_auth_name)
     }
 }
 

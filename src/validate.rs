@@ -203,13 +203,17 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
 }
 
 /// IAM user and role names: 1-64 of `[A-Za-z0-9+=,.@_-]`.
-fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
-    let (shown_name, shown_raw) = (shown(name), shown(raw));
-    let ok = (1..=64).contains(&name.len())
+/// IAM's rule for user and role names: 1-64 letters, digits and `+=,.@_-`.
+pub fn is_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
+    let (shown_name, shown_raw) = (shown(name), shown(raw));
+    if is_iam_name(name) {
         Ok(())
     } else {
         Err(invalid(

@@ -191,11 +191,7 @@ pub fn check_role_arn(raw: &str) -> Result<(String, String), (String, String)> {
         ));
     };
     let name = path_and_name.rsplit('/').next().unwrap_or_default();
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if !valid {
+    if !crate::validate::is_iam_name(name) {
         return Err((
             format!(
                 "{ROLE_ANNOTATION} {}: `{}` is not a valid role name",
