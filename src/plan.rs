@@ -196,7 +196,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// The privileged group a grant's groups could put its principal in: a literal match, or a
 /// templated group (`system:{{SessionName}}`) that some session name could expand to one.
-fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
+pub(crate) fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
     config
         .privileged_groups
         .iter()

@@ -283,13 +283,7 @@ pub fn review_grant(
             v.reason, v.message
         ));
     }
-    let privileged = config.privileged_groups.iter().find(|pg| {
-        g.spec
-            .groups
-            .iter()
-            .any(|x| crate::authmap::arn::fold_case(x) == crate::authmap::arn::fold_case(pg))
-    });
-    if let Some(pg) = privileged
+    if let Some(pg) = crate::plan::privileged_group(&g.spec.groups, config)
         && !privileged_granters.is_empty()
         && !is_granter(user, privileged_granters)
     {
