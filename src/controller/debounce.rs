@@ -20,12 +20,12 @@ impl Debounce {
     }
 
     /// Waits for a change. After `quiet` with nothing to do (`idle_since`: when the last sync
-    /// ended), it returns at once if `eager()` allows it; otherwise the change is part of a burst,
-    /// which is waited out (quiet period, at most `max_wait`).
-    pub async fn settle(&self, changes: &Notify, idle_since: Instant, eager: impl Fn() -> bool) {
+    /// ended), it returns at once; otherwise the change is part of a burst, which is waited out
+    /// (quiet period, at most `max_wait`).
+    pub async fn settle(&self, changes: &Notify, idle_since: Instant) {
         changes.notified().await;
         let first = Instant::now();
-        if first.duration_since(idle_since) >= self.quiet && eager() {
+        if first.duration_since(idle_since) >= self.quiet {
             return;
         }
         let mut last = first;
@@ -55,19 +55,8 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         n.notify_one();
         let start = Instant::now();
-        D.settle(&n, idle_since, || true).await;
+        D.settle(&n, idle_since).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_deletion_after_a_quiet_spell_waits_for_its_burst() {
-        let n = Arc::new(Notify::new());
-        let idle_since = Instant::now();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        n.notify_one();
-        let start = Instant::now();
-        D.settle(&n, idle_since, || false).await;
-        assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
     #[tokio::test(start_paused = true)]
@@ -75,7 +64,7 @@ mod tests {
         let n = Arc::new(Notify::new());
         n.notify_one();
         let start = Instant::now();
-        D.settle(&n, Instant::now(), || true).await;
+        D.settle(&n, Instant::now()).await;
         assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
@@ -92,7 +81,7 @@ mod tests {
             })
         };
         let start = Instant::now();
-        D.settle(&n, Instant::now(), || true).await;
+        D.settle(&n, Instant::now()).await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         feeder.abort();
     }
@@ -110,7 +99,7 @@ mod tests {
             })
         };
         let start = Instant::now();
-        D.settle(&n, Instant::now(), || true).await;
+        D.settle(&n, Instant::now()).await;
         // Last change at 400 ms, then 200 ms of quiet.
         assert_eq!(start.elapsed(), Duration::from_millis(600));
         feeder.await.unwrap();

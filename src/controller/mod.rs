@@ -143,32 +143,24 @@ pub async fn run(args: RunArgs) -> Result<()> {
         g.annotations_mut()
             .remove("kubectl.kubernetes.io/last-applied-configuration");
     });
-    // Whether the change is a deletion: those wait for their burst, so that a mass deletion
-    // reaches the removal breaker as one pass and never goes through a piece at a time.
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
-        .map_ok(|ev| matches!(ev, watcher::Event::Delete(_)))
+        .touched_objects()
+        .map_ok(|_| ())
         .boxed();
     let cm_watch =
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
     let cm_events = watcher(configmaps.clone(), cm_watch)
         .default_backoff()
         .touched_objects()
-        .map_ok(|_| false)
+        .map_ok(|_| ())
         .boxed();
     let notify = changes.clone();
-    let deletions = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deleted = deletions.clone();
     let watches = tokio::spawn(async move {
         let mut all = futures::stream::select(grant_events, cm_events);
         while let Some(ev) = all.next().await {
             match ev {
-                Ok(deletion) => {
-                    if deletion {
-                        deleted.store(true, Ordering::Relaxed);
-                    }
-                    notify.notify_one();
-                }
+                Ok(()) => notify.notify_one(),
                 Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
             }
         }
@@ -225,7 +217,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     changes.notify_one();
     let result = tokio::select! {
-        r = reconcile_forever(&ctx, &debounce, &changes, &deletions) => r,
+        r = reconcile_forever(&ctx, &debounce, &changes) => r,
         _ = shutdown_signal() => { info!("shutting down"); Ok(()) }
     };
     watches.abort();
@@ -319,19 +311,11 @@ fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
     Ok(())
 }
 
-async fn reconcile_forever(
-    ctx: &Context,
-    debounce: &Debounce,
-    changes: &Notify,
-    deletions: &std::sync::atomic::AtomicBool,
-) -> Result<()> {
+async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
     let mut idle_since = tokio::time::Instant::now();
     loop {
-        debounce
-            .settle(changes, idle_since, || !deletions.load(Ordering::Relaxed))
-            .await;
-        deletions.store(false, Ordering::Relaxed);
+        debounce.settle(changes, idle_since).await;
         loop {
             match sync(ctx).await {
                 Ok(()) => {
