@@ -313,16 +313,14 @@ fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
 
 async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
-    let mut idle_since = tokio::time::Instant::now();
     loop {
-        debounce.settle(changes, idle_since).await;
+        debounce.settle(changes).await;
         loop {
             match sync(ctx).await {
                 Ok(()) => {
                     ctx.metrics.syncs.fetch_add(1, Ordering::Relaxed);
                     ctx.metrics.ready.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(200);
-                    idle_since = tokio::time::Instant::now();
                     break;
                 }
                 Err(SyncError::Conflict) => {
