@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
-use aws_auth_operator::plan::{PlanConfig, plan};
+use aws_auth_operator::engine::plan::{PlanConfig, plan};
 
 fn grants(n: usize) -> Vec<IamAccessGrant> {
     (0..n)

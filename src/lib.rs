@@ -1,18 +1,11 @@
 //! aws-auth-operator: declarative, lockout-proof access to Amazon EKS through `kube-system/aws-auth`.
+//!
+//! Dependencies flow one way: `commands` and `operator` call into `engine` (pure: aws-auth's text
+//! and grants in, new text and verdicts out); `api` holds the resource types all three share.
 pub mod api;
-pub mod authmap;
-pub mod controller;
-pub mod doctor;
-pub mod glob;
-pub mod history;
-pub mod import;
-pub mod manifests;
-pub mod plan;
-pub mod render_cmd;
-pub mod telemetry;
-pub mod validate;
-pub mod webhook;
-pub mod whoami;
+pub mod commands;
+pub mod engine;
+pub mod operator;
 
 use std::path::PathBuf;
 
@@ -30,7 +23,7 @@ pub enum Error {
     #[error("invalid argument {flag}: {message}")]
     Usage { flag: &'static str, message: String },
     #[error(transparent)]
-    Render(#[from] authmap::render::RenderMismatch),
+    Render(#[from] engine::authmap::render::RenderMismatch),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("keeping aws-auth's history (nothing is written without it): {0}")]
@@ -52,6 +45,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A client from the in-cluster config or the kubeconfig (`KUBECONFIG`, `~/.kube/config`).
+pub async fn client() -> Result<kube::Client> {
+    install_tls_provider();
+    Ok(kube::Client::try_default().await?)
+}
 
 /// kube and the AWS SDK link both ring and aws-lc-rs; rustls needs the process to pick one.
 pub fn install_tls_provider() {

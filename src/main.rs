@@ -3,12 +3,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use aws_auth_operator::controller::{self, RunArgs};
-use aws_auth_operator::doctor::{self, DoctorCmd};
-use aws_auth_operator::history::{self, ConfirmCmd, HistoryCmd, RestoreCmd};
-use aws_auth_operator::import::{self, ImportArgs};
-use aws_auth_operator::render_cmd::{self, RenderArgs};
-use aws_auth_operator::whoami::{self, WhoamiArgs};
+use aws_auth_operator::commands::doctor::{self, DoctorCmd};
+use aws_auth_operator::commands::history::{self, ConfirmCmd, HistoryCmd, RestoreCmd};
+use aws_auth_operator::commands::import::{self, ImportArgs};
+use aws_auth_operator::commands::render::{self, RenderArgs};
+use aws_auth_operator::commands::whoami::{self, WhoamiArgs};
+use aws_auth_operator::operator::controller::{self, RunArgs};
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Run(args) => {
-            aws_auth_operator::telemetry::init(args.log_format);
+            aws_auth_operator::operator::telemetry::init(args.log_format);
             runtime().block_on(controller::run(*args)).map(|()| true)
         }
         Command::Whoami(args) => runtime().block_on(whoami::run(&args, &mut std::io::stdout())),
@@ -69,9 +69,7 @@ fn main() -> ExitCode {
             runtime().block_on(history::confirm_removal(&cmd, &mut std::io::stdout()))
         }
         Command::Doctor(cmd) => runtime().block_on(doctor::run(&cmd, &mut std::io::stdout())),
-        Command::Render(args) => {
-            render_cmd::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
-        }
+        Command::Render(args) => render::run(&args, &mut std::io::stdout(), &mut std::io::stderr()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

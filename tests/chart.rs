@@ -393,10 +393,10 @@ print(json.dumps("installed"))
         },
     )
     .await;
-    let versions = aws_auth_operator::history::versions(&history.data.unwrap_or_default());
+    let versions = aws_auth_operator::engine::history::versions(&history.data.unwrap_or_default());
     assert_eq!(versions.len(), 1);
     assert_eq!(
-        aws_auth_operator::authmap::read::read_data(&versions[0].1.data)
+        aws_auth_operator::engine::authmap::read::read_data(&versions[0].1.data)
             .roles
             .values()[0]
             .groups,

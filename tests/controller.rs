@@ -10,10 +10,10 @@ use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrantSpec;
-use aws_auth_operator::authmap::Mapping;
-use aws_auth_operator::authmap::Section;
-use aws_auth_operator::authmap::read::read_mappings;
-use aws_auth_operator::authmap::render::render_mappings;
+use aws_auth_operator::engine::authmap::Mapping;
+use aws_auth_operator::engine::authmap::Section;
+use aws_auth_operator::engine::authmap::read::read_mappings;
+use aws_auth_operator::engine::authmap::render::render_mappings;
 use support::{NODE_ROLES, World, eventually, role};
 
 const LONG: Duration = Duration::from_secs(120);

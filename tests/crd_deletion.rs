@@ -10,7 +10,7 @@ use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrant;
-use aws_auth_operator::plan::HeldRemoval;
+use aws_auth_operator::engine::plan::HeldRemoval;
 use support::{NODE_ROLES, World, event_notes, eventually, role};
 
 const LONG: Duration = Duration::from_secs(120);

@@ -8,10 +8,10 @@ use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec, Reason};
-use aws_auth_operator::authmap::read::{read_accounts, read_data, read_mappings};
-use aws_auth_operator::authmap::render::{render_accounts, render_mappings};
-use aws_auth_operator::authmap::{Mapping, Section};
-use aws_auth_operator::plan::{PlanConfig, plan};
+use aws_auth_operator::engine::authmap::read::{read_accounts, read_data, read_mappings};
+use aws_auth_operator::engine::authmap::render::{render_accounts, render_mappings};
+use aws_auth_operator::engine::authmap::{Mapping, Section};
+use aws_auth_operator::engine::plan::{PlanConfig, plan};
 
 fn name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9+=,.@_-]{1,20}"
@@ -194,7 +194,7 @@ proptest! {
         let s: String = parts.concat();
         let r = read_mappings(Section::MapRoles, Some(&s));
         // Whatever the text, entries are only reported for a key EKS does not drop.
-        if r.findings.iter().any(|f| f.effect == aws_auth_operator::authmap::read::Effect::KeyDropped) {
+        if r.findings.iter().any(|f| f.effect == aws_auth_operator::engine::authmap::read::Effect::KeyDropped) {
             prop_assert!(r.entries.is_empty());
         }
     }

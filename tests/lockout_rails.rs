@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
-use aws_auth_operator::plan::{CONFIRM_ANNOTATION, HeldRemoval};
+use aws_auth_operator::engine::plan::{CONFIRM_ANNOTATION, HeldRemoval};
 use support::{NODE_ROLES, TEST_LABEL, World, cli, event_notes, eventually, role};
 
 const LONG: Duration = Duration::from_secs(120);

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrant;
-use aws_auth_operator::webhook::review::BREAK_GLASS_ANNOTATION;
+use aws_auth_operator::operator::webhook::review::BREAK_GLASS_ANNOTATION;
 use support::{NODE_ROLES, World, client_as, event_notes, eventually, free_port, role};
 
 const LONG: Duration = Duration::from_secs(60);

@@ -282,14 +282,15 @@ fn import_then_render_gives_back_the_same_mapping() {
     );
     let rendered: k8s_openapi::api::core::v1::ConfigMap =
         serde_yaml::from_slice(&o.stdout).unwrap();
-    let before = aws_auth_operator::authmap::read::read_data(
-        &aws_auth_operator::manifests::load_configmap(Path::new(&file))
+    let before = aws_auth_operator::engine::authmap::read::read_data(
+        &aws_auth_operator::commands::manifests::load_configmap(Path::new(&file))
             .unwrap()
             .data
             .unwrap(),
     )
     .auth_map();
-    let after = aws_auth_operator::authmap::read::read_data(&rendered.data.unwrap()).auth_map();
+    let after =
+        aws_auth_operator::engine::authmap::read::read_data(&rendered.data.unwrap()).auth_map();
     assert_eq!(
         before, after,
         "same entries, same order here: node role first, then the adopted ones sorted"

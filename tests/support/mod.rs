@@ -14,7 +14,7 @@ use kube::{Client, CustomResourceExt};
 use tokio::sync::OnceCell;
 
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
-use aws_auth_operator::authmap::read::{AwsAuthRead, read_data};
+use aws_auth_operator::engine::authmap::read::{AwsAuthRead, read_data};
 
 pub const TEST_LABEL: &str = "aws-auth.dev/test";
 pub const NODE_ROLES: &str = "- groups:\n  - system:bootstrappers\n  - system:nodes\n  rolearn: arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC\n  username: system:node:{{EC2PrivateDNSName}}\n";

@@ -1,0 +1,8 @@
+//! The command-line tools around the engine: `render`, `import`, `whoami`, `doctor`, `history`,
+//! `restore`, `confirm-removal`, and the manifest loading they share.
+pub mod doctor;
+pub mod history;
+pub mod import;
+pub mod manifests;
+pub mod render;
+pub mod whoami;

@@ -1,0 +1,837 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
+use crate::engine::authmap::read::read_data;
+
+const NODE_ROLES: &str = "- rolearn: arn:aws:iam::111122223333:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
+
+fn aws_auth(pairs: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("aws-auth".into()),
+            namespace: Some("kube-system".into()),
+            ..Default::default()
+        },
+        data: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn grant(name: &str, age_secs: i64, spec: IamAccessGrantSpec) -> IamAccessGrant {
+    let mut g = IamAccessGrant::new(name, spec);
+    g.metadata.creation_timestamp = Some(Time(
+        Timestamp::from_second(1_700_000_000 + age_secs).unwrap(),
+    ));
+    g
+}
+
+fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
+    IamAccessGrantSpec::arn(arn, username, groups)
+}
+
+/// The default budgets and breaker; any principal may hold a privileged group (the policy has
+/// its own tests).
+fn cfg() -> PlanConfig {
+    PlanConfig {
+        privileged_principals: vec!["*".into()],
+        ..PlanConfig::default()
+    }
+}
+
+/// Applies a plan the way the controller does and returns the new ConfigMap.
+fn apply(p: &Plan, current: Option<&ConfigMap>) -> ConfigMap {
+    p.configmap(current, "kube-system", "aws-auth", false)
+}
+
+fn reasons(p: &Plan) -> Vec<(&str, Reason)> {
+    p.verdicts
+        .iter()
+        .map(|v| (v.grant.as_str(), v.reason))
+        .collect()
+}
+
+#[test]
+fn grant_is_added_after_the_node_role_which_is_kept_verbatim() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "admins",
+        0,
+        role(
+            "arn:aws:iam::111122223333:role/Admins",
+            "admin:{{SessionName}}",
+            &["system:masters"],
+        ),
+    )];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert!(p.changed);
+    assert_eq!(reasons(&p), [("admins", Reason::Applied)]);
+    let text = &p.data["mapRoles"];
+    assert!(
+        text.starts_with("- rolearn: \"arn:aws:iam::111122223333:role/eks-node\""),
+        "{text}"
+    );
+    let roles = read_data(&p.data).roles.values();
+    assert_eq!(roles.len(), 2);
+    assert_eq!(roles[0].username, "system:node:{{EC2PrivateDNSName}}");
+    assert_eq!(roles[1].arn, "arn:aws:iam::111122223333:role/Admins");
+    assert_eq!(
+        p.ownership.to_annotation(),
+        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["admins"]},"v":2}"#
+    );
+    assert_eq!(
+        p.diff,
+        [
+            "+ mapRoles: arn:aws:iam::111122223333:role/Admins username=\"admin:{{SessionName}}\" groups=[system:masters]"
+        ]
+    );
+}
+
+#[test]
+fn planning_again_on_the_output_changes_nothing() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES), ("other", "kept")]);
+    let grants = [
+        grant(
+            "a",
+            0,
+            role("arn:aws:iam::111122223333:role/A", "a", &["g"]),
+        ),
+        grant("u", 1, role("arn:aws:iam::111122223333:user/u", "u", &[])),
+        grant(
+            "acct",
+            2,
+            IamAccessGrantSpec {
+                account: Some("444455556666".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    let p1 = plan(&grants, Some(&cm), &cfg()).unwrap();
+    let cm2 = apply(&p1, Some(&cm));
+    let p2 = plan(&grants, Some(&cm2), &cfg()).unwrap();
+    assert!(!p2.changed, "{:?}", p2.diff);
+    assert_eq!(p1.verdicts, p2.verdicts);
+    assert_eq!(p2.data["other"], "kept");
+    assert!(p2.diff.is_empty());
+}
+
+#[test]
+fn a_key_whose_meaning_does_not_change_is_not_rewritten() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "u",
+        0,
+        role("arn:aws:iam::111122223333:user/u", "u", &[]),
+    )];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(p.data["mapRoles"], NODE_ROLES);
+}
+
+#[test]
+fn deleting_a_grant_removes_only_its_entry() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let grants = [grant(
+        "a",
+        0,
+        role("arn:aws:iam::111122223333:role/A", "a", &[]),
+    )];
+    let with = apply(&plan(&grants, Some(&cm), &cfg()).unwrap(), Some(&cm));
+    let p = plan::<IamAccessGrant>(&[], Some(&with), &cfg()).unwrap();
+    assert!(p.changed);
+    assert_eq!(
+        read_data(&p.data).auth_map(),
+        read_data(cm.data.as_ref().unwrap()).auth_map()
+    );
+    assert_eq!(
+        p.diff,
+        ["- mapRoles: arn:aws:iam::111122223333:role/A username=\"a\" groups=[]"]
+    );
+    // A key left empty by the operator is removed rather than written as an empty list.
+    let only = apply(
+        &plan(
+            &[grant(
+                "u",
+                0,
+                role("arn:aws:iam::111122223333:user/u", "u", &[]),
+            )],
+            Some(&cm),
+            &cfg(),
+        )
+        .unwrap(),
+        Some(&cm),
+    );
+    let p = plan::<IamAccessGrant>(&[], Some(&only), &cfg()).unwrap();
+    assert!(!p.data.contains_key("mapUsers"));
+}
+
+#[test]
+fn unowned_entry_conflicts_unless_adopted() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let spec = role(
+        "arn:aws:iam::111122223333:role/eks-node",
+        "system:node:{{EC2PrivateDNSName}}",
+        &["system:nodes"],
+    );
+    let p = plan(&[grant("node", 0, spec.clone())], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("node", Reason::Conflict)]);
+    assert!(
+        p.verdicts[0].message.contains("mapRoles line 1"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert!(p.verdicts[0].message.contains("adopt: true"));
+    assert!(!p.changed);
+
+    let adopting = IamAccessGrantSpec {
+        adopt: true,
+        ..spec
+    };
+    let p = plan(&[grant("node", 0, adopting)], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("node", Reason::Applied)]);
+    assert_eq!(read_data(&p.data).roles.values().len(), 1);
+    assert_eq!(
+        p.ownership.to_annotation(),
+        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["eks-node"]},"v":2}"#
+    );
+    // Adopted means owned: deleting the grant now removes the entry.
+    let adopted = apply(&p, Some(&cm));
+    let p = plan::<IamAccessGrant>(&[], Some(&adopted), &cfg()).unwrap();
+    assert!(!p.data.contains_key("mapRoles"));
+}
+
+#[test]
+fn role_written_into_map_users_by_hand_still_conflicts() {
+    let cm = aws_auth(&[(
+        "mapUsers",
+        "- userarn: arn:aws:iam::111122223333:role/A\n  username: a\n",
+    )]);
+    let p = plan(
+        &[grant(
+            "a",
+            0,
+            role("arn:aws:iam::111122223333:role/A", "a", &[]),
+        )],
+        Some(&cm),
+        &cfg(),
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("a", Reason::Conflict)]);
+    assert!(p.verdicts[0].message.contains("mapUsers line 1"));
+}
+
+#[test]
+fn oldest_grant_wins_a_principal() {
+    let grants = [
+        grant(
+            "young",
+            10,
+            role("arn:aws:iam::111122223333:role/A", "young", &[]),
+        ),
+        grant(
+            "old",
+            0,
+            role("arn:aws:iam::111122223333:role/a", "old", &[]),
+        ),
+    ];
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("old", Reason::Applied), ("young", Reason::Conflict)]
+    );
+    assert!(p.verdicts[1].message.contains("IamAccessGrant old"));
+    // Same age: the name decides.
+    let grants = [
+        grant("b", 0, role("arn:aws:iam::111122223333:role/A", "b", &[])),
+        grant("a", 0, role("arn:aws:iam::111122223333:role/A", "a", &[])),
+    ];
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("a", Reason::Applied), ("b", Reason::Conflict)]
+    );
+}
+
+#[test]
+fn cluster_creator_is_refused_in_any_spelling() {
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:sts::111122223333:assumed-role/Creator/alice"])
+        .unwrap();
+    for arn in [
+        "arn:aws:iam::111122223333:role/Creator",
+        "arn:aws:iam::111122223333:role/creator",
+    ] {
+        let p = plan(
+            &[grant("c", 0, role(arn, "c", &["system:masters"]))],
+            None,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(reasons(&p), [("c", Reason::ClusterCreator)], "{arn}");
+        assert!(!p.changed);
+    }
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:iam::111122223333:role/team/Creator"])
+        .unwrap();
+    let p = plan(
+        &[grant(
+            "c",
+            0,
+            role("arn:aws:iam::111122223333:role/Creator", "c", &[]),
+        )],
+        None,
+        &c,
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("c", Reason::ClusterCreator)]);
+}
+
+#[test]
+fn an_unreadable_key_blocks_only_its_own_grants() {
+    let bad = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    let cm = aws_auth(&[("mapRoles", &bad)]);
+    let grants = [
+        grant("r", 0, role("arn:aws:iam::111122223333:role/A", "a", &[])),
+        grant("u", 0, role("arn:aws:iam::111122223333:user/u", "u", &[])),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("r", Reason::AwsAuthUnreadable), ("u", Reason::Applied)]
+    );
+    assert!(
+        p.verdicts[0].message.contains("mapRoles line 7"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert_eq!(
+        p.data["mapRoles"], bad,
+        "an unreadable key is never rewritten"
+    );
+}
+
+#[test]
+fn size_budget_refuses_the_youngest_grants_deterministically() {
+    let c = PlanConfig {
+        max_data_bytes: 300,
+        ..cfg()
+    };
+    let grants: Vec<_> = (0..5)
+        .map(|i| {
+            grant(
+                &format!("g{i}"),
+                i,
+                role(
+                    &format!("arn:aws:iam::111122223333:role/r{i}"),
+                    "someone",
+                    &["group"],
+                ),
+            )
+        })
+        .collect();
+    let p = plan(&grants, None, &c).unwrap();
+    let applied = p
+        .verdicts
+        .iter()
+        .filter(|v| v.reason == Reason::Applied)
+        .count();
+    assert!((1..5).contains(&applied), "{applied}");
+    assert!(p.data.values().map(String::len).sum::<usize>() <= 300);
+    assert_eq!(p.verdicts[4].reason, Reason::TooLarge);
+    assert_eq!(p, plan(&grants, None, &c).unwrap());
+}
+
+#[test]
+fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
+    let good = grant("a", 0, role("arn:aws:iam::111122223333:role/A", "a", &[]));
+    let cm = apply(
+        &plan(std::slice::from_ref(&good), None, &cfg()).unwrap(),
+        None,
+    );
+    let mut broken = grant(
+        "a",
+        0,
+        role("arn:aws:iam::111122223333:role/team/A", "a", &[]),
+    );
+    broken.status = Some(IamAccessGrantStatus {
+        canonical_arn: Some("arn:aws:iam::111122223333:role/A".into()),
+        section: Some("mapRoles".into()),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Applied".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+        observed_generation: Some(1),
+    });
+    let p = plan(&[broken], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("a", Reason::Invalid)]);
+    assert!(p.verdicts[0].message.contains("stays in aws-auth"));
+    assert!(!p.changed);
+}
+
+#[test]
+fn nothing_to_write_creates_nothing() {
+    assert!(!plan::<IamAccessGrant>(&[], None, &cfg()).unwrap().changed);
+    let p = plan(
+        &[grant(
+            "u",
+            0,
+            role("arn:aws:iam::111122223333:user/u", "u", &[]),
+        )],
+        None,
+        &cfg(),
+    )
+    .unwrap();
+    assert!(p.changed);
+    let cm = apply(&p, None);
+    assert_eq!(cm.metadata.name.as_deref(), Some("aws-auth"));
+    assert!(
+        cm.metadata
+            .annotations
+            .unwrap()
+            .contains_key(OWNERSHIP_ANNOTATION)
+    );
+}
+
+#[test]
+fn existing_configmap_without_annotation_and_grants_is_left_alone() {
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    assert!(
+        !plan::<IamAccessGrant>(&[], Some(&cm), &cfg())
+            .unwrap()
+            .changed
+    );
+}
+
+#[test]
+fn broken_ownership_record_treats_everything_as_unowned() {
+    let mut cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    cm.metadata.annotations = Some(BTreeMap::from([(
+        OWNERSHIP_ANNOTATION.to_string(),
+        "{not json".to_string(),
+    )]));
+    let p = plan::<IamAccessGrant>(&[], Some(&cm), &cfg()).unwrap();
+    assert_eq!(p.notes.len(), 1);
+    assert_eq!(read_data(&p.data).roles.values().len(), 1);
+}
+
+#[test]
+fn unreadable_keys_hold_grants_whose_principal_they_may_map() {
+    // An unowned role ARN under `userarn:` in a mapUsers that `on` makes unreadable: EKS still
+    // maps role/Admin there, so a new mapRoles entry would silently replace it.
+    let users = "- userarn: arn:aws:iam::111122223333:role/Admin\n  username: admin\n  groups: [system:masters, on]\n";
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES), ("mapUsers", users)]);
+    let grants = [
+        grant(
+            "admin",
+            0,
+            role("arn:aws:iam::111122223333:role/admin", "a", &[]),
+        ),
+        grant(
+            "other",
+            0,
+            role("arn:aws:iam::111122223333:role/Adminx", "o", &[]),
+        ),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("admin", Reason::AwsAuthUnreadable),
+            ("other", Reason::Applied)
+        ]
+    );
+    assert!(
+        p.verdicts[0].message.contains("mapUsers line 3"),
+        "{}",
+        p.verdicts[0].message
+    );
+    assert!(
+        !read_data(&p.data)
+            .roles
+            .values()
+            .iter()
+            .any(|m| m.arn.ends_with("role/admin"))
+    );
+
+    // A user grant while an unreadable mapRoles (a tab) holds that user: mapRoles decides first.
+    let roles =
+        format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:user/bob\n\tusername: x\n");
+    let cm = aws_auth(&[("mapRoles", &roles)]);
+    let p = plan(
+        &[grant(
+            "bob",
+            0,
+            role("arn:aws:iam::111122223333:user/Bob", "bob", &[]),
+        )],
+        Some(&cm),
+        &cfg(),
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("bob", Reason::AwsAuthUnreadable)]);
+    assert!(!p.data.contains_key("mapUsers"));
+}
+
+#[test]
+fn a_held_grant_keeps_the_entry_it_has() {
+    let g = grant(
+        "bob",
+        0,
+        role("arn:aws:iam::111122223333:user/bob", "bob", &["dev"]),
+    );
+    let first = plan(std::slice::from_ref(&g), None, &cfg()).unwrap();
+    let mut cm = apply(&first, None);
+    // Someone breaks mapRoles by hand with an entry naming bob behind an escape.
+    cm.data.as_mut().unwrap().insert(
+        "mapRoles".into(),
+        "- rolearn: \"arn:aws:iam::111122223333:user/\\x62ob\"\n  username: [x]\n".into(),
+    );
+    let changed = grant(
+        "bob",
+        0,
+        role("arn:aws:iam::111122223333:user/bob", "bob", &["ops"]),
+    );
+    let p = plan(&[changed], Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("bob", Reason::AwsAuthUnreadable)]);
+    assert!(!p.changed, "{:?}", p.diff);
+}
+
+#[test]
+fn unowned_entries_conflict_under_unicode_case_folding() {
+    let roles = "- rolearn: \"arn:aws:iam::111122223333:role/\\u212Aube-admin\"\n  username: kelvin\n  groups: [\"system:masters\"]\n";
+    let users = "- userarn: \"arn:aws:iam::111122223333:user/\\u017Fam\"\n  username: long-s\n  groups: [\"system:masters\"]\n";
+    let cm = aws_auth(&[("mapRoles", roles), ("mapUsers", users)]);
+    let grants = [
+        grant(
+            "k",
+            0,
+            role("arn:aws:iam::111122223333:role/kube-admin", "k", &[]),
+        ),
+        grant("s", 0, role("arn:aws:iam::111122223333:user/sam", "s", &[])),
+    ];
+    let p = plan(&grants, Some(&cm), &cfg()).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [("k", Reason::Conflict), ("s", Reason::Conflict)]
+    );
+    assert!(!p.changed);
+}
+
+#[test]
+fn the_creators_session_arn_is_refused_as_the_creator() {
+    let c = cfg()
+        .with_cluster_creators(&["arn:aws:iam::111122223333:role/cluster_creator"])
+        .unwrap();
+    let p = plan(
+        &[grant(
+            "s",
+            0,
+            role(
+                "arn:aws:sts::111122223333:assumed-role/cluster_creator/alice",
+                "c",
+                &[],
+            ),
+        )],
+        None,
+        &c,
+    )
+    .unwrap();
+    assert_eq!(reasons(&p), [("s", Reason::ClusterCreator)]);
+    assert!(
+        !p.verdicts[0].message.contains("use arn:"),
+        "{}",
+        p.verdicts[0].message
+    );
+}
+
+#[test]
+fn echoed_values_are_capped() {
+    let long = "u".repeat(10_000);
+    let p = plan(
+        &[grant(
+            "l",
+            0,
+            role("arn:aws:iam::111122223333:user/l", &long, &[&long]),
+        )],
+        None,
+        &cfg(),
+    )
+    .unwrap();
+    assert!(
+        p.verdicts[0].message.len() < 600,
+        "{}",
+        p.verdicts[0].message.len()
+    );
+    assert!(p.verdicts[0].message.contains("more characters"));
+    let bad = format!("arn:aws:iam::111122223333:role/{long}");
+    let p = plan(&[grant("b", 0, role(&bad, "b", &[]))], None, &cfg()).unwrap();
+    assert_eq!(p.verdicts[0].reason, Reason::Invalid);
+    assert!(
+        p.verdicts[0].message.len() < 600,
+        "{}",
+        p.verdicts[0].message.len()
+    );
+}
+
+fn users(n: usize) -> Vec<IamAccessGrant> {
+    (0..n)
+        .map(|i| {
+            grant(
+                &format!("u{i:02}"),
+                0,
+                role(
+                    &format!("arn:aws:iam::111122223333:user/u{i:02}"),
+                    "u",
+                    &["dev"],
+                ),
+            )
+        })
+        .collect()
+}
+
+fn managed_users(cm: &ConfigMap) -> usize {
+    read_data(cm.data.as_ref().unwrap()).users.entries.len()
+}
+
+#[test]
+fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
+    let all = users(20);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    assert_eq!(managed_users(&cm), 20);
+
+    // Two of twenty: at once.
+    let p = plan(&all[2..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+    assert_eq!(managed_users(&apply(&p, Some(&cm))), 18);
+
+    // Six of twenty (30%): more than 5 but not more than 30%, so it proceeds.
+    let p = plan(&all[6..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+
+    // Seven of twenty (35%): held, the entries stay exactly as they were.
+    let p = plan(&all[7..], Some(&cm), &cfg()).unwrap();
+    let held = p.held.clone().expect("held");
+    assert_eq!(held.count, 7);
+    assert_eq!(held.principals[0], "arn:aws:iam::111122223333:user/u00");
+    assert!(held.reason.contains("7 of 20"), "{}", held.reason);
+    assert_eq!(
+        held.confirm.as_deref(),
+        Some(format!("aws-auth-operator confirm-removal {}", held.token).as_str())
+    );
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+    let written = apply(&p, Some(&cm));
+    assert_eq!(
+        HeldRemoval::from_configmap(Some(&written)),
+        Some(held.clone())
+    );
+    // Planning again holds the same set with the same token and changes nothing.
+    let again = plan(&all[7..], Some(&written), &cfg()).unwrap();
+    assert_eq!(again.held.as_ref().map(|h| &h.token), Some(&held.token));
+    assert!(!again.changed);
+
+    // A stale or wrong token approves nothing; the right one lets exactly this set go.
+    let confirm = |token: &str| {
+        let mut c = written.clone();
+        c.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CONFIRM_ANNOTATION.into(), token.into());
+        c
+    };
+    let p = plan(&all[8..], Some(&confirm(&held.token)), &cfg()).unwrap();
+    assert!(
+        p.held.is_some() && p.confirmed.is_none(),
+        "a different set needs its own token"
+    );
+    assert_ne!(p.held.unwrap().token, held.token);
+    let c = confirm(&held.token);
+    let p = plan(&all[7..], Some(&c), &cfg()).unwrap();
+    assert_eq!(p.confirmed.as_ref().map(|h| h.count), Some(7));
+    assert!(p.held.is_none());
+    let done = apply(&p, Some(&c));
+    assert_eq!(managed_users(&done), 13);
+    let ann = done.metadata.annotations.unwrap();
+    assert!(!ann.contains_key(HELD_ANNOTATION) && !ann.contains_key(CONFIRM_ANNOTATION));
+}
+
+#[test]
+fn nothing_is_removed_while_grants_are_unavailable() {
+    let all = users(3);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    let c = PlanConfig {
+        grants_unavailable: Some("the IamAccessGrant CRD is being deleted".into()),
+        ..cfg()
+    };
+    let p = plan::<IamAccessGrant>(&[], Some(&cm), &c).unwrap();
+    let held = p.held.expect("held whatever the count");
+    assert_eq!(held.count, 3);
+    assert!(held.confirm.is_none());
+    assert!(
+        held.reason
+            .starts_with("the IamAccessGrant CRD is being deleted"),
+        "{}",
+        held.reason
+    );
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+    // Grants back: nothing changes in data, and the held state clears.
+    let written = apply(
+        &plan::<IamAccessGrant>(&[], Some(&cm), &c).unwrap(),
+        Some(&cm),
+    );
+    let p = plan(&all, Some(&written), &cfg()).unwrap();
+    assert!(p.held.is_none() && p.changed && p.diff.is_empty());
+    assert_eq!(p.data, *written.data.as_ref().unwrap());
+}
+
+#[test]
+fn privileged_groups_only_for_allowed_principals() {
+    let c = PlanConfig {
+        privileged_principals: vec!["arn:aws:iam::111122223333:role/platform-*".into()],
+        ..PlanConfig::default()
+    };
+    let grants = [
+        grant(
+            "ok",
+            0,
+            role(
+                "arn:aws:iam::111122223333:role/Platform-Admins",
+                "a",
+                &["system:masters"],
+            ),
+        ),
+        grant(
+            "no",
+            0,
+            role(
+                "arn:aws:iam::111122223333:user/mallory",
+                "m",
+                &["system:masters"],
+            ),
+        ),
+        grant(
+            "tpl",
+            0,
+            role(
+                "arn:aws:iam::111122223333:role/dev",
+                "d",
+                &["system:{{SessionName}}"],
+            ),
+        ),
+        grant(
+            "dev",
+            0,
+            role("arn:aws:iam::111122223333:role/dev2", "d", &["developers"]),
+        ),
+    ];
+    let p = plan(&grants, None, &c).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("dev", Reason::Applied),
+            ("no", Reason::Forbidden),
+            ("ok", Reason::Applied),
+            ("tpl", Reason::Forbidden),
+        ]
+    );
+    let m = &p.verdict("no").unwrap().message;
+    assert!(
+        m.contains("group system:masters is privileged") && m.contains("role/platform-*"),
+        "{m}"
+    );
+    let written = format!("{:?}", p.data);
+    assert!(
+        !written.contains("mallory") && !written.contains("role/dev\""),
+        "{written}"
+    );
+    // The default policy: nobody may be granted system:masters.
+    let p = plan(&grants[..1], None, &PlanConfig::default()).unwrap();
+    assert_eq!(reasons(&p), [("ok", Reason::Forbidden)]);
+    assert!(p.verdicts[0].message.contains("none is configured"));
+}
+
+#[test]
+fn globs() {
+    assert!(glob_match(
+        "arn:aws:iam::*:role/admin-?",
+        "arn:aws:iam::111122223333:role/Admin-1"
+    ));
+    assert!(glob_match("*", "x"));
+    assert!(!glob_match(
+        "arn:aws:iam::1:role/a*",
+        "arn:aws:iam::1:user/a"
+    ));
+    assert!(glob_match("a*b*c", "aXXbYYc"));
+    assert!(!glob_match("a*b*c", "aXXbYY"));
+}
+
+#[test]
+fn the_first_ownership_format_is_read_and_rewritten_compactly() {
+    let g = grant("a", 0, role("arn:aws:iam::111122223333:role/a", "a", &[]));
+    let written = apply(&plan(std::slice::from_ref(&g), None, &cfg()).unwrap(), None);
+    let mut old = written.clone();
+    old.metadata.annotations.as_mut().unwrap().insert(
+        OWNERSHIP_ANNOTATION.into(),
+        r#"{"mapRoles":["arn:aws:iam::111122223333:role/a"]}"#.into(),
+    );
+    let owned = Ownership::from_configmap(Some(&old)).unwrap();
+    assert!(owned.owns(Section::MapRoles, "arn:aws:iam::111122223333:role/a"));
+    // Same data, new record format: written once, then steady.
+    let p = plan(std::slice::from_ref(&g), Some(&old), &cfg()).unwrap();
+    assert!(p.changed && p.diff.is_empty());
+    assert_eq!(
+        Ownership::from_configmap(Some(&apply(&p, Some(&old)))).unwrap(),
+        owned
+    );
+}
+
+#[test]
+fn five_thousand_grants_fit_and_too_large_says_what_is_left() {
+    let grants: Vec<_> = (0..5000)
+        .map(|i| {
+            grant(
+                &format!("g{i:04}"),
+                i,
+                role(
+                    &format!("arn:aws:iam::111122223333:role/team-{i}"),
+                    &format!("team-{i}:{{{{SessionName}}}}"),
+                    &["developers"],
+                ),
+            )
+        })
+        .collect();
+    let p = plan(&grants, None, &cfg()).unwrap();
+    assert!(p.all_applied());
+    let cm = apply(&p, None);
+    let data: usize = p.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let ann = cm.metadata.annotations.as_ref().unwrap()[OWNERSHIP_ANNOTATION].len();
+    assert!(
+        data < DATA_LIMIT - DATA_MARGIN && ann < 100 * 1024,
+        "{data} {ann}"
+    );
+    let small = PlanConfig {
+        max_data_bytes: data - 1000,
+        ..cfg()
+    };
+    let p = plan(&grants, None, &small).unwrap();
+    let refused = p
+        .verdicts
+        .iter()
+        .find(|v| v.reason == Reason::TooLarge)
+        .unwrap();
+    assert!(
+        refused.message.contains("bytes are left"),
+        "{}",
+        refused.message
+    );
+}

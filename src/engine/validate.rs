@@ -1,0 +1,374 @@
+//! The grant validator: a spec in, the exact aws-auth entry it stands for (or which field is wrong,
+//! why, and the fix) out.
+use std::fmt;
+
+use crate::api::IamAccessGrantSpec;
+use crate::engine::authmap::arn::{self, ArnError, PrincipalType};
+use crate::engine::authmap::read::is_account_id;
+use crate::engine::authmap::template::{self, EC2_PRIVATE_DNS_NAME};
+use crate::engine::authmap::{Mapping, Section, shown};
+
+/// A grant reduced to what it writes into aws-auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidGrant {
+    pub section: Section,
+    /// The comparison key of the principal (see [`arn::principal_key`]); the account id for accounts.
+    pub key: String,
+    /// The ARN as EKS matches it (roles without path), or the account id.
+    pub canonical: String,
+    pub entry: Entry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entry {
+    Mapping(Mapping),
+    Account(String),
+}
+
+/// Which field of the spec is wrong, why, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+pub fn validate(spec: &IamAccessGrantSpec) -> Result<ValidGrant, Invalid> {
+    match (&spec.arn, &spec.account) {
+        (Some(_), Some(_)) => Err(invalid(
+            "spec",
+            "set either arn (an IAM user or role) or account, not both",
+        )),
+        (None, None) => Err(invalid(
+            "spec",
+            "set arn (an IAM user or role ARN) with username, or account (a 12-digit AWS account id)",
+        )),
+        (None, Some(account)) => validate_account(spec, account),
+        (Some(a), None) => validate_arn_grant(spec, a),
+    }
+}
+
+fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGrant, Invalid> {
+    let shown_account = shown(account);
+    if !is_account_id(account) {
+        return Err(invalid(
+            "spec.account",
+            format!(
+                "`{shown_account}` is not a 12-digit AWS account id; write it in quotes, e.g. account: \"111122223333\""
+            ),
+        ));
+    }
+    if spec.username.is_some() || !spec.groups.is_empty() {
+        return Err(invalid(
+            "spec.account",
+            "an account grant maps every principal of the account to its own ARN with no groups; remove username and groups, or grant a role or user with arn instead",
+        ));
+    }
+    Ok(ValidGrant {
+        section: Section::MapAccounts,
+        key: account.to_string(),
+        canonical: account.to_string(),
+        entry: Entry::Account(account.to_string()),
+    })
+}
+
+fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant, Invalid> {
+    let (section, canonical) = validate_arn(raw)?;
+    let username = spec.username.as_deref().unwrap_or_default();
+    if username.is_empty() {
+        return Err(invalid(
+            "spec.username",
+            "is required: the Kubernetes username this principal gets, e.g. username: alice or username: \"admin:{{SessionName}}\"",
+        ));
+    }
+    let node_role = section == Section::MapRoles && spec.groups.iter().any(|g| g == "system:nodes");
+    check_text("spec.username", username, node_role)?;
+    for g in &spec.groups {
+        check_text("spec.groups", g, node_role)?;
+    }
+    Ok(ValidGrant {
+        section,
+        key: arn::principal_key(&canonical).expect("validated ARN canonicalizes"),
+        canonical: canonical.clone(),
+        entry: Entry::Mapping(Mapping {
+            arn: canonical,
+            username: username.to_string(),
+            groups: spec.groups.clone(),
+        }),
+    })
+}
+
+/// Accepts exactly the ARNs EKS can match: `arn:P:iam::ACCOUNT:role/NAME` and
+/// `arn:P:iam::ACCOUNT:user/[PATH/]NAME`. Everything else is refused with the form to use.
+pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
+    const F: &str = "spec.arn";
+    let shown_raw = shown(raw);
+    if raw.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            F,
+            format!(
+                "`{shown_raw}` contains whitespace, which EKS keeps verbatim so it never matches; remove it"
+            ),
+        ));
+    }
+    let c = arn::canonicalize(raw).map_err(|e| match e {
+        ArnError::Unsupported { .. } if raw.contains(":group/") => invalid(
+            F,
+            format!("{e}; IAM groups cannot be mapped: grant each user, or a role the group's members assume"),
+        ),
+        e => invalid(F, e.to_string()),
+    })?;
+    let parsed = arn::Arn::parse(raw).expect("canonicalized ARNs parse");
+    if !is_account_id(parsed.account) {
+        return Err(invalid(
+            F,
+            format!(
+                "account `{}` in `{shown_raw}` is not a 12-digit AWS account id",
+                parsed.account
+            ),
+        ));
+    }
+    if !parsed.region.is_empty() && parsed.service == "iam" {
+        return Err(invalid(
+            F,
+            format!(
+                "IAM ARNs have no region; use arn:{}:iam::{}:{}",
+                parsed.partition, parsed.account, parsed.resource
+            ),
+        ));
+    }
+    match c.kind {
+        PrincipalType::Role if parsed.service == "sts" => Err(invalid(
+            F,
+            format!(
+                "`{shown_raw}` is an STS assumed-role session ARN, which changes every session; grant the role: use {}",
+                shown(&arn::strip_role_path(&c.arn))
+            ),
+        )),
+        PrincipalType::Role => {
+            if let Some((_, name)) = arn::role_path(raw) {
+                let fixed = arn::strip_role_path(raw);
+                let fixed = shown(&fixed);
+                check_iam_name(name, raw)?;
+                return Err(invalid(
+                    F,
+                    format!("role ARN has a path; EKS matches roles without it: use {fixed}"),
+                ));
+            }
+            check_iam_name(raw.rsplit('/').next().unwrap_or_default(), raw)?;
+            Ok((Section::MapRoles, c.arn))
+        }
+        PrincipalType::User => {
+            let rest = parsed.resource.trim_start_matches("user/");
+            let (path, name) = rest.rsplit_once('/').unwrap_or(("", rest));
+            check_iam_name(name, raw)?;
+            if path
+                .split('/')
+                .any(|seg| seg.is_empty() && !path.is_empty())
+                || !path.chars().all(|ch| ('\u{21}'..='\u{7e}').contains(&ch))
+            {
+                return Err(invalid(
+                    F,
+                    format!("user path in `{shown_raw}` is not a valid IAM path"),
+                ));
+            }
+            Ok((Section::MapUsers, c.arn))
+        }
+        PrincipalType::Root => Err(invalid(
+            F,
+            format!(
+                "`{shown_raw}` is the account root user; to admit every principal of the account use account: \"{}\" instead of arn",
+                parsed.account
+            ),
+        )),
+        PrincipalType::FederatedUser => Err(invalid(
+            F,
+            format!(
+                "`{shown_raw}` is an STS federated-user session; grant the IAM user or role that calls GetFederationToken"
+            ),
+        )),
+    }
+}
+
+/// IAM user and role names: 1-64 of `[A-Za-z0-9+=,.@_-]`.
+/// IAM's rule for user and role names: 1-64 letters, digits and `+=,.@_-`.
+pub fn is_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
+    let (shown_name, shown_raw) = (shown(name), shown(raw));
+    if is_iam_name(name) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "spec.arn",
+            format!(
+                "`{shown_name}` in `{shown_raw}` is not a valid IAM name (1-64 characters of letters, digits and +=,.@_-)"
+            ),
+        ))
+    }
+}
+
+fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
+    let shown_value = shown(value);
+    if value.is_empty() {
+        return Err(invalid(
+            field,
+            "must not contain empty strings; remove the empty item",
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            field,
+            format!(
+                "`{}` contains whitespace; Kubernetes names in aws-auth must not",
+                shown(value).escape_debug()
+            ),
+        ));
+    }
+    if let Some(bad) = template::unknown_tokens(value).first() {
+        return Err(invalid(
+            field,
+            format!(
+                "`{bad}` in `{shown_value}` is not a template token EKS knows, so it would stay literal text; use one of {}",
+                template::TOKENS.join(", ")
+            ),
+        ));
+    }
+    if value.contains(EC2_PRIVATE_DNS_NAME) && !node_role {
+        return Err(invalid(
+            field,
+            "{{EC2PrivateDNSName}} works only for EC2 node roles (a role grant whose groups include system:nodes); for anything else authentication fails; use {{SessionName}}",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
+        IamAccessGrantSpec::arn(arn, username, groups)
+    }
+
+    fn err(spec: IamAccessGrantSpec) -> Invalid {
+        validate(&spec).expect_err("should be invalid")
+    }
+
+    #[test]
+    fn valid_role_user_and_account_grants() {
+        let g = validate(&role(
+            "arn:aws:iam::111122223333:role/Admins",
+            "admin:{{SessionName}}",
+            &["system:masters"],
+        ))
+        .unwrap();
+        assert_eq!(g.section, Section::MapRoles);
+        assert_eq!(g.key, "arn:aws:iam::111122223333:role/admins");
+        let g = validate(&role("arn:aws:iam::111122223333:user/ops/Bob", "bob", &[])).unwrap();
+        assert_eq!(g.section, Section::MapUsers);
+        assert_eq!(g.canonical, "arn:aws:iam::111122223333:user/ops/Bob");
+        let a = IamAccessGrantSpec {
+            account: Some("111122223333".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&a).unwrap().entry,
+            Entry::Account("111122223333".into())
+        );
+    }
+
+    #[test]
+    fn role_path_names_the_fix() {
+        let e = err(role("arn:aws:iam::111122223333:role/team/admins", "a", &[]));
+        assert_eq!(e.field, "spec.arn");
+        assert_eq!(
+            e.message,
+            "role ARN has a path; EKS matches roles without it: use arn:aws:iam::111122223333:role/admins"
+        );
+    }
+
+    #[test]
+    fn session_arns_root_groups_and_bad_partitions_are_refused_with_the_fix() {
+        let e = err(role(
+            "arn:aws:sts::111122223333:assumed-role/Admin/alice",
+            "a",
+            &[],
+        ));
+        assert!(
+            e.message
+                .contains("use arn:aws:iam::111122223333:role/Admin"),
+            "{e}"
+        );
+        let e = err(role("arn:aws:iam::111122223333:root", "a", &[]));
+        assert!(e.message.contains("account: \"111122223333\""), "{e}");
+        let e = err(role("arn:aws:iam::111122223333:group/devs", "a", &[]));
+        assert!(e.message.contains("IAM groups cannot be mapped"), "{e}");
+        let e = err(role("arn:aws-foo:iam::111122223333:role/a", "a", &[]));
+        assert!(e.message.contains("aws-us-gov"), "{e}");
+        let e = err(role("arn:aws:iam::1111:role/a", "a", &[]));
+        assert!(e.message.contains("12-digit"), "{e}");
+    }
+
+    #[test]
+    fn username_and_groups_rules() {
+        assert_eq!(
+            err(role("arn:aws:iam::111122223333:role/a", "", &[])).field,
+            "spec.username"
+        );
+        let e = err(role("arn:aws:iam::111122223333:role/a", "a b", &[]));
+        assert!(e.message.contains("whitespace"));
+        let e = err(role("arn:aws:iam::111122223333:role/a", "a", &[""]));
+        assert_eq!(e.field, "spec.groups");
+        let e = err(role("arn:aws:iam::111122223333:role/a", "{{Session}}", &[]));
+        assert!(e.message.contains("{{SessionName}}"), "{e}");
+        let e = err(role(
+            "arn:aws:iam::111122223333:user/a",
+            "system:node:{{EC2PrivateDNSName}}",
+            &["system:nodes"],
+        ));
+        assert!(e.message.contains("node roles"));
+        validate(&role(
+            "arn:aws:iam::111122223333:role/n",
+            "system:node:{{EC2PrivateDNSName}}",
+            &["system:bootstrappers", "system:nodes"],
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn arn_xor_account() {
+        let mut both = role("arn:aws:iam::111122223333:role/a", "a", &[]);
+        both.account = Some("111122223333".into());
+        assert_eq!(err(both).field, "spec");
+        assert_eq!(err(IamAccessGrantSpec::default()).field, "spec");
+        let a = IamAccessGrantSpec {
+            account: Some("11112222333".into()),
+            ..Default::default()
+        };
+        assert_eq!(err(a).field, "spec.account");
+        let a = IamAccessGrantSpec {
+            account: Some("111122223333".into()),
+            username: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(err(a).message.contains("remove username"));
+    }
+}

@@ -1,0 +1,664 @@
+//! The operator: watches grants and aws-auth, debounces, and runs sync passes
+//! (read -> plan -> write -> statuses) until stopped.
+pub mod debounce;
+pub mod events;
+pub mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use events::Recorder;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Notify;
+use tracing::{debug, info, instrument, warn};
+
+use crate::api::{IamAccessGrant, Reason};
+use crate::engine::history::{self, HistoryArgs};
+use crate::engine::plan::{HeldRemoval, Plan, PlanConfig, RailsArgs, plan};
+use crate::operator::telemetry::{LogFormat, Metrics};
+use crate::operator::webhook::{self, WebhookArgs};
+use crate::{Error, Result};
+use debounce::Debounce;
+
+pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
+const MANAGER: &str = "aws-auth-operator";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// ARN of the cluster creator (repeatable, or comma-separated in the environment); grants for it
+    /// are refused. Any form is recognised: role, path-carrying role, assumed-role session ARN.
+    #[arg(
+        long = "cluster-creator-arn",
+        env = "AWS_AUTH_CLUSTER_CREATOR_ARN",
+        value_delimiter = ','
+    )]
+    pub cluster_creator_arns: Vec<String>,
+    /// Namespace of the ConfigMap to manage.
+    #[arg(long, env = "AWS_AUTH_NAMESPACE", default_value = crate::engine::authmap::NAMESPACE)]
+    pub aws_auth_namespace: String,
+    /// Name of the ConfigMap to manage; point it at a shadow copy to trial the operator first.
+    #[arg(long, env = "AWS_AUTH_NAME", default_value = crate::engine::authmap::NAME)]
+    pub aws_auth_name: String,
+    /// Only reconcile grants matching this label selector (e.g. `team=platform`).
+    #[arg(long, env = "AWS_AUTH_GRANT_SELECTOR")]
+    pub grant_selector: Option<String>,
+    /// Sync once changes have been quiet this long.
+    #[arg(long, env = "AWS_AUTH_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Sync at the latest this long after the first unsynced change, even during a burst.
+    #[arg(long, env = "AWS_AUTH_DEBOUNCE_MAX", default_value = "2s", value_parser = parse_duration)]
+    pub debounce_max: Duration,
+    /// Sync this often even without changes.
+    #[arg(long, env = "AWS_AUTH_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// Address of the health and metrics endpoints (/livez, /readyz, /metrics).
+    #[arg(long, env = "AWS_AUTH_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    pub health_addr: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, env = "AWS_AUTH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rails: RailsArgs,
+    /// History of aws-auth kept before every write: ConfigMap name (same namespace), versions
+    /// and bytes.
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// `250ms`, `2s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 200ms, 2s, 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{s}` has no known unit; use ms, s, m or h")),
+    }
+}
+
+/// Everything a sync pass needs.
+struct Context {
+    grants: Api<IamAccessGrant>,
+    grant_store: Store<IamAccessGrant>,
+    configmaps: Api<ConfigMap>,
+    crds: Api<CustomResourceDefinition>,
+    name: String,
+    namespace: String,
+    history: HistoryArgs,
+    last_history: std::sync::Mutex<Option<ConfigMap>>,
+    config: PlanConfig,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
+    let health = crate::operator::telemetry::bind(args.health_addr).await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = tokio::spawn(crate::operator::telemetry::serve(health, metrics.clone()));
+    let client = crate::client().await?;
+    check_crd(&client).await?;
+    let webhook = match args.webhook.webhook_addr {
+        Some(addr) => Some(start_webhook(&client, &args, &config, addr).await?),
+        None => None,
+    };
+
+    let grants: Api<IamAccessGrant> = Api::all(client.clone());
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.aws_auth_namespace);
+    let (grant_store, writer) = reflector::store();
+    let changes = Arc::new(Notify::new());
+
+    let mut grant_watch = watcher::Config::default();
+    if let Some(sel) = &args.grant_selector {
+        grant_watch = grant_watch.labels(sel);
+    }
+    // The cache keeps only what the plan and the statuses read: managed fields and kubectl's
+    // copy of the last applied manifest are most of a grant's bytes.
+    let grant_stream = watcher(grants.clone(), grant_watch).modify(|g: &mut IamAccessGrant| {
+        g.managed_fields_mut().clear();
+        g.annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
+    });
+    let grant_events = reflector::reflector(writer, grant_stream)
+        .default_backoff()
+        .touched_objects()
+        .map_ok(|_| ())
+        .boxed();
+    let cm_watch =
+        watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
+    let cm_events = watcher(configmaps.clone(), cm_watch)
+        .default_backoff()
+        .touched_objects()
+        .map_ok(|_| ())
+        .boxed();
+    let notify = changes.clone();
+    let watches = tokio::spawn(async move {
+        let mut all = futures::stream::select(grant_events, cm_events);
+        while let Some(ev) = all.next().await {
+            match ev {
+                Ok(()) => notify.notify_one(),
+                Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+            }
+        }
+    });
+
+    // Never plan from an empty cache: that would remove every managed entry.
+    grant_store
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::Usage {
+            flag: "watch",
+            message: e.to_string(),
+        })?;
+    info!(
+        namespace = %args.aws_auth_namespace,
+        name = %args.aws_auth_name,
+        grants = grant_store.len(),
+        "caches ready; reconciling"
+    );
+
+    let ctx = Context {
+        grants,
+        grant_store,
+        configmaps,
+        crds: Api::all(client.clone()),
+        name: args.aws_auth_name.clone(),
+        namespace: args.aws_auth_namespace.clone(),
+        history: args.history.clone(),
+        last_history: Default::default(),
+        config,
+        metrics,
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+    };
+    let debounce = Debounce {
+        quiet: args.debounce,
+        max_wait: args.debounce_max,
+    };
+    let resync = {
+        let notify = changes.clone();
+        let every = args.resync_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notify.notify_one();
+            }
+        })
+    };
+    changes.notify_one();
+    let result = tokio::select! {
+        r = reconcile_forever(&ctx, &debounce, &changes) => r,
+        _ = shutdown_signal() => { info!("shutting down"); Ok(()) }
+    };
+    watches.abort();
+    resync.abort();
+    health.abort();
+    if let Some(w) = webhook {
+        w.abort();
+    }
+    result
+}
+
+/// Serves the admission webhook and, with `--webhook-url`/`--webhook-service`, registers it.
+async fn start_webhook(
+    client: &Client,
+    args: &RunArgs,
+    config: &PlanConfig,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let w = &args.webhook;
+    let tls = webhook::tls(w)?;
+    let listener = webhook::bind(addr).await?;
+    let target = webhook::review::AwsAuthTarget {
+        namespace: args.aws_auth_namespace.clone(),
+        name: args.aws_auth_name.clone(),
+        operator_username: webhook::operator_username(client, w.operator_username.as_deref())
+            .await?,
+    };
+    let hook = Arc::new(webhook::Webhook {
+        target: target.clone(),
+        config: config.clone(),
+        granters: w.privileged_granters.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+    });
+    let task = tokio::spawn(webhook::serve(listener, tls.server, hook));
+    info!(%addr, operator = %target.operator_username, "admission webhook serving");
+    if w.webhook_url.is_some() || w.webhook_service.is_some() {
+        let ca = tls.ca_pem.as_deref().ok_or_else(|| Error::Usage {
+            flag: "--webhook-cert-dir",
+            message: "registering the webhook needs the CA: put ca.crt beside tls.crt and tls.key"
+                .into(),
+        })?;
+        webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
+    }
+    Ok(task)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn check_crd(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crd_ready(crds.get_opt(CRD_NAME).await?)
+}
+
+/// The CRD must exist and be Established before the grant watch can work.
+fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
+    let missing = |why: &str| Error::Usage {
+        flag: "CRD",
+        message: format!(
+            "CustomResourceDefinition {CRD_NAME} {why}: install it with `kubectl apply -f crds/` (or `aws-auth-operator crd | kubectl apply -f -`, or the Helm chart) and start again"
+        ),
+    };
+    let crd = crd.ok_or_else(|| missing("is not installed"))?;
+    let established = crd
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    if !established {
+        return Err(missing("is not established yet"));
+    }
+    Ok(())
+}
+
+async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        debounce.settle(changes).await;
+        loop {
+            match sync(ctx).await {
+                Ok(()) => {
+                    ctx.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+                    ctx.metrics.ready.store(true, Ordering::Relaxed);
+                    backoff = Duration::from_millis(200);
+                    break;
+                }
+                Err(SyncError::Conflict) => {
+                    ctx.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                    debug!("aws-auth changed under us; re-reading and re-planning");
+                    continue;
+                }
+                Err(SyncError::Transient(e)) => {
+                    ctx.metrics.failed(e.metric_label());
+                    warn!(error = %e, category = e.metric_label(), retry_in = ?backoff, "sync failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum SyncError {
+    /// Someone else wrote aws-auth between our read and our write (409), or deleted it.
+    Conflict,
+    Transient(Error),
+}
+
+impl From<kube::Error> for SyncError {
+    fn from(e: kube::Error) -> Self {
+        SyncError::Transient(Error::Kube(e))
+    }
+}
+
+/// One pass: read grants (cache) and aws-auth (fresh), plan, write if changed, patch statuses.
+#[instrument(skip_all)]
+async fn sync(ctx: &Context) -> Result<(), SyncError> {
+    // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
+    let grants: Vec<Arc<IamAccessGrant>> = ctx.grant_store.state();
+    // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
+    // after, so a list emptied by that is always seen together with the mark.
+    let mut config = ctx.config.clone();
+    config.grants_unavailable = grants_unavailable(ctx.crds.get_opt(CRD_NAME).await?);
+    let current = ctx.configmaps.get_opt(&ctx.name).await?;
+    let p = plan(&grants, current.as_ref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
+    let write_error = if p.changed {
+        write(ctx, &p, current.as_ref()).await?
+    } else {
+        None
+    };
+    ctx.metrics.removals_held.store(
+        p.held.as_ref().map_or(0, |h| h.count as u64),
+        Ordering::Relaxed,
+    );
+    if write_error.is_none() {
+        report_rails(ctx, &p, current.as_ref()).await;
+    }
+    if p.changed && write_error.is_none() {
+        ctx.metrics.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut by_reason = std::collections::BTreeMap::new();
+    for v in &p.verdicts {
+        *by_reason.entry(v.reason.as_str()).or_default() += 1;
+    }
+    *ctx.metrics.grants.lock().expect("metrics lock") = by_reason;
+    if let Some(e) = &write_error {
+        warn!(error = %e, "writing aws-auth failed");
+        if let Some(cm) = &current {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "WriteFailed".into(),
+                note: Some(truncate(&format!(
+                    "writing {}/{} failed: {e}",
+                    ctx.namespace, ctx.name
+                ))),
+                action: "Write".into(),
+                secondary: None,
+            };
+            let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
+        }
+    }
+    update_statuses(ctx, &grants, &p, write_error.as_ref()).await;
+    match write_error {
+        Some(e) => Err(SyncError::Transient(e)),
+        None => {
+            info!(
+                grants = grants.len(),
+                changed = p.changed,
+                diff = p.diff.len(),
+                "synced"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Why the grant list cannot be trusted to be complete, if it cannot.
+fn grants_unavailable(crd: Option<CustomResourceDefinition>) -> Option<String> {
+    match crd {
+        None => Some("the IamAccessGrant CRD is not installed".into()),
+        Some(c) if c.metadata.deletion_timestamp.is_some() => {
+            Some("the IamAccessGrant CRD is being deleted".into())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Held and confirmed removals are told on aws-auth (events) and in the log, once each.
+async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
+    let before = HeldRemoval::from_configmap(current);
+    let Some(cm) = current else { return };
+    let mut events = Vec::new();
+    if let Some(h) = &p.held
+        && before.as_ref().map(|b| &b.token) != Some(&h.token)
+    {
+        let how = h
+            .confirm
+            .as_deref()
+            .map(|c| format!("; to let it proceed, run `{c}`"))
+            .unwrap_or_default();
+        warn!(count = h.count, token = %h.token, principals = %h.summary(), reason = %h.reason, "removal held");
+        let note = format!(
+            "kept {} managed entries ({}): {}{how}",
+            h.count,
+            h.reason,
+            h.summary()
+        );
+        events.push((EventType::Warning, "RemovalHeld", note));
+    }
+    if let Some(c) = &p.confirmed {
+        info!(count = c.count, token = %c.token, "held removal confirmed; removing");
+        let note = format!(
+            "removal of {} managed entries confirmed with token {}: {}",
+            c.count,
+            c.token,
+            c.summary()
+        );
+        events.push((EventType::Normal, "RemovalConfirmed", note));
+    }
+    for (type_, reason, note) in events {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(&note)),
+            action: "Remove".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &cm.object_ref(&())).await {
+            debug!(error = %e, reason, "event not recorded");
+        }
+    }
+}
+
+/// Keeps aws-auth as it is now in the history ConfigMap before it is replaced. No history, no
+/// write: a write that could not be undone is not made.
+async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
+    let name = ctx.history.name(&ctx.name);
+    // The history as this process last wrote it saves reading up to 800 KiB before every write;
+    // its resourceVersion still guards the write, and a conflict reads it afresh.
+    let cached = ctx.last_history.lock().expect("history lock").clone();
+    let existing = match cached {
+        Some(cm) => Some(cm),
+        None => ctx.configmaps.get_opt(&name).await?,
+    };
+    let version = history::Version::of(current, Timestamp::now().to_string());
+    let empty = std::collections::BTreeMap::new();
+    let old = existing
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .unwrap_or(&empty);
+    let data = history::record(
+        old,
+        &version,
+        ctx.history.history_versions,
+        ctx.history.history_bytes,
+    );
+    if &data == old {
+        return Ok(());
+    }
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let res = match existing {
+        Some(mut cm) => {
+            cm.data = Some(data);
+            ctx.configmaps.replace(&name, &pp, &cm).await
+        }
+        None => {
+            let cm = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ctx.namespace.clone()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            };
+            ctx.configmaps.create(&pp, &cm).await
+        }
+    };
+    let mut last = ctx.last_history.lock().expect("history lock");
+    match res {
+        Ok(written) => {
+            *last = Some(written);
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
+            *last = None;
+            Err(SyncError::Conflict)
+        }
+        Err(e) => {
+            *last = None;
+            Err(SyncError::Transient(Error::History(e)))
+        }
+    }
+}
+
+/// Writes the plan with the read's resourceVersion as precondition. A conflict or a vanished
+/// object is `Err(Conflict)` (re-plan at once); other API failures come back as `Ok(Some(e))`.
+async fn write(
+    ctx: &Context,
+    p: &Plan,
+    current: Option<&ConfigMap>,
+) -> Result<Option<Error>, SyncError> {
+    if let Some(cur) = current {
+        // A history that cannot be kept fails the write the way a refused write does.
+        match keep_history(ctx, cur).await {
+            Ok(()) => {}
+            Err(SyncError::Transient(e)) => return Ok(Some(e)),
+            Err(conflict) => return Err(conflict),
+        }
+    }
+    let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let res = match current {
+        None => ctx.configmaps.create(&pp, &cm).await,
+        Some(_) => ctx.configmaps.replace(&ctx.name, &pp, &cm).await,
+    };
+    match res {
+        Ok(written) => {
+            info!(
+                resource_version = written.metadata.resource_version.as_deref().unwrap_or(""),
+                changes = ?p.diff,
+                "aws-auth written"
+            );
+            Ok(None)
+        }
+        Err(kube::Error::Api(s))
+            if s.is_conflict() || s.is_already_exists() || s.is_not_found() =>
+        {
+            Err(SyncError::Conflict)
+        }
+        Err(e) => Ok(Some(Error::Kube(e))),
+    }
+}
+
+async fn update_statuses(
+    ctx: &Context,
+    grants: &[Arc<IamAccessGrant>],
+    p: &Plan,
+    write_error: Option<&Error>,
+) {
+    let now = Time(Timestamp::now());
+    let updates = grants.iter().filter_map(|g| {
+        let verdict = p.verdict(g.metadata.name.as_deref()?)?;
+        let (reason, message) = match (verdict.reason, write_error) {
+            // Applied is reported only once a write holding the grant has succeeded: an Applied
+            // status (with its observedGeneration) stays until then, anything else is Pending.
+            (Reason::Applied, Some(_))
+                if status::current_reason(g) == Some(Reason::Applied.as_str()) =>
+            {
+                return None;
+            }
+            (Reason::Applied, Some(e)) => {
+                (Reason::Pending, format!("waiting to write aws-auth: {e}"))
+            }
+            (r, _) => (r, verdict.message.clone()),
+        };
+        let desired = status::desired(g, reason, &truncate(&message), verdict, &now);
+        (g.status.as_ref() != Some(&desired)).then_some((g, reason, desired))
+    });
+    let patches = futures::stream::iter(updates.map(|(g, reason, desired)| async move {
+        let name = g.name_any();
+        let patch = serde_json::json!({ "status": desired });
+        match ctx
+            .grants
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => return,
+            Err(e) => warn!(grant = %name, error = %e, "status update failed"),
+        }
+        if status::current_reason(g) != Some(reason.as_str()) {
+            let ev = Event {
+                type_: if reason.is_ready() {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                },
+                reason: reason.as_str().into(),
+                note: desired.conditions.first().map(|c| c.message.clone()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&ev, &g.object_ref(&())).await {
+                debug!(grant = %name, error = %e, "event not recorded");
+            }
+        }
+    }))
+    // Thousands of grants change status in a burst; the API server takes many small patches.
+    .buffer_unordered(32);
+    patches.collect::<Vec<()>>().await;
+}
+
+/// Condition messages and event notes are capped by the API (32 KiB and 1 KiB).
+fn truncate(s: &str) -> String {
+    const MAX: usize = 1000;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_unestablished_crd_is_a_clear_error() {
+        use kube::CustomResourceExt;
+        let e = crd_ready(None).unwrap_err().to_string();
+        assert!(e.contains("iamaccessgrants.aws-auth.dev is not installed: install it with `kubectl apply -f crds/`"), "{e}");
+        let e = crd_ready(Some(crate::api::IamAccessGrant::crd()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not established yet"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The operator: watches grants and aws-auth, writes the engine's plan, reports statuses and
+//! events, and serves health, metrics and the admission webhook.
+pub mod controller;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,641 @@
+//! The validating admission webhook: how EKS reads aws-auth, checked at the door, where a person
+//! still sees the error in their terminal. Serves HTTPS, makes its own CA and serving certificate
+//! at start (or reads one, e.g. from cert-manager), and registers itself.
+pub mod review;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::operator::controller::events::Recorder;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Response, StatusCode};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, RuleWithOperations, ServiceReference, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::runtime::events::{Event, EventType};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::api::IamAccessGrant;
+use crate::engine::plan::PlanConfig;
+use crate::{Error, Result};
+use review::{AwsAuthTarget, Decision, Op, Requester, review_aws_auth, review_grant};
+
+pub const AWS_AUTH_PATH: &str = "/validate/aws-auth";
+pub const GRANTS_PATH: &str = "/validate/grants";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// An operator that is down never blocks an emergency edit.
+    Ignore,
+    /// Nothing gets past an operator that is down.
+    Fail,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Serve the validating admission webhook (HTTPS) on this address, e.g. 0.0.0.0:9443.
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Register the webhook at this base URL (paths /validate/aws-auth and /validate/grants are
+    /// appended), with a CA and serving certificate made at start for its host.
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_URL", conflicts_with = "webhook_service")]
+    pub webhook_url: Option<String>,
+    /// Register the webhook behind this Service: NAMESPACE/NAME[:PORT] (the chart's way).
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+    /// Read tls.crt and tls.key (and ca.crt, when registering) from here instead of making them
+    /// (e.g. a cert-manager Secret mounted there).
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// Name of the ValidatingWebhookConfiguration the operator creates or patches.
+    #[arg(
+        long,
+        env = "AWS_AUTH_WEBHOOK_NAME",
+        default_value = "aws-auth-operator"
+    )]
+    pub webhook_name: String,
+    /// What the API server does when the webhook cannot be reached.
+    #[arg(
+        long,
+        env = "AWS_AUTH_WEBHOOK_FAILURE_POLICY",
+        value_enum,
+        default_value = "ignore"
+    )]
+    pub webhook_failure_policy: FailurePolicy,
+    /// Seconds the API server waits for an answer (1-30).
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub webhook_timeout: i32,
+    /// The username the operator's own writes come as (in a pod:
+    /// system:serviceaccount:NAMESPACE:NAME); asked of the API server when not given (1.28+).
+    #[arg(long, env = "AWS_AUTH_OPERATOR_USERNAME")]
+    pub operator_username: Option<String>,
+    /// Who may request a privileged group in a grant: a username or `group:NAME` (repeatable,
+    /// comma-separated in the environment). None: the requester is not checked.
+    #[arg(
+        long = "privileged-granter",
+        env = "AWS_AUTH_PRIVILEGED_GRANTER",
+        value_delimiter = ','
+    )]
+    pub privileged_granters: Vec<String>,
+}
+
+/// What the handlers need.
+pub struct Webhook {
+    pub target: AwsAuthTarget,
+    pub config: PlanConfig,
+    pub granters: Vec<String>,
+    pub recorder: Recorder,
+}
+
+/// The serving certificate and, when made here or given, the CA that signed it.
+pub struct Tls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub ca_pem: Option<String>,
+}
+
+fn usage(message: String) -> Error {
+    Error::Usage {
+        flag: "--webhook",
+        message,
+    }
+}
+
+/// The hosts the serving certificate must name: the URL's host, or the Service's DNS names.
+pub fn hosts(args: &WebhookArgs) -> Result<Vec<String>> {
+    if let Some(url) = &args.webhook_url {
+        let rest = url.strip_prefix("https://").ok_or_else(|| {
+            usage(format!(
+                "--webhook-url `{url}` must start with https:// (the API server calls webhooks over TLS)"
+            ))
+        })?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        return Ok(vec![host.to_string()]);
+    }
+    if let Some(svc) = &args.webhook_service {
+        let (ns, name, _) = parse_service(svc)?;
+        return Ok(vec![
+            format!("{name}.{ns}.svc"),
+            format!("{name}.{ns}.svc.cluster.local"),
+        ]);
+    }
+    Ok(vec!["localhost".into()])
+}
+
+/// `NAMESPACE/NAME[:PORT]`.
+fn parse_service(s: &str) -> Result<(String, String, i32)> {
+    let bad = || {
+        usage(format!(
+            "--webhook-service `{s}` is not NAMESPACE/NAME[:PORT]"
+        ))
+    };
+    let (ns, rest) = s.split_once('/').ok_or_else(bad)?;
+    let (name, port) = match rest.split_once(':') {
+        Some((n, p)) => (n, p.parse().map_err(|_| bad())?),
+        None => (rest, 443),
+    };
+    if ns.is_empty() || name.is_empty() {
+        return Err(bad());
+    }
+    Ok((ns.to_string(), name.to_string(), port))
+}
+
+/// A CA and a serving certificate for `hosts`, made now (PEM: CA, certificate, key).
+pub fn make_certificates(hosts: &[String]) -> Result<(String, String, String)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let err = |e: rcgen::Error| usage(format!("making the webhook certificate: {e}"));
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, "aws-auth-operator webhook CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(hosts.to_vec()).map_err(err)?;
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        hosts.first().cloned().unwrap_or_default(),
+    );
+    let key = KeyPair::generate().map_err(err)?;
+    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}
+
+/// The TLS configuration: from `--webhook-cert-dir`, or made for `hosts`.
+pub fn tls(args: &WebhookArgs) -> Result<Tls> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (ca_pem, cert_pem, key_pem) = match &args.webhook_cert_dir {
+        Some(dir) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f)).map_err(|source| Error::Io {
+                    path: dir.join(f),
+                    source,
+                })
+            };
+            (read("ca.crt").ok(), read("tls.crt")?, read("tls.key")?)
+        }
+        None => {
+            let (ca, cert, key) = make_certificates(&hosts(args)?)?;
+            (Some(ca), cert, key)
+        }
+    };
+    let bad = |what: &str, e: &dyn std::fmt::Display| usage(format!("webhook {what}: {e}"));
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS", &e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad("certificate", &e))?;
+    Ok(Tls {
+        server: Arc::new(server),
+        ca_pem,
+    })
+}
+
+/// Binds the webhook port; fails with the address in the message.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| usage(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serves the webhook until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, hook: Arc<Webhook>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, hook) = (acceptor.clone(), hook.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => return debug!(%peer, error = %e, "webhook TLS handshake"),
+            };
+            let service = hyper::service::service_fn(move |req| handle(hook.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                debug!(%peer, error = %e, "webhook connection");
+            }
+        });
+    }
+}
+
+/// aws-auth may hold 1 MiB of data, and a review carries the old and the new object.
+const MAX_REVIEW_BYTES: usize = 4 << 20;
+
+async fn handle(
+    hook: Arc<Webhook>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let reply = |code: StatusCode, body: Vec<u8>| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = code;
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let path = req.uri().path().to_string();
+    if req.method() != hyper::Method::POST || (path != AWS_AUTH_PATH && path != GRANTS_PATH) {
+        return Ok(reply(StatusCode::NOT_FOUND, b"{}".to_vec()));
+    }
+    let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Ok(reply(
+                StatusCode::BAD_REQUEST,
+                format!("{{\"error\":\"{e}\"}}").into_bytes(),
+            ));
+        }
+    };
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "not an AdmissionReview");
+            return Ok(reply(StatusCode::BAD_REQUEST, b"{}".to_vec()));
+        }
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, b"{}".to_vec())),
+    };
+    let response = decide(&hook, &path, &request).await;
+    let body = serde_json::to_vec(&response.into_review()).expect("a review serializes");
+    Ok(reply(StatusCode::OK, body))
+}
+
+fn convert<T: DeserializeOwned>(o: Option<&DynamicObject>) -> Option<T> {
+    serde_json::to_value(o?)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+async fn decide(
+    hook: &Webhook,
+    path: &str,
+    req: &AdmissionRequest<DynamicObject>,
+) -> AdmissionResponse {
+    let op = match req.operation {
+        Operation::Create => Op::Create,
+        Operation::Update => Op::Update,
+        Operation::Delete => Op::Delete,
+        _ => Op::Other,
+    };
+    let user = Requester {
+        username: req.user_info.username.clone().unwrap_or_default(),
+        groups: req.user_info.groups.clone().unwrap_or_default(),
+    };
+    let (decision, object_ref) = if path == AWS_AUTH_PATH {
+        let (old, new): (Option<ConfigMap>, Option<ConfigMap>) = (
+            convert(req.old_object.as_ref()),
+            convert(req.object.as_ref()),
+        );
+        let r = new.as_ref().or(old.as_ref()).map(|c| c.object_ref(&()));
+        (
+            review_aws_auth(&op, &user, old.as_ref(), new.as_ref(), &hook.target),
+            r,
+        )
+    } else {
+        let (old, new): (Option<IamAccessGrant>, Option<IamAccessGrant>) = (
+            convert(req.old_object.as_ref()),
+            convert(req.object.as_ref()),
+        );
+        let r = new.as_ref().or(old.as_ref()).map(|g| g.object_ref(&()));
+        (
+            review_grant(
+                &op,
+                &user,
+                old.as_ref(),
+                new.as_ref(),
+                &hook.config,
+                &hook.granters,
+            ),
+            r,
+        )
+    };
+    if let (Some(why), Some(r), false) = (&decision.break_glass, object_ref, req.dry_run) {
+        warn!(user = %user.username, object = %req.name, reason = %why, "break-glass edit let through");
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "BreakGlass".into(),
+            note: Some(
+                crate::engine::authmap::excerpt(
+                    &format!(
+                        "{} used the break-glass annotation on {:?} {}: {why}",
+                        user.username, req.operation, req.name
+                    ),
+                    900,
+                )
+                .into_owned(),
+            ),
+            action: "Admit".into(),
+            secondary: None,
+        };
+        if let Err(e) = hook.recorder.publish(&ev, &r).await {
+            warn!(error = %e, "break-glass event not recorded");
+        }
+    }
+    if !decision.allowed {
+        info!(user = %user.username, object = %req.name, "edit denied");
+    }
+    respond(req, decision)
+}
+
+fn respond(req: &AdmissionRequest<DynamicObject>, d: Decision) -> AdmissionResponse {
+    let mut r = AdmissionResponse::from(req);
+    if !d.allowed {
+        r = r.deny(d.message);
+    }
+    if !d.warnings.is_empty() {
+        r.warnings = Some(
+            d.warnings
+                .iter()
+                .map(|w| crate::engine::authmap::excerpt(w, 500).into_owned())
+                .collect(),
+        );
+    }
+    r
+}
+
+/// The username the operator's own writes come as: given, or asked of the API server.
+pub async fn operator_username(client: &Client, given: Option<&str>) -> Result<String> {
+    if let Some(u) = given {
+        return Ok(u.to_string());
+    }
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = SelfSubjectReview::default();
+    match api.create(&Default::default(), &review).await {
+        Ok(r) => r
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .ok_or_else(|| {
+                usage(
+                    "the API server did not say who the operator is; pass --operator-username"
+                        .into(),
+                )
+            }),
+        Err(e) => Err(usage(format!(
+            "cannot ask the API server who the operator is ({e}; SelfSubjectReview needs Kubernetes 1.28+): pass --operator-username (in a pod: system:serviceaccount:NAMESPACE:SERVICEACCOUNT)"
+        ))),
+    }
+}
+
+/// Creates or updates the ValidatingWebhookConfiguration: one webhook for aws-auth (only its
+/// namespace, and only its name where the server has match conditions), one for the grants.
+pub async fn register(
+    client: &Client,
+    args: &WebhookArgs,
+    ca_pem: &str,
+    target: &AwsAuthTarget,
+    grant_selector: Option<&str>,
+) -> Result<()> {
+    let client_config = |path: &str| -> Result<WebhookClientConfig> {
+        let ca_bundle = Some(ByteString(ca_pem.as_bytes().to_vec()));
+        if let Some(url) = &args.webhook_url {
+            return Ok(WebhookClientConfig {
+                url: Some(format!("{}{path}", url.trim_end_matches('/'))),
+                ca_bundle,
+                service: None,
+            });
+        }
+        let svc = args
+            .webhook_service
+            .as_deref()
+            .ok_or_else(|| usage("registering needs --webhook-url or --webhook-service".into()))?;
+        let (namespace, name, port) = parse_service(svc)?;
+        Ok(WebhookClientConfig {
+            url: None,
+            ca_bundle,
+            service: Some(ServiceReference {
+                namespace,
+                name,
+                port: Some(port),
+                path: Some(path.to_string()),
+            }),
+        })
+    };
+    let version = client.apiserver_version().await?;
+    let minor: u32 = version
+        .minor
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    let match_conditions = (version.major == "1" && minor >= 28).then(|| {
+        let n = &target.name;
+        vec![MatchCondition {
+            name: "aws-auth-only".into(),
+            expression: format!(
+                "(object != null && object.metadata.name == '{n}') || (oldObject != null && oldObject.metadata.name == '{n}')"
+            ),
+        }]
+    });
+    let policy = match args.webhook_failure_policy {
+        FailurePolicy::Ignore => "Ignore",
+        FailurePolicy::Fail => "Fail",
+    };
+    let rule = |groups: &str, versions: &str, resource: &str, ops: &[&str], scope: &str| {
+        RuleWithOperations {
+            api_groups: Some(vec![groups.into()]),
+            api_versions: Some(vec![versions.into()]),
+            resources: Some(vec![resource.into()]),
+            operations: Some(ops.iter().map(|o| o.to_string()).collect()),
+            scope: Some(scope.into()),
+        }
+    };
+    let webhook =
+        |name: &str, path: &str, rules, namespace_selector, object_selector, conditions| {
+            Ok::<_, Error>(ValidatingWebhook {
+                name: name.into(),
+                client_config: client_config(path)?,
+                rules: Some(vec![rules]),
+                namespace_selector,
+                object_selector,
+                match_conditions: conditions,
+                failure_policy: Some(policy.into()),
+                side_effects: "NoneOnDryRun".into(),
+                admission_review_versions: vec!["v1".into()],
+                timeout_seconds: Some(args.webhook_timeout),
+                match_policy: Some("Equivalent".into()),
+            })
+        };
+    let namespace_selector = LabelSelector {
+        match_labels: Some(
+            [(
+                "kubernetes.io/metadata.name".to_string(),
+                target.namespace.clone(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let object_selector = grant_selector
+        .and_then(selector_labels)
+        .map(|l| LabelSelector {
+            match_labels: Some(l),
+            ..Default::default()
+        });
+    let vwc = ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(args.webhook_name.clone()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "aws-auth-operator".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        webhooks: Some(vec![
+            webhook(
+                "aws-auth.aws-auth.dev",
+                AWS_AUTH_PATH,
+                rule(
+                    "",
+                    "v1",
+                    "configmaps",
+                    &["CREATE", "UPDATE", "DELETE"],
+                    "Namespaced",
+                ),
+                Some(namespace_selector),
+                None,
+                match_conditions,
+            )?,
+            webhook(
+                "grants.aws-auth.dev",
+                GRANTS_PATH,
+                rule(
+                    "aws-auth.dev",
+                    "*",
+                    "iamaccessgrants",
+                    &["CREATE", "UPDATE"],
+                    "Cluster",
+                ),
+                None,
+                object_selector,
+                None,
+            )?,
+        ]),
+    };
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .patch(
+            &args.webhook_name,
+            &PatchParams::apply("aws-auth-operator").force(),
+            &Patch::Apply(&vwc),
+        )
+        .await?;
+    info!(name = %args.webhook_name, failure_policy = policy, "webhook registered");
+    Ok(())
+}
+
+/// `k=v,k2=v2` as labels (other selector forms are not mirrored onto the webhook).
+fn selector_labels(s: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    s.split(',')
+        .map(|p| {
+            let (k, v) = p.split_once('=')?;
+            let v = v.strip_prefix('=').unwrap_or(v);
+            (!k.is_empty() && !k.ends_with('!'))
+                .then(|| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: Option<&str>, service: Option<&str>) -> WebhookArgs {
+        WebhookArgs {
+            webhook_addr: None,
+            webhook_url: url.map(Into::into),
+            webhook_service: service.map(Into::into),
+            webhook_cert_dir: None,
+            webhook_name: "aws-auth-operator".into(),
+            webhook_failure_policy: FailurePolicy::Ignore,
+            webhook_timeout: 5,
+            operator_username: None,
+            privileged_granters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn certificate_hosts_come_from_the_url_or_the_service() {
+        assert_eq!(
+            hosts(&args(Some("https://127.0.0.1:9443"), None)).unwrap(),
+            ["127.0.0.1"]
+        );
+        assert_eq!(
+            hosts(&args(Some("https://[::1]:9443/x"), None)).unwrap(),
+            ["::1"]
+        );
+        assert_eq!(
+            hosts(&args(None, Some("aws-auth-system/aws-auth-operator:443"))).unwrap(),
+            [
+                "aws-auth-operator.aws-auth-system.svc",
+                "aws-auth-operator.aws-auth-system.svc.cluster.local"
+            ]
+        );
+        assert!(hosts(&args(Some("http://x"), None)).is_err());
+        assert!(parse_service("nope").is_err());
+    }
+
+    #[test]
+    fn made_certificates_load_into_rustls() {
+        let a = args(Some("https://127.0.0.1:1"), None);
+        let t = tls(&a).unwrap();
+        assert!(t.ca_pem.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn simple_selectors_become_labels() {
+        assert_eq!(
+            selector_labels("a=b, c==d"),
+            Some(
+                [
+                    ("a".to_string(), "b".to_string()),
+                    ("c".to_string(), "d".to_string())
+                ]
+                .into()
+            )
+        );
+        assert_eq!(selector_labels("a!=b"), None);
+        assert_eq!(selector_labels("a in (b)"), None);
+    }
+}
