@@ -1,12 +1,13 @@
-//! Logging, metrics and the health endpoints: `/livez`, `/readyz`, `/metrics` on one port.
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+//! Logging and the operator's metrics (prometheus-client, OpenMetrics text at `/metrics`).
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,117 +27,185 @@ pub fn init(format: LogFormat) {
     }
 }
 
-/// The operator's counters and gauges, rendered in the Prometheus text format.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabel {
+    pub watch: &'static str,
+}
+
+/// Sync outcomes, the `result` label of `syncs_total` and of the duration histogram.
+pub const SYNC_OK: &str = "success";
+pub const SYNC_CONFLICT: &str = "conflict";
+pub const SYNC_ERROR: &str = "error";
+
+/// Everything `/metrics` shows, and readiness.
+#[derive(Debug)]
 pub struct Metrics {
-    /// Set once the caches are complete and a sync pass has succeeded.
+    /// Set once the caches are complete (followers) or a sync pass has succeeded (the leader).
     pub ready: AtomicBool,
-    pub syncs: AtomicU64,
-    pub writes: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub failures: Mutex<BTreeMap<&'static str, u64>>,
-    pub grants: Mutex<BTreeMap<&'static str, u64>>,
-    /// Managed entries whose removal the breaker holds back now.
-    pub removals_held: AtomicU64,
+    pub sync_duration: Family<ResultLabel, Histogram>,
+    pub syncs: Family<ResultLabel, Counter>,
+    pub writes: Counter,
+    pub conflicts: Counter,
+    pub failures: Family<CategoryLabel, Counter>,
+    pub grants: Family<ReasonLabel, Gauge>,
+    pub removals_held: Gauge,
+    pub leader: Gauge,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub watch_restarts: Family<WatchLabel, Counter>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            ready: AtomicBool::new(false),
+            // 5 ms to about 20 s: a pass over a few grants up to one held up by a slow API server.
+            sync_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 13))
+            }),
+            syncs: Family::default(),
+            writes: Counter::default(),
+            conflicts: Counter::default(),
+            failures: Family::default(),
+            grants: Family::default(),
+            removals_held: Gauge::default(),
+            leader: Gauge::default(),
+            last_success: Gauge::default(),
+            watch_restarts: Family::default(),
+            registry: Registry::with_prefix("aws_auth_operator"),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "sync_duration_seconds",
+            "Duration of sync passes (read, plan, write, statuses) by result",
+            m.sync_duration.clone(),
+        );
+        r.register("syncs", "Sync passes by result", m.syncs.clone());
+        r.register("writes", "Writes of aws-auth", m.writes.clone());
+        r.register(
+            "conflicts",
+            "Writes refused because aws-auth changed since it was read (409)",
+            m.conflicts.clone(),
+        );
+        r.register(
+            "failures",
+            "Failed sync passes by category",
+            m.failures.clone(),
+        );
+        r.register(
+            "grants",
+            "Grants by Ready reason after the last sync",
+            m.grants.clone(),
+        );
+        r.register(
+            "removals_held",
+            "Managed entries whose removal is held until confirmed or until the grants are back",
+            m.removals_held.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this instance holds the leader Lease and may write, else 0",
+            m.leader.clone(),
+        );
+        r.register(
+            "last_successful_sync_timestamp_seconds",
+            "Unix time of the last sync pass that succeeded",
+            m.last_success.clone(),
+        );
+        r.register(
+            "watch_restarts",
+            "Watches started again (relisted) after an error or expiry, by watch",
+            m.watch_restarts.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
     pub fn failed(&self, category: &'static str) {
-        *self
-            .failures
-            .lock()
-            .expect("metrics lock")
-            .entry(category)
-            .or_default() += 1;
+        self.failures
+            .get_or_create(&CategoryLabel { category })
+            .inc();
     }
 
+    /// One finished sync pass: its duration and result; success also stamps the time.
+    pub fn synced(&self, result: &'static str, took: Duration) {
+        let l = ResultLabel { result };
+        self.syncs.get_or_create(&l).inc();
+        self.sync_duration
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+        if result == SYNC_OK {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_success.set(now.as_secs_f64());
+        }
+    }
+
+    /// Replaces the grants-by-reason gauges, so reasons no grant has any more disappear.
+    pub fn set_grants(&self, reasons: impl IntoIterator<Item = (&'static str, i64)>) {
+        self.grants.clear();
+        for (reason, n) in reasons {
+            self.grants.get_or_create(&ReasonLabel { reason }).set(n);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            s.push_str(&format!("# HELP aws_auth_operator_{name} {help}\n# TYPE aws_auth_operator_{name} counter\naws_auth_operator_{name} {v}\n"));
-        };
-        counter(
-            &mut s,
-            "syncs_total",
-            "Sync passes completed.",
-            self.syncs.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "writes_total",
-            "Writes of aws-auth.",
-            self.writes.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut s,
-            "conflicts_total",
-            "Writes refused because aws-auth changed since it was read (409).",
-            self.conflicts.load(Ordering::Relaxed),
-        );
-        s.push_str("# HELP aws_auth_operator_failures_total Failed sync passes by category.\n# TYPE aws_auth_operator_failures_total counter\n");
-        for (k, v) in self.failures.lock().expect("metrics lock").iter() {
-            s.push_str(&format!(
-                "aws_auth_operator_failures_total{{category=\"{k}\"}} {v}\n"
-            ));
-        }
-        s.push_str(&format!(
-            "# HELP aws_auth_operator_removals_held Managed entries whose removal is held until confirmed or until the grants are back.\n# TYPE aws_auth_operator_removals_held gauge\naws_auth_operator_removals_held {}\n",
-            self.removals_held.load(Ordering::Relaxed)
-        ));
-        s.push_str("# HELP aws_auth_operator_grants Grants by Ready reason after the last sync.\n# TYPE aws_auth_operator_grants gauge\n");
-        for (k, v) in self.grants.lock().expect("metrics lock").iter() {
-            s.push_str(&format!("aws_auth_operator_grants{{reason=\"{k}\"}} {v}\n"));
-        }
+        prometheus_client::encoding::text::encode(&mut s, &self.registry)
+            .expect("writing to a String cannot fail");
         s
     }
 }
 
-/// Serves the health endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            // Read the whole request head: closing with unread bytes would reset the connection.
-            let mut buf = Vec::with_capacity(512);
-            let mut chunk = [0u8; 512];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                match conn.read(&mut chunk).await {
-                    Ok(0) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) => return debug!(error = %e, "health connection"),
-                }
-            }
-            let request = String::from_utf8_lossy(&buf);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/livez" => ("200 OK", "ok\n".to_string()),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "ok\n".to_string())
-                }
-                "/readyz" => ("503 Service Unavailable", "not synced yet\n".to_string()),
-                "/metrics" => ("200 OK", metrics.render()),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = conn.write_all(response.as_bytes()).await {
-                warn!(error = %e, "health response");
-            }
-        });
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Binds the health port; fails with the address in the message.
-pub async fn bind(addr: SocketAddr) -> crate::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::Error::Usage {
-            flag: "--health-addr",
-            message: format!("cannot listen on {addr}: {e}"),
-        })
+    #[test]
+    fn exposition_names_every_metric_with_its_type() {
+        let m = Metrics::default();
+        m.synced(SYNC_OK, Duration::from_millis(12));
+        m.synced(SYNC_CONFLICT, Duration::from_millis(3));
+        m.failed("kube");
+        m.set_grants([("Applied", 3), ("Invalid", 1)]);
+        m.set_grants([("Applied", 4)]);
+        m.writes.inc();
+        m.leader.set(1);
+        let text = m.render();
+        for line in [
+            "# TYPE aws_auth_operator_sync_duration_seconds histogram",
+            "aws_auth_operator_sync_duration_seconds_bucket{le=\"0.02\",result=\"success\"} 1",
+            "aws_auth_operator_syncs_total{result=\"conflict\"} 1",
+            "aws_auth_operator_failures_total{category=\"kube\"} 1",
+            "aws_auth_operator_grants{reason=\"Applied\"} 4",
+            "aws_auth_operator_writes_total 1",
+            "aws_auth_operator_leader 1",
+            "# TYPE aws_auth_operator_last_successful_sync_timestamp_seconds gauge",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("reason=\"Invalid\""),
+            "stale reason kept:\n{text}"
+        );
+    }
 }

@@ -222,7 +222,10 @@ impl Operator {
         extra: &[&str],
         kubeconfig: Option<&std::path::Path>,
     ) -> Operator {
-        let log = std::env::temp_dir().join(format!("{configmap}-{}.log", std::process::id()));
+        // One log per process: several operators of one test (replicas) must not share a file.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("{configmap}-{}-{n}.log", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -281,6 +284,21 @@ impl Operator {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits for the exit and returns its code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok()?.code()
+    }
+
+    /// A metric's value as `/metrics` shows it (the first sample whose line starts with `series`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     pub fn logs(&self) -> String {

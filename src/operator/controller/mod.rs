@@ -25,7 +25,11 @@ use tracing::{debug, info, instrument, warn};
 use crate::api::{IamAccessGrant, Reason};
 use crate::engine::history::{self, HistoryArgs};
 use crate::engine::plan::{HeldRemoval, Plan, PlanConfig, RailsArgs, plan};
-use crate::operator::telemetry::{LogFormat, Metrics};
+use crate::operator::http;
+use crate::operator::leader::{Election, Gate, LeaderArgs};
+use crate::operator::telemetry::{
+    LogFormat, Metrics, SYNC_CONFLICT, SYNC_ERROR, SYNC_OK, WatchLabel,
+};
 use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use debounce::Debounce;
@@ -75,6 +79,8 @@ pub struct RunArgs {
     pub history: HistoryArgs,
     #[command(flatten)]
     pub webhook: WebhookArgs,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 /// `250ms`, `2s`, `5m`, `1h`.
@@ -106,16 +112,35 @@ struct Context {
     config: PlanConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
+    /// Open while this instance may write (always, without leader election).
+    gate: Gate,
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
-    let health = crate::operator::telemetry::bind(args.health_addr).await?;
+    let health = http::bind(args.health_addr).await?;
     let metrics = Arc::new(Metrics::default());
-    let health = tokio::spawn(crate::operator::telemetry::serve(health, metrics.clone()));
+    let health = tokio::spawn(http::serve(health, metrics.clone()));
     let client = crate::client().await?;
     check_crd(&client).await?;
+    let election = if args.leader.leader_elect {
+        Some(
+            Election::start(
+                client.clone(),
+                &args.leader,
+                &args.aws_auth_namespace,
+                metrics.clone(),
+            )
+            .await?,
+        )
+    } else {
+        metrics.leader.set(1);
+        None
+    };
+    let gate = election
+        .as_ref()
+        .map_or_else(Gate::always, |e| e.gate.clone());
     let webhook = match args.webhook.webhook_addr {
         Some(addr) => Some(start_webhook(&client, &args, &config, addr).await?),
         None => None,
@@ -139,6 +164,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
+        .inspect_ok(relists(metrics.clone(), "grants"))
         .touched_objects()
         .map_ok(|_| ())
         .boxed();
@@ -146,6 +172,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
     let cm_events = watcher(configmaps.clone(), cm_watch)
         .default_backoff()
+        .inspect_ok(relists(metrics.clone(), "aws-auth"))
         .touched_objects()
         .map_ok(|_| ())
         .boxed();
@@ -172,8 +199,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         namespace = %args.aws_auth_namespace,
         name = %args.aws_auth_name,
         grants = grant_store.len(),
-        "caches ready; reconciling"
+        "caches ready"
     );
+    // A follower is ready with warm caches; a single instance once its first pass succeeded.
+    if election.is_some() {
+        metrics.ready.store(true, Ordering::Relaxed);
+    }
 
     let ctx = Context {
         grants,
@@ -186,6 +217,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         last_history: Default::default(),
         config,
         metrics,
+        gate: gate.clone(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -209,11 +241,26 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         })
     };
-    changes.notify_one();
+    let lead = async {
+        let mut gate = gate.clone();
+        loop {
+            gate.opened().await;
+            // A new leader syncs at once: its predecessor may have stopped mid-burst.
+            changes.notify_one();
+            tokio::select! {
+                r = reconcile_forever(&ctx, &debounce, &changes) => return r,
+                // Dropping the pass cancels its requests at their next await.
+                _ = gate.closed() => info!("not leader; reconciling stopped"),
+            }
+        }
+    };
     let result = tokio::select! {
-        r = reconcile_forever(&ctx, &debounce, &changes) => r,
+        r = lead => r,
         _ = shutdown_signal() => { info!("shutting down"); Ok(()) }
     };
+    if let Some(e) = election {
+        e.leave().await;
+    }
     watches.abort();
     resync.abort();
     health.abort();
@@ -231,7 +278,10 @@ async fn start_webhook(
     addr: std::net::SocketAddr,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let w = &args.webhook;
-    let tls = webhook::tls(w)?;
+    let tls = match &w.webhook_cert_secret {
+        Some(secret) => webhook::shared_tls(client, w, secret).await?,
+        None => webhook::tls(w)?,
+    };
     let listener = webhook::bind(addr).await?;
     let target = webhook::review::AwsAuthTarget {
         namespace: args.aws_auth_namespace.clone(),
@@ -262,6 +312,22 @@ async fn start_webhook(
         webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
     }
     Ok(task)
+}
+
+/// Counts a watch's lists after its first: each one is a restart after an error or expiry.
+fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher::Event<K>) {
+    let mut lists = 0u64;
+    move |ev| {
+        if matches!(ev, watcher::Event::Init) {
+            lists += 1;
+            if lists > 1 {
+                metrics
+                    .watch_restarts
+                    .get_or_create(&WatchLabel { watch })
+                    .inc();
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -304,19 +370,25 @@ async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify)
     loop {
         debounce.settle(changes).await;
         loop {
-            match sync(ctx).await {
+            let started = std::time::Instant::now();
+            let r = sync(ctx).await;
+            let took = started.elapsed();
+            match r {
                 Ok(()) => {
-                    ctx.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+                    ctx.metrics.synced(SYNC_OK, took);
                     ctx.metrics.ready.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(200);
                     break;
                 }
+                Err(SyncError::NotLeader) => break,
                 Err(SyncError::Conflict) => {
-                    ctx.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                    ctx.metrics.synced(SYNC_CONFLICT, took);
+                    ctx.metrics.conflicts.inc();
                     debug!("aws-auth changed under us; re-reading and re-planning");
                     continue;
                 }
                 Err(SyncError::Transient(e)) => {
+                    ctx.metrics.synced(SYNC_ERROR, took);
                     ctx.metrics.failed(e.metric_label());
                     warn!(error = %e, category = e.metric_label(), retry_in = ?backoff, "sync failed");
                     tokio::time::sleep(backoff).await;
@@ -331,7 +403,18 @@ async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify)
 enum SyncError {
     /// Someone else wrote aws-auth between our read and our write (409), or deleted it.
     Conflict,
+    /// The gate closed during the pass: this instance is no longer the leader.
+    NotLeader,
     Transient(Error),
+}
+
+/// Every write checks the gate right before it is sent.
+fn leading(ctx: &Context) -> Result<(), SyncError> {
+    if ctx.gate.is_open() {
+        Ok(())
+    } else {
+        Err(SyncError::NotLeader)
+    }
 }
 
 impl From<kube::Error> for SyncError {
@@ -356,21 +439,20 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     } else {
         None
     };
-    ctx.metrics.removals_held.store(
-        p.held.as_ref().map_or(0, |h| h.count as u64),
-        Ordering::Relaxed,
-    );
+    ctx.metrics
+        .removals_held
+        .set(p.held.as_ref().map_or(0, |h| h.count as i64));
     if write_error.is_none() {
         report_rails(ctx, &p, current.as_ref()).await;
     }
     if p.changed && write_error.is_none() {
-        ctx.metrics.writes.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics.writes.inc();
     }
-    let mut by_reason = std::collections::BTreeMap::new();
+    let mut by_reason = std::collections::BTreeMap::<&'static str, i64>::new();
     for v in &p.verdicts {
         *by_reason.entry(v.reason.as_str()).or_default() += 1;
     }
-    *ctx.metrics.grants.lock().expect("metrics lock") = by_reason;
+    ctx.metrics.set_grants(by_reason);
     if let Some(e) = &write_error {
         warn!(error = %e, "writing aws-auth failed");
         if let Some(cm) = &current {
@@ -384,7 +466,9 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
                 action: "Write".into(),
                 secondary: None,
             };
-            let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
+            if ctx.gate.is_open() {
+                let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
+            }
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref()).await;
@@ -446,6 +530,9 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
         events.push((EventType::Normal, "RemovalConfirmed", note));
     }
     for (type_, reason, note) in events {
+        if !ctx.gate.is_open() {
+            return;
+        }
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -485,6 +572,7 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
     if &data == old {
         return Ok(());
     }
+    leading(ctx)?;
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -540,6 +628,7 @@ async fn write(
         }
     }
     let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
+    leading(ctx)?;
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -593,6 +682,9 @@ async fn update_statuses(
     });
     let patches = futures::stream::iter(updates.map(|(g, reason, desired)| async move {
         let name = g.name_any();
+        if !ctx.gate.is_open() {
+            return;
+        }
         let patch = serde_json::json!({ "status": desired });
         match ctx
             .grants
@@ -603,7 +695,7 @@ async fn update_statuses(
             Err(kube::Error::Api(s)) if s.is_not_found() => return,
             Err(e) => warn!(grant = %name, error = %e, "status update failed"),
         }
-        if status::current_reason(g) != Some(reason.as_str()) {
+        if status::current_reason(g) != Some(reason.as_str()) && ctx.gate.is_open() {
             let ev = Event {
                 type_: if reason.is_ready() {
                     EventType::Normal

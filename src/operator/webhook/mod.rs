@@ -58,6 +58,15 @@ pub struct WebhookArgs {
     /// (e.g. a cert-manager Secret mounted there).
     #[arg(long, env = "AWS_AUTH_WEBHOOK_CERT_DIR")]
     pub webhook_cert_dir: Option<PathBuf>,
+    /// Share the CA and serving certificate made at start through this Secret,
+    /// NAMESPACE/NAME: the first replica creates it, the others use it, so every replica behind
+    /// the Service presents a certificate the registered CA vouches for.
+    #[arg(
+        long,
+        env = "AWS_AUTH_WEBHOOK_CERT_SECRET",
+        conflicts_with = "webhook_cert_dir"
+    )]
+    pub webhook_cert_secret: Option<String>,
     /// Name of the ValidatingWebhookConfiguration the operator creates or patches.
     #[arg(
         long,
@@ -184,8 +193,6 @@ pub fn make_certificates(hosts: &[String]) -> Result<(String, String, String)> {
 
 /// The TLS configuration: from `--webhook-cert-dir`, or made for `hosts`.
 pub fn tls(args: &WebhookArgs) -> Result<Tls> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (ca_pem, cert_pem, key_pem) = match &args.webhook_cert_dir {
         Some(dir) => {
             let read = |f: &str| {
@@ -201,6 +208,64 @@ pub fn tls(args: &WebhookArgs) -> Result<Tls> {
             (Some(ca), cert, key)
         }
     };
+    server_config(ca_pem, &cert_pem, &key_pem)
+}
+
+/// The certificates kept in `--webhook-cert-secret`: read if a replica made them already, else
+/// made here and stored (a replica that loses the race to create reads the winner's).
+pub async fn shared_tls(client: &Client, args: &WebhookArgs, secret: &str) -> Result<Tls> {
+    use k8s_openapi::api::core::v1::Secret;
+    let (ns, name) = secret.split_once('/').ok_or_else(|| {
+        usage(format!(
+            "--webhook-cert-secret `{secret}` must be NAMESPACE/NAME"
+        ))
+    })?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let field = |s: &Secret, k: &str| {
+        let b = s.data.as_ref()?.get(k)?;
+        String::from_utf8(b.0.clone()).ok()
+    };
+    let stored = |s: &Secret| {
+        Some((
+            field(s, "ca.crt")?,
+            field(s, "tls.crt")?,
+            field(s, "tls.key")?,
+        ))
+    };
+    if let Some((ca, cert, key)) = secrets.get_opt(name).await?.as_ref().and_then(stored) {
+        return server_config(Some(ca), &cert, &key);
+    }
+    let (ca, cert, key) = make_certificates(&hosts(args)?)?;
+    let data = [("ca.crt", &ca), ("tls.crt", &cert), ("tls.key", &key)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.clone().into_bytes())))
+        .collect();
+    let made = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(data),
+        ..Default::default()
+    };
+    match secrets.create(&Default::default(), &made).await {
+        Ok(_) => server_config(Some(ca), &cert, &key),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {
+            let theirs = secrets.get(name).await?;
+            let (ca, cert, key) = stored(&theirs).ok_or_else(|| {
+                usage(format!("Secret {secret} lacks ca.crt, tls.crt or tls.key; delete it so that it is made again"))
+            })?;
+            server_config(Some(ca), &cert, &key)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn server_config(ca_pem: Option<String>, cert_pem: &str, key_pem: &str) -> Result<Tls> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &str, e: &dyn std::fmt::Display| usage(format!("webhook {what}: {e}"));
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
