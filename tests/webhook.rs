@@ -355,3 +355,42 @@ async fn the_webhook_stops_what_would_lock_people_out_at_the_door() {
     assert!(e.contains("failed calling webhook"), "{e}");
     hooks.delete(HOOK, &DeleteParams::default()).await.unwrap();
 }
+
+/// Replicas behind one Service must present certificates from the one registered CA: the first
+/// makes them and stores them in the Secret, the next reads them.
+#[tokio::test]
+async fn replicas_share_one_webhook_certificate_through_a_secret() {
+    use aws_auth_operator::operator::webhook::{WebhookArgs, shared_tls};
+    use clap::Parser;
+    use k8s_openapi::api::core::v1::Secret;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        webhook: WebhookArgs,
+    }
+    let secret = "default/aws-auth-operator-shared-certs";
+    let args = Args::parse_from([
+        "run",
+        "--webhook-service",
+        "default/aws-auth-operator:443",
+        "--webhook-cert-secret",
+        secret,
+    ]);
+    let client = support::client().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let _ = secrets
+        .delete("aws-auth-operator-shared-certs", &DeleteParams::default())
+        .await;
+    let first = shared_tls(&client, &args.webhook, secret).await.unwrap();
+    let second = shared_tls(&client, &args.webhook, secret).await.unwrap();
+    let ca = first.ca_pem.expect("the CA is kept");
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+    assert_eq!(
+        Some(ca),
+        second.ca_pem,
+        "the second replica made its own CA"
+    );
+    let stored = secrets.get("aws-auth-operator-shared-certs").await.unwrap();
+    assert_eq!(stored.type_.as_deref(), Some("kubernetes.io/tls"));
+}

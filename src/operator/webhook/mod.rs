@@ -652,6 +652,7 @@ mod tests {
             webhook_url: url.map(Into::into),
             webhook_service: service.map(Into::into),
             webhook_cert_dir: None,
+            webhook_cert_secret: None,
             webhook_name: "aws-auth-operator".into(),
             webhook_failure_policy: FailurePolicy::Ignore,
             webhook_timeout: 5,
