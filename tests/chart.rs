@@ -69,6 +69,13 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+/// The Role on aws-auth's namespace (the other Role is in the release's).
+fn aws_auth_role(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "kube-system")
+        .expect("a Role in kube-system")
+}
+
 fn env_of(deploy: &Value) -> Vec<(String, String)> {
     deploy["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -98,11 +105,12 @@ fn chart_lints_clean_and_carries_the_generated_crd() {
         .collect();
     assert!(severe.is_empty(), "{severe:?}");
     let chart_crd =
-        std::fs::read_to_string(format!("{CHART}/crds/iamaccessgrants.aws-auth.dev.yaml")).unwrap();
+        std::fs::read_to_string(format!("{CHART}/files/iamaccessgrants.aws-auth.dev.yaml"))
+            .unwrap();
     assert_eq!(
         chart_crd,
         aws_auth_operator::api::crd_yaml(),
-        "chart CRD drifted: copy crds/ into charts/aws-auth-operator/crds/"
+        "chart CRD drifted: copy crds/ into charts/aws-auth-operator/files/"
     );
 }
 
@@ -129,7 +137,7 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         let text = d.to_string();
         assert!(!text.contains("\"*\""), "wildcard in {}", d["kind"]);
     }
-    let r = find(&docs, "Role");
+    let r = aws_auth_role(&docs);
     assert_eq!(r["metadata"]["namespace"], "kube-system");
     let by_name = r["rules"]
         .as_array()
@@ -161,11 +169,11 @@ fn chart_renders_secure_defaults_and_least_privilege() {
     )));
     assert!(env.contains(&("AWS_AUTH_NAME".into(), "aws-auth-shadow".into())));
     assert_eq!(
-        find(&docs, "Role")["rules"][0]["resourceNames"],
+        aws_auth_role(&docs)["rules"][0]["resourceNames"],
         json!(["aws-auth-shadow"])
     );
     assert_eq!(
-        find(&docs, "Role")["rules"][1],
+        aws_auth_role(&docs)["rules"][1],
         json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth-shadow-history"], "verbs": ["get", "update"]})
     );
 
@@ -196,13 +204,16 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         );
     }
     assert_eq!(
-        find(&docs, "Role")["rules"][1]["resourceNames"],
+        aws_auth_role(&docs)["rules"][1]["resourceNames"],
         json!(["auth-history"])
     );
 
     // The webhook, by default: a Service, the operator registers itself under its own name only.
     let docs = render(json!({"privilegedGranters": ["group:platform"]}));
-    let svc = find(&docs, "Service");
+    let svc = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rel-aws-auth-operator")
+        .expect("webhook Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 443);
     let env = env_of(find(&docs, "Deployment"));
     for (k, v) in [
@@ -273,7 +284,7 @@ fn chart_renders_secure_defaults_and_least_privilege() {
             .contains("validatingwebhookconfigurations")
     );
     let docs = render(json!({"webhook": {"enabled": false}}));
-    assert!(!docs.iter().any(|d| d["kind"] == "Service"));
+    assert!(!docs.iter().any(|d| d["kind"] == "Service" && d["spec"]["ports"][0]["port"] == 443));
     assert!(
         !env_of(find(&docs, "Deployment"))
             .iter()
@@ -288,24 +299,20 @@ async fn installed_chart_rbac_is_enough_to_run_the_operator_and_no_more() {
     let ns = "aws-auth-chart-test";
     let release = format!("chart-{}", std::process::id());
     let selector = format!("{}={}", support::TEST_LABEL, w.name);
-    let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms"});
+    // This test server predates CEL (1.25), which the CRD's rules use: as the README says for old
+    // servers, the CRD is installed separately (`support::client` did) and the chart without it.
+    let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms", "crds": {"enabled": false}});
     let script = r#"
 import helm_python as helm, json, sys
 cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
 cfg.install(sys.argv[2], sys.argv[4], json.loads(sys.argv[5]), namespace=sys.argv[3], create_namespace=True)
 print(json.dumps("installed"))
 "#;
-    // This test server predates CEL (1.25), and Helm applies crds/ server-side, which such a
-    // server refuses; so, as the README says for old servers, the CRD is installed separately
-    // (`support::client` did) and the chart without its crds/ (what `helm install --skip-crds` does).
-    let chart = std::env::temp_dir().join(format!("chart-skip-crds-{}", std::process::id()));
-    copy_dir(CHART.as_ref(), &chart);
-    std::fs::remove_dir_all(chart.join("crds")).unwrap();
     helm(
         script,
         &[
             &kubeconfig,
-            chart.to_str().unwrap(),
+            CHART,
             ns,
             &release,
             &values.to_string(),
@@ -436,6 +443,22 @@ print(json.dumps("installed"))
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
         other => panic!("ServiceAccount can list Secrets: {other:?}"),
     }
+    // Its own namespace: the Lease and the certificate Secret by name, nothing else.
+    match Api::<Secret>::namespaced(sa_client.clone(), ns)
+        .get("someone-elses")
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("ServiceAccount can read other Secrets: {other:?}"),
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(sa_client.clone(), ns);
+    match leases.get("someone-elses").await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("ServiceAccount can read other Leases: {other:?}"),
+    }
+    let lease = leases.get(&name).await.expect("the operator's own Lease");
+    assert!(lease.spec.unwrap().lease_duration_seconds == Some(15));
     let other: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(sa_client, "kube-system");
     match other.get("extension-apiserver-authentication").await {
@@ -453,15 +476,190 @@ fn applied_log_check(log: &std::path::Path) {
     );
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
+/// What `render` returns when Helm refuses the values: the error text.
+fn render_error(values: Value) -> String {
+    let script = r#"
+import helm_python as helm, json, sys
+try:
+    with helm.Chart.load(sys.argv[1]) as c:
+        c.render(json.loads(sys.argv[2]), name="rel", namespace="aws-auth-system")
+    print(json.dumps(None))
+except Exception as e:
+    print(json.dumps(str(e)))
+"#;
+    match helm(script, &[CHART, &values.to_string()]) {
+        Value::String(s) => s,
+        other => panic!("Helm accepted {values}: {other}"),
+    }
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .map(|d| d["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn chart_renders_every_option() {
+    // Defaults: two replicas electing a leader, a PDB, spread over zones and nodes, the CRD kept.
+    let docs = render(json!({}));
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let env = env_of(deploy);
+    for (k, v) in [
+        ("AWS_AUTH_LEADER_ELECT", "true"),
+        ("AWS_AUTH_LEASE_NAME", "rel-aws-auth-operator"),
+        ("AWS_AUTH_LEASE_NAMESPACE", "aws-auth-system"),
+        ("AWS_AUTH_LEASE_DURATION", "15s"),
+        ("AWS_AUTH_LEASE_RENEW_BEFORE", "5s"),
+        (
+            "AWS_AUTH_WEBHOOK_CERT_SECRET",
+            "aws-auth-system/rel-aws-auth-operator-webhook-certs",
+        ),
+    ] {
+        assert!(env.contains(&(k.into(), v.into())), "{k}={v}: {env:?}");
+    }
+    let pdb = find(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "rel"
+    );
+    let spread = &deploy["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    assert_eq!(spread[0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(spread[1]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");
+    let crd = find(&docs, "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["name"], "iamaccessgrants.aws-auth.dev");
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // The Lease and the certificate Secret: by name, create apart (it cannot be limited).
+    let local = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "aws-auth-system")
+        .expect("a Role in the release namespace");
+    assert_eq!(
+        local["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rel-aws-auth-operator"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rel-aws-auth-operator-webhook-certs"], "verbs": ["get"]},
+        ])
+    );
+    let metrics_svc = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rel-aws-auth-operator-metrics")
+        .expect("metrics Service");
+    assert_eq!(metrics_svc["spec"]["ports"][0]["name"], "metrics");
+    for absent in ["ServiceMonitor", "NetworkPolicy"] {
+        assert!(!kinds(&docs).contains(&absent.to_string()), "{absent}");
+    }
+
+    // Every other option, set.
+    let docs = render(json!({
+        "replicaCount": 3,
+        "leaderElection": {"leaseDuration": "30s", "renewBefore": "10s"},
+        "podDisruptionBudget": {"maxUnavailable": "50%"},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "x"}}}],
+        "extraArgs": ["--resync-interval", "10m"],
+        "podAnnotations": {"example.com/team": "platform"},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "metrics": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prometheus"}}},
+        "networkPolicy": {"enabled": true, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}], "apiServerCidrs": ["10.0.0.0/16"]},
+        "crds": {"keep": false},
+        "logFormat": "text",
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/op"}},
+    }));
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/team"],
+        "platform"
+    );
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["args"], json!(["run", "--resync-interval", "10m"]));
+    assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+    assert_eq!(
+        pod["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "DoNotSchedule"
+    );
+    let env = env_of(deploy);
+    assert!(env.contains(&("AWS_AUTH_LEASE_DURATION".into(), "30s".into())));
+    assert!(env.contains(&("AWS_AUTH_LOG_FORMAT".into(), "text".into())));
+    assert_eq!(
+        find(&docs, "PodDisruptionBudget")["spec"]["maxUnavailable"],
+        "50%"
+    );
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["interval"], "15s");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "metrics"
+    );
+    let np = find(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "health");
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "webhook");
+    assert_eq!(
+        np["spec"]["egress"][1]["to"][0]["ipBlock"]["cidr"],
+        "10.0.0.0/16"
+    );
+    assert!(
+        find(&docs, "CustomResourceDefinition")["metadata"]["annotations"].is_null(),
+        "crds.keep=false still keeps"
+    );
+    assert_eq!(
+        find(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::111122223333:role/op"
+    );
+
+    // One replica without election: no PDB (it could never be satisfied), no Lease rights.
+    let docs = render(json!({
+        "replicaCount": 1,
+        "leaderElection": {"enabled": false},
+        "crds": {"enabled": false},
+        "metrics": {"service": {"enabled": false}},
+        "webhook": {"enabled": false},
+    }));
+    let k = kinds(&docs);
+    for absent in ["PodDisruptionBudget", "CustomResourceDefinition", "Service"] {
+        assert!(!k.contains(&absent.to_string()), "{absent} in {k:?}");
+    }
+    assert!(!docs.iter().any(|d| d.to_string().contains("leases")));
+    assert!(
+        !env_of(find(&docs, "Deployment"))
+            .iter()
+            .any(|(k, _)| k.starts_with("AWS_AUTH_LEASE") || k == "AWS_AUTH_LEADER_ELECT")
+    );
+}
+
+#[test]
+fn helm_refuses_bad_values_with_a_message() {
+    for (values, expect) in [
+        (json!({"replicaCount": 0}), "replicaCount"),
+        (json!({"replicaCount": "two"}), "replicaCount"),
+        (json!({"debounce": "fast"}), "debounce"),
+        (json!({"webhook": {"failurePolicy": "ignore"}}), "failurePolicy"),
+        (json!({"leaderElection": {"leaseDuration": "1m"}}), "leaseDuration"),
+        (json!({"maxRemovalPercent": 150}), "maxRemovalPercent"),
+        (json!({"clusterCreatorArns": ["creator"]}), "clusterCreatorArns"),
+        (json!({"replica": 2}), "replica"),
+        (json!({"networkPolicy": {"apiServerCidrs": ["everywhere"]}}), "apiServerCidrs"),
+        (
+            json!({"replicaCount": 2, "leaderElection": {"enabled": false}}),
+            "needs leaderElection.enabled",
+        ),
+    ] {
+        let e = render_error(values.clone());
+        assert!(e.contains(expect), "{values}: {e}");
     }
 }

@@ -68,3 +68,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   admissionReviewVersions: [v1]
   timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 {{- end -}}
+
+{{/* The Secret the replicas share the webhook's self-made CA and certificate through. */}}
+{{- define "aws-auth-operator.certSecret" -}}
+{{- printf "%s-webhook-certs" (include "aws-auth-operator.fullname" .) -}}
+{{- end -}}
