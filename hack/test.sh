@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, property, CLI, real-API-server, STS-protocol and Helm-chart tests.
+# The whole test suite: unit, property, CLI, real-API-server, STS-protocol, Helm-chart, Argo CD
+# health (Lua) and container-image tests.
 # Starts a private kube-apiserver + etcd (hack/local-cluster.sh) and moto's STS
 # (hack/local-sts.sh) for the run and stops them after.
 # Extra arguments go to the test binaries (e.g. `hack/test.sh sigkill` to filter).
@@ -13,4 +14,7 @@ eval "$(hack/local-cluster.sh env "$dir")"
 eval "$(hack/local-sts.sh env "$dir")"
 AWS_AUTH_TEST_PYTHON="$(hack/python-env.sh python)"
 export AWS_AUTH_TEST_PYTHON
+# The container image the image tests run (release binary, local Debian base; see hack/image.sh).
+AWS_AUTH_TEST_IMAGE="$(hack/image.sh build)"
+export AWS_AUTH_TEST_IMAGE
 cargo test --all-targets -- "$@"

@@ -284,7 +284,11 @@ fn chart_renders_secure_defaults_and_least_privilege() {
             .contains("validatingwebhookconfigurations")
     );
     let docs = render(json!({"webhook": {"enabled": false}}));
-    assert!(!docs.iter().any(|d| d["kind"] == "Service" && d["spec"]["ports"][0]["port"] == 443));
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "Service" && d["spec"]["ports"][0]["port"] == 443)
+    );
     assert!(
         !env_of(find(&docs, "Deployment"))
             .iter()
@@ -310,13 +314,7 @@ print(json.dumps("installed"))
 "#;
     helm(
         script,
-        &[
-            &kubeconfig,
-            CHART,
-            ns,
-            &release,
-            &values.to_string(),
-        ],
+        &[&kubeconfig, CHART, ns, &release, &values.to_string()],
     );
 
     // The Deployment is in the API server (no kubelet runs it here): run its configuration locally
@@ -551,7 +549,9 @@ fn chart_renders_every_option() {
     );
     let metrics_svc = docs
         .iter()
-        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rel-aws-auth-operator-metrics")
+        .find(|d| {
+            d["kind"] == "Service" && d["metadata"]["name"] == "rel-aws-auth-operator-metrics"
+        })
         .expect("metrics Service");
     assert_eq!(metrics_svc["spec"]["ports"][0]["name"], "metrics");
     for absent in ["ServiceMonitor", "NetworkPolicy"] {
@@ -648,12 +648,24 @@ fn helm_refuses_bad_values_with_a_message() {
         (json!({"replicaCount": 0}), "replicaCount"),
         (json!({"replicaCount": "two"}), "replicaCount"),
         (json!({"debounce": "fast"}), "debounce"),
-        (json!({"webhook": {"failurePolicy": "ignore"}}), "failurePolicy"),
-        (json!({"leaderElection": {"leaseDuration": "1m"}}), "leaseDuration"),
+        (
+            json!({"webhook": {"failurePolicy": "ignore"}}),
+            "failurePolicy",
+        ),
+        (
+            json!({"leaderElection": {"leaseDuration": "1m"}}),
+            "leaseDuration",
+        ),
         (json!({"maxRemovalPercent": 150}), "maxRemovalPercent"),
-        (json!({"clusterCreatorArns": ["creator"]}), "clusterCreatorArns"),
+        (
+            json!({"clusterCreatorArns": ["creator"]}),
+            "clusterCreatorArns",
+        ),
         (json!({"replica": 2}), "replica"),
-        (json!({"networkPolicy": {"apiServerCidrs": ["everywhere"]}}), "apiServerCidrs"),
+        (
+            json!({"networkPolicy": {"apiServerCidrs": ["everywhere"]}}),
+            "apiServerCidrs",
+        ),
         (
             json!({"replicaCount": 2, "leaderElection": {"enabled": false}}),
             "needs leaderElection.enabled",
