@@ -675,3 +675,68 @@ fn helm_refuses_bad_values_with_a_message() {
         assert!(e.contains(expect), "{values}: {e}");
     }
 }
+
+/// One README row per leaf of values.schema.json: key, type, default from values.yaml, and the
+/// schema's description.
+fn values_rows(schema: &Value, values: &Value, prefix: &str, rows: &mut Vec<String>) {
+    for (key, prop) in schema["properties"].as_object().unwrap() {
+        let path = format!("{prefix}{key}");
+        let value = &values[key.as_str()];
+        if prop["properties"].is_object() {
+            values_rows(prop, value, &format!("{path}."), rows);
+            continue;
+        }
+        let ty = match &prop["type"] {
+            Value::Array(types) => types
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            t => t.as_str().unwrap().to_string(),
+        };
+        let ty = match prop["enum"].as_array() {
+            Some(e) => e
+                .iter()
+                .map(|v| format!("`{}`", v.as_str().unwrap()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => ty,
+        };
+        let description = prop["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} has no description in values.schema.json"));
+        rows.push(format!(
+            "| `{path}` | {ty} | `{}` | {} |",
+            serde_json::to_string(value).unwrap(),
+            description.replace('|', "\\|")
+        ));
+    }
+}
+
+#[test]
+fn readme_values_table_is_the_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{CHART}/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap())
+            .unwrap();
+    let mut rows = vec![
+        "| value | type | default | what it does |".to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
+    values_rows(&schema, &values, "", &mut rows);
+    let table = rows.join("\n");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    const START: &str = "<!-- values:start -->\n";
+    let start = readme.find(START).expect("values table markers") + START.len();
+    let end = readme
+        .find("<!-- values:end -->")
+        .expect("values table end marker");
+    assert!(
+        readme.get(start..end).unwrap_or("") == format!("{table}\n"),
+        "README's values table is stale; put this between the markers:\n{table}"
+    );
+}
