@@ -52,6 +52,27 @@ async fn grant_lifecycle_keeps_the_node_role() {
         !metrics.contains("aws_auth_operator_writes_total 0"),
         "{metrics}"
     );
+    // The whole exposition: a histogram of passes, results, the leader flag and the last success.
+    for series in [
+        "# TYPE aws_auth_operator_sync_duration_seconds histogram",
+        "aws_auth_operator_sync_duration_seconds_count{result=\"success\"}",
+        "aws_auth_operator_syncs_total{result=\"success\"}",
+        "aws_auth_operator_leader 1",
+        "aws_auth_operator_removals_held 0",
+        "aws_auth_operator_conflicts_total",
+        "# TYPE aws_auth_operator_watch_restarts counter",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    let last = op
+        .metric("aws_auth_operator_last_successful_sync_timestamp_seconds")
+        .expect("last success stamped");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 120.0..=now + 1.0).contains(&last), "{last} vs {now}");
     let g = w.grants.get(&w.full_name("admins")).await.unwrap();
     let status = g.status.unwrap();
     assert_eq!(status.observed_generation, Some(1));
