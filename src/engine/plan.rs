@@ -48,6 +48,10 @@ pub struct PlanConfig {
     /// Set for one pass when the grant list cannot be trusted to be complete (the CRD is missing
     /// or being deleted): no managed entry is removed, whatever the count or confirmation.
     pub grants_unavailable: Option<String>,
+    /// Managed entries the operator removed in its recent passes (its removal window). They count
+    /// toward the breaker with this pass's, so a deletion spread over many passes is held as a
+    /// mass deletion in one would be.
+    pub recently_removed: usize,
 }
 
 impl Default for PlanConfig {
@@ -61,6 +65,7 @@ impl Default for PlanConfig {
             privileged_groups: vec!["system:masters".to_string()],
             privileged_principals: Vec::new(),
             grants_unavailable: None,
+            recently_removed: 0,
         }
     }
 }
@@ -344,6 +349,8 @@ pub struct Plan {
     pub held: Option<HeldRemoval>,
     /// A held removal that proceeds in this plan because a person confirmed its token.
     pub confirmed: Option<HeldRemoval>,
+    /// Managed entries this plan removes (none of them held).
+    pub removed: usize,
 }
 
 impl Plan {
@@ -787,6 +794,10 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     }
 
     let (held, confirmed) = hold_removals(current, config, &managed_now, &mut managed);
+    let removed = managed_now
+        .keys()
+        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k)))
+        .count();
 
     // Assemble each key: unowned entries in their order, then managed entries by principal.
     let mut data = cur_data.clone();
@@ -852,6 +863,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         notes,
         held,
         confirmed,
+        removed,
     })
 }
 
@@ -884,7 +896,11 @@ fn hold_removals(
         })
         .collect();
     principals.sort();
-    let percent = count * 100 / managed_now.len().max(1);
+    // Earlier passes' removals count as part of this one, against the entries there were before.
+    let recent = config.recently_removed;
+    let total = count + recent;
+    let base = managed_now.len() + recent;
+    let percent = total * 100 / base.max(1);
     let held = |reason: String, confirm: Option<String>| HeldRemoval {
         token: token.clone(),
         count,
@@ -897,15 +913,18 @@ fn hold_removals(
             format!("{why}: no managed entry is removed until the grants are back"),
             None,
         )
-    } else if count > config.max_removals
-        && count * 100 > managed_now.len() * config.max_removal_percent as usize
+    } else if total > config.max_removals
+        && total * 100 > base * config.max_removal_percent as usize
     {
+        let earlier = if recent > 0 {
+            format!(" (with {recent} removed in the last passes)")
+        } else {
+            String::new()
+        };
         let removal = held(
             format!(
-                "this would remove {count} of {} managed entries ({percent}%), more than --max-removals {} and --max-removal-percent {}",
-                managed_now.len(),
-                config.max_removals,
-                config.max_removal_percent
+                "this would remove {total} of {base} managed entries{earlier} ({percent}%), more than --max-removals {} and --max-removal-percent {}",
+                config.max_removals, config.max_removal_percent
             ),
             Some(format!("aws-auth-operator confirm-removal {token}")),
         );

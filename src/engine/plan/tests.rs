@@ -666,6 +666,37 @@ fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
 }
 
 #[test]
+fn removals_of_earlier_passes_count_toward_the_breaker() {
+    let all = users(20);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    // Two removals alone proceed, and the plan says how many it removes.
+    let p = plan(&all[2..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+    assert_eq!(p.removed, 2);
+    let cm = apply(&p, Some(&cm));
+    // The same deletion going on: 5 more after 2 already removed is 7 of the 20 there were.
+    let mut c = cfg();
+    c.recently_removed = 2;
+    let p = plan(&all[7..], Some(&cm), &c).unwrap();
+    let held = p.held.expect("held across passes");
+    assert_eq!(
+        held.count, 5,
+        "only this pass's entries are held (and named by the token)"
+    );
+    assert!(
+        held.reason.contains("7 of 20") && held.reason.contains("2 removed in the last passes"),
+        "{}",
+        held.reason
+    );
+    assert_eq!(p.removed, 0);
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+    // Without that history the same pass would have gone through.
+    let p = plan(&all[7..], Some(&cm), &cfg()).unwrap();
+    assert!(p.held.is_none());
+    assert_eq!(p.removed, 5);
+}
+
+#[test]
 fn nothing_is_removed_while_grants_are_unavailable() {
     let all = users(3);
     let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);

@@ -1,4 +1,5 @@
-//! Debounce with a maximum wait: a burst of changes becomes one sync pass.
+//! Debounce with a leading edge and a maximum wait: the first change after a quiet spell is
+//! synced at once; the changes that follow it within a burst become one sync pass.
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -18,12 +19,16 @@ impl Debounce {
         (last + self.quiet).min(first + self.max_wait)
     }
 
-    /// Waits for a change, then for the burst it starts to settle (or for `max_wait`). Every
-    /// change waits out its burst, never synced on its leading edge: a sync that started in the
-    /// middle of a mass deletion would remove its first few entries below the removal breaker.
-    pub async fn settle(&self, changes: &Notify) {
+    /// Waits for a change. After `quiet` with nothing to do (`idle_since`: when the last sync
+    /// ended) it returns at once; otherwise the change is part of a burst, which is waited out
+    /// (quiet period, at most `max_wait`). A mass deletion whose first entries a leading-edge pass
+    /// removes is still held whole: the breaker counts the removals of recent passes too.
+    pub async fn settle(&self, changes: &Notify, idle_since: Instant) {
         changes.notified().await;
         let first = Instant::now();
+        if first.duration_since(idle_since) >= self.quiet {
+            return;
+        }
         let mut last = first;
         loop {
             tokio::select! {
@@ -45,11 +50,22 @@ mod tests {
     };
 
     #[tokio::test(start_paused = true)]
-    async fn a_single_change_syncs_after_the_quiet_period() {
+    async fn the_first_change_after_a_quiet_spell_syncs_at_once() {
+        let n = Arc::new(Notify::new());
+        let idle_since = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        n.notify_one();
+        let start = Instant::now();
+        D.settle(&n, idle_since).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_right_after_a_sync_waits_for_the_quiet_period() {
         let n = Arc::new(Notify::new());
         n.notify_one();
         let start = Instant::now();
-        D.settle(&n).await;
+        D.settle(&n, Instant::now()).await;
         assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
@@ -66,7 +82,7 @@ mod tests {
             })
         };
         let start = Instant::now();
-        D.settle(&n).await;
+        D.settle(&n, Instant::now()).await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         feeder.abort();
     }
@@ -84,7 +100,7 @@ mod tests {
             })
         };
         let start = Instant::now();
-        D.settle(&n).await;
+        D.settle(&n, Instant::now()).await;
         // Last change at 400 ms, then 200 ms of quiet.
         assert_eq!(start.elapsed(), Duration::from_millis(600));
         feeder.await.unwrap();

@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Sync at the latest this long after the first unsynced change, even during a burst.
     #[arg(long, env = "AWS_AUTH_DEBOUNCE_MAX", default_value = "2s", value_parser = parse_duration)]
     pub debounce_max: Duration,
+    /// Managed entries removed within this long count together toward the removal breaker
+    /// (--max-removals, --max-removal-percent), however many passes removed them.
+    #[arg(long, env = "AWS_AUTH_REMOVAL_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub removal_window: Duration,
     /// Sync this often even without changes.
     #[arg(long, env = "AWS_AUTH_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
@@ -114,6 +118,34 @@ struct Context {
     metrics: Arc<Metrics>,
     /// Open while this instance may write (always, without leader election).
     gate: Gate,
+    /// When this instance removed how many managed entries, within `removal_window`.
+    removals: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, usize)>>,
+    removal_window: Duration,
+}
+
+impl Context {
+    /// Managed entries removed within the window; older records are dropped.
+    fn recently_removed(&self) -> usize {
+        let mut r = self.removals.lock().expect("removals lock");
+        while r
+            .front()
+            .is_some_and(|(t, _)| t.elapsed() > self.removal_window)
+        {
+            r.pop_front();
+        }
+        r.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Records a written plan's removals. A confirmed removal starts the window afresh: a
+    /// person has looked at what went before.
+    fn removed(&self, p: &Plan) {
+        let mut r = self.removals.lock().expect("removals lock");
+        if p.confirmed.is_some() {
+            r.clear();
+        } else if p.removed > 0 {
+            r.push_back((std::time::Instant::now(), p.removed));
+        }
+    }
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
@@ -218,6 +250,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config,
         metrics,
         gate: gate.clone(),
+        removals: Default::default(),
+        removal_window: args.removal_window,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -367,8 +401,11 @@ fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
 
 async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
+    // Long enough ago that the first change is synced on its leading edge.
+    let now = tokio::time::Instant::now();
+    let mut idle_since = now.checked_sub(debounce.quiet).unwrap_or(now);
     loop {
-        debounce.settle(changes).await;
+        debounce.settle(changes, idle_since).await;
         loop {
             let started = std::time::Instant::now();
             let r = sync(ctx).await;
@@ -396,6 +433,7 @@ async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify)
                 }
             }
         }
+        idle_since = tokio::time::Instant::now();
     }
 }
 
@@ -432,6 +470,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
     config.grants_unavailable = grants_unavailable(ctx.crds.get_opt(CRD_NAME).await?);
+    config.recently_removed = ctx.recently_removed();
     let current = ctx.configmaps.get_opt(&ctx.name).await?;
     let p = plan(&grants, current.as_ref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
     let write_error = if p.changed {
@@ -446,6 +485,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         report_rails(ctx, &p, current.as_ref()).await;
     }
     if p.changed && write_error.is_none() {
+        ctx.removed(&p);
         ctx.metrics.writes.inc();
     }
     let mut by_reason = std::collections::BTreeMap::<&'static str, i64>::new();
