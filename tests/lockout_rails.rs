@@ -19,6 +19,18 @@ async fn users_in_aws_auth(w: &World) -> Option<usize> {
     Some(w.read().await?.users.values().len())
 }
 
+/// Grants for users u00..u(n-1), once all are in aws-auth.
+async fn users_granted(w: &World, n: usize) {
+    for i in 0..n {
+        w.create(&format!("u{i:02}"), role(&user(i), "u", &["dev"]))
+            .await;
+    }
+    eventually("every user entry written", LONG, || async {
+        (users_in_aws_auth(w).await? == n).then_some(())
+    })
+    .await;
+}
+
 async fn held(w: &World) -> Option<HeldRemoval> {
     HeldRemoval::from_configmap(w.configmap().await.as_ref())
 }
@@ -28,14 +40,7 @@ async fn small_removals_proceed_mass_removals_wait_for_the_right_token() {
     let w = World::new("breaker").await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
     let op = w.operator(&[]);
-    for i in 0..20 {
-        w.create(&format!("u{i:02}"), role(&user(i), "u", &["dev"]))
-            .await;
-    }
-    eventually("20 entries written", LONG, || async {
-        (users_in_aws_auth(&w).await? == 20).then_some(())
-    })
-    .await;
+    users_granted(&w, 20).await;
 
     // Two of twenty: removed at once.
     for i in 0..2 {
@@ -271,14 +276,7 @@ async fn a_slow_deletion_is_held_like_a_mass_deletion() {
     let w = World::new("slow-delete").await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
     let _op = w.operator(&[]);
-    for i in 0..10 {
-        w.create(&format!("u{i:02}"), role(&user(i), "u", &["dev"]))
-            .await;
-    }
-    eventually("10 entries written", LONG, || async {
-        (users_in_aws_auth(&w).await? == 10).then_some(())
-    })
-    .await;
+    users_granted(&w, 10).await;
     for i in 0..5 {
         w.grants
             .delete(&w.full_name(&format!("u{i:02}")), &DeleteParams::default())
