@@ -232,7 +232,17 @@ impl Operator {
             .open(&log)
             .unwrap();
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+        // AWS_AUTH_TEST_WRAP runs the operator under a profiler, e.g. `heaptrack -o /tmp/op`.
+        let wrap = std::env::var("AWS_AUTH_TEST_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_aws-auth-operator"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_aws-auth-operator")),
+        };
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
