@@ -60,7 +60,8 @@ async fn grant_lifecycle_keeps_the_node_role() {
         "aws_auth_operator_leader 1",
         "aws_auth_operator_removals_held 0",
         "aws_auth_operator_conflicts_total",
-        "# TYPE aws_auth_operator_watch_restarts counter",
+        "aws_auth_operator_watch_restarts_total{watch=\"grants\"} 0",
+        "aws_auth_operator_watch_restarts_total{watch=\"aws-auth\"} 0",
         "# EOF",
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");

@@ -194,6 +194,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         g.annotations_mut()
             .remove("kubectl.kubernetes.io/last-applied-configuration");
     });
+    // Both series exist from the start, at 0, so that rate() and alerts see them.
+    for watch in ["grants", "aws-auth"] {
+        metrics
+            .watch_restarts
+            .get_or_create(&WatchLabel { watch })
+            .inc_by(0);
+    }
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
