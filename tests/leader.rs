@@ -94,8 +94,10 @@ async fn one_replica_writes_and_the_other_takes_over() {
     .await;
     let took = killed.elapsed();
     println!("takeover after SIGKILL: {took:?} (Lease duration {LEASE_SECS}s)");
+    // The Lease expires at most LEASE_SECS after the leader's last renewal; the library then
+    // waits up to a second of jitter before taking it.
     assert!(
-        took <= Duration::from_secs(LEASE_SECS + 2),
+        took <= Duration::from_secs(LEASE_SECS + 3),
         "takeover took {took:?}, Lease duration {LEASE_SECS}s"
     );
     assert_eq!(holder(&leases, lease).await.as_deref(), Some(ids[follower]));
