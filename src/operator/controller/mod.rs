@@ -3,6 +3,7 @@
 pub mod debounce;
 pub mod events;
 pub mod status;
+pub mod status_queue;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -118,6 +119,8 @@ struct Context {
     metrics: Arc<Metrics>,
     /// Open while this instance may write (always, without leader election).
     gate: Gate,
+    /// Status patches and events, sent in the background.
+    statuses: Arc<status_queue::StatusQueue>,
     /// When this instance removed how many managed entries, within `removal_window`.
     removals: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, usize)>>,
     removal_window: Duration,
@@ -257,6 +260,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config,
         metrics,
         gate: gate.clone(),
+        statuses: Default::default(),
         removals: Default::default(),
         removal_window: args.removal_window,
         recorder: Recorder::new(
@@ -282,6 +286,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         })
     };
+    let status_worker = tokio::spawn(ctx.statuses.clone().run(
+        ctx.grants.clone(),
+        ctx.recorder.clone(),
+        gate.clone(),
+    ));
     let lead = async {
         let mut gate = gate.clone();
         loop {
@@ -303,6 +312,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         e.leave().await;
     }
     watches.abort();
+    status_worker.abort();
     resync.abort();
     health.abort();
     if let Some(w) = webhook {
@@ -518,7 +528,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
             }
         }
     }
-    update_statuses(ctx, &grants, &p, write_error.as_ref()).await;
+    update_statuses(ctx, &grants, &p, write_error.as_ref());
     match write_error {
         Some(e) => Err(SyncError::Transient(e)),
         None => {
@@ -702,7 +712,8 @@ async fn write(
     }
 }
 
-async fn update_statuses(
+/// Decides each grant's status and hands the changed ones to the status worker.
+fn update_statuses(
     ctx: &Context,
     grants: &[Arc<IamAccessGrant>],
     p: &Plan,
@@ -727,41 +738,12 @@ async fn update_statuses(
         let desired = status::desired(g, reason, &truncate(&message), verdict, &now);
         (g.status.as_ref() != Some(&desired)).then_some((g, reason, desired))
     });
-    let patches = futures::stream::iter(updates.map(|(g, reason, desired)| async move {
-        let name = g.name_any();
-        if !ctx.gate.is_open() {
-            return;
-        }
-        let patch = serde_json::json!({ "status": desired });
-        match ctx
-            .grants
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => return,
-            Err(e) => warn!(grant = %name, error = %e, "status update failed"),
-        }
-        if status::current_reason(g) != Some(reason.as_str()) && ctx.gate.is_open() {
-            let ev = Event {
-                type_: if reason.is_ready() {
-                    EventType::Normal
-                } else {
-                    EventType::Warning
-                },
-                reason: reason.as_str().into(),
-                note: desired.conditions.first().map(|c| c.message.clone()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&ev, &g.object_ref(&())).await {
-                debug!(grant = %name, error = %e, "event not recorded");
-            }
-        }
-    }))
-    // Thousands of grants change status in a burst; the API server takes many small patches.
-    .buffer_unordered(32);
-    patches.collect::<Vec<()>>().await;
+    ctx.statuses
+        .push(updates.map(|(g, reason, desired)| status_queue::Update {
+            grant: g.clone(),
+            reason,
+            desired,
+        }));
 }
 
 /// Condition messages and event notes are capped by the API (32 KiB and 1 KiB).

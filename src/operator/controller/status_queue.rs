@@ -1,0 +1,107 @@
+//! Status patches and their events, sent by one background worker. A pass hands over the
+//! statuses it decided and goes on: with thousands of grants in a burst, the next pass's write of
+//! aws-auth does not wait for the previous pass's patches. A newer decision for a grant replaces
+//! one not sent yet, and a grant's updates go out in the order they were decided.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::events::Recorder;
+use super::status;
+use crate::api::{IamAccessGrant, IamAccessGrantStatus, Reason};
+use crate::operator::leader::Gate;
+
+/// One decided status: the grant as the pass saw it, its reason and the status to write.
+pub struct Update {
+    pub grant: Arc<IamAccessGrant>,
+    pub reason: Reason,
+    pub desired: IamAccessGrantStatus,
+}
+
+#[derive(Default)]
+pub struct StatusQueue {
+    pending: Mutex<HashMap<String, Update>>,
+    wake: Notify,
+}
+
+impl StatusQueue {
+    /// Hands updates to the worker, replacing any for the same grant not sent yet.
+    pub fn push(&self, updates: impl IntoIterator<Item = Update>) {
+        let mut pending = self.pending.lock().expect("status queue lock");
+        for u in updates {
+            pending.insert(u.grant.name_any(), u);
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    /// Sends what is pending, 32 requests at a time, until the task is dropped. Nothing is sent
+    /// while the gate is closed (not the leader): those updates are dropped, and the next leader
+    /// decides afresh.
+    pub async fn run(self: Arc<Self>, grants: Api<IamAccessGrant>, recorder: Recorder, gate: Gate) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let batch: Vec<Update> = {
+                    let mut pending = self.pending.lock().expect("status queue lock");
+                    pending.drain().map(|(_, u)| u).collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                futures::stream::iter(
+                    batch
+                        .into_iter()
+                        .map(|u| send(&grants, &recorder, &gate, u)),
+                )
+                // The API server takes many small patches; this bounds requests in flight.
+                .buffer_unordered(32)
+                .collect::<Vec<()>>()
+                .await;
+            }
+        }
+    }
+}
+
+async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u: Update) {
+    let Update {
+        grant,
+        reason,
+        desired,
+    } = u;
+    if !gate.is_open() {
+        return;
+    }
+    let name = grant.name_any();
+    let patch = serde_json::json!({ "status": desired });
+    match grants
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.is_not_found() => return,
+        Err(e) => warn!(grant = %name, error = %e, "status update failed"),
+    }
+    if status::current_reason(&grant) != Some(reason.as_str()) && gate.is_open() {
+        let ev = Event {
+            type_: if reason.is_ready() {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.as_str().into(),
+            note: desired.conditions.first().map(|c| c.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &grant.object_ref(&())).await {
+            debug!(grant = %name, error = %e, "event not recorded");
+        }
+    }
+}
