@@ -180,17 +180,9 @@ async fn operator_container_reconciles_a_grant_on_the_real_api_server() {
 
     // Metrics from the container's port on the host network.
     let metrics = eventually("metrics served", Duration::from_secs(10), || async {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        use std::io::{Read, Write};
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.contains("aws_auth_operator_writes_total")
-            .then_some(out)
+        let (_, body) = support::http_get(port, "/metrics")?;
+        body.contains("aws_auth_operator_writes_total")
+            .then_some(body)
     })
     .await;
     assert!(

@@ -793,11 +793,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
         managed.entry(v.section).or_default().insert(v.key, v.entry);
     }
 
-    let (held, confirmed) = hold_removals(current, config, &managed_now, &mut managed);
-    let removed = managed_now
-        .keys()
-        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k)))
-        .count();
+    let (held, confirmed, removed) = hold_removals(current, config, &managed_now, &mut managed);
 
     // Assemble each key: unowned entries in their order, then managed entries by principal.
     let mut data = cur_data.clone();
@@ -870,20 +866,21 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
 /// The removal breaker. Managed entries present now and absent from the new plan are removals;
 /// while the grants cannot be trusted, or when there are more than `max_removals` and more than
 /// `max_removal_percent` of the managed entries, they are all put back (kept exactly as they are)
-/// unless a person confirmed this very set's token.
+/// unless a person confirmed this very set's token. Returns the held removal, the confirmed one,
+/// and how many managed entries the plan removes.
 fn hold_removals(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
     managed_now: &HashMap<(Section, String), &Entry>,
     managed: &mut BTreeMap<Section, BTreeMap<String, Entry>>,
-) -> (Option<HeldRemoval>, Option<HeldRemoval>) {
+) -> (Option<HeldRemoval>, Option<HeldRemoval>, usize) {
     let mut removed: Vec<(Section, String)> = managed_now
         .keys()
         .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k)))
         .cloned()
         .collect();
     if removed.is_empty() {
-        return (None, None);
+        return (None, None, 0);
     }
     removed.sort();
     let token = removal_token(&removed);
@@ -933,17 +930,17 @@ fn hold_removals(
             .and_then(|a| a.get(CONFIRM_ANNOTATION))
             .is_some_and(|t| t.trim() == token);
         if confirmed {
-            return (None, Some(removal));
+            return (None, Some(removal), count);
         }
         removal
     } else {
-        return (None, None);
+        return (None, None, count);
     };
     for key in removed {
         let entry = managed_now[&key].clone();
         managed.entry(key.0).or_default().insert(key.1, entry);
     }
-    (Some(hold), None)
+    (Some(hold), None, 0)
 }
 
 /// Statuses, events and CLI lines stay readable whatever a grant holds.

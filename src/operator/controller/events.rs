@@ -11,15 +11,31 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 
+use crate::operator::leader::Gate;
+
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     reporter: Reporter,
+    /// Events are written only while this gate is open (the reconciler's: only the leader).
+    gate: Option<Gate>,
 }
 
 impl Recorder {
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        Recorder { client, reporter }
+        Recorder {
+            client,
+            reporter,
+            gate: None,
+        }
+    }
+
+    /// A recorder that writes nothing while `gate` is closed.
+    pub fn gated(self, gate: Gate) -> Self {
+        Recorder {
+            gate: Some(gate),
+            ..self
+        }
     }
 
     /// Creates the event about `reference` (cluster-scoped objects' events go to `default`).
@@ -28,6 +44,9 @@ impl Recorder {
         ev: &Event,
         reference: &ObjectReference,
     ) -> Result<(), kube::Error> {
+        if self.gate.as_ref().is_some_and(|g| !g.is_open()) {
+            return Ok(());
+        }
         let event = to_k8s(ev, reference, &self.reporter, Timestamp::now());
         let namespace = event.metadata.namespace.clone().unwrap_or_default();
         Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)

@@ -197,13 +197,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         g.annotations_mut()
             .remove("kubectl.kubernetes.io/last-applied-configuration");
     });
-    // Both series exist from the start, at 0, so that rate() and alerts see them.
-    for watch in ["grants", "aws-auth"] {
-        metrics
-            .watch_restarts
-            .get_or_create(&WatchLabel { watch })
-            .inc_by(0);
-    }
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
@@ -269,7 +262,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 controller: MANAGER.into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
-        ),
+        )
+        .gated(gate.clone()),
     };
     let debounce = Debounce {
         quiet: args.debounce,
@@ -367,6 +361,11 @@ async fn start_webhook(
 
 /// Counts a watch's lists after its first: each one is a restart after an error or expiry.
 fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher::Event<K>) {
+    // The series exists from the start, at 0, so that rate() and alerts see it.
+    metrics
+        .watch_restarts
+        .get_or_create(&WatchLabel { watch })
+        .inc_by(0);
     let mut lists = 0u64;
     move |ev| {
         if matches!(ev, watcher::Event::Init) {
@@ -523,9 +522,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
                 action: "Write".into(),
                 secondary: None,
             };
-            if ctx.gate.is_open() {
-                let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
-            }
+            let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref());
@@ -587,9 +584,6 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
         events.push((EventType::Normal, "RemovalConfirmed", note));
     }
     for (type_, reason, note) in events {
-        if !ctx.gate.is_open() {
-            return;
-        }
         let ev = Event {
             type_,
             reason: reason.into(),

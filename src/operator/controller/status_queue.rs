@@ -88,7 +88,7 @@ async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u:
         Err(kube::Error::Api(s)) if s.is_not_found() => return,
         Err(e) => warn!(grant = %name, error = %e, "status update failed"),
     }
-    if status::current_reason(&grant) != Some(reason.as_str()) && gate.is_open() {
+    if status::current_reason(&grant) != Some(reason.as_str()) {
         let ev = Event {
             type_: if reason.is_ready() {
                 EventType::Normal
