@@ -379,7 +379,7 @@ print(json.dumps("installed"))
         || async { (w.read().await?.roles.values().len() == 1).then_some(()) },
     )
     .await;
-    // A second write keeps the first version in the history ConfigMap, with the chart's RBAC.
+    // Each write is kept in the history ConfigMap, with the chart's RBAC.
     let patch = json!({"spec": {"groups": ["view", "edit"]}});
     w.grants
         .patch(
@@ -389,26 +389,30 @@ print(json.dumps("installed"))
         )
         .await
         .unwrap();
-    let history = eventually(
-        "history written as the ServiceAccount",
+    let groups = |v: &aws_auth_operator::engine::history::Version| {
+        aws_auth_operator::engine::authmap::read::read_data(&v.data)
+            .roles
+            .values()
+            .first()
+            .map(|m| m.groups.clone())
+    };
+    let versions = eventually(
+        "both writes in the history, written as the ServiceAccount",
         Duration::from_secs(30),
         || async {
-            w.configmaps
+            let h = w
+                .configmaps
                 .get_opt(&format!("{}-history", w.name))
                 .await
-                .ok()?
+                .ok()??;
+            let versions =
+                aws_auth_operator::engine::history::versions(&h.data.unwrap_or_default());
+            (versions.len() == 2).then_some(versions)
         },
     )
     .await;
-    let versions = aws_auth_operator::engine::history::versions(&history.data.unwrap_or_default());
-    assert_eq!(versions.len(), 1);
-    assert_eq!(
-        aws_auth_operator::engine::authmap::read::read_data(&versions[0].1.data)
-            .roles
-            .values()[0]
-            .groups,
-        ["view"]
-    );
+    assert_eq!(groups(&versions[0].1).unwrap(), ["view"]);
+    assert_eq!(groups(&versions[1].1).unwrap(), ["view", "edit"]);
     let _ = op.kill();
     let _ = op.wait();
     applied_log_check(&log);

@@ -41,7 +41,8 @@ pub(crate) fn history_name(given: Option<&str>, aws_auth: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
-    /// RFC 3339, when it was replaced.
+    /// RFC 3339, when it was recorded: right after the operator wrote it, or right before the
+    /// operator replaced it (a version someone else wrote).
     pub time: String,
     /// The resourceVersion it had.
     pub resource_version: String,
@@ -95,30 +96,39 @@ pub fn record(
     max_versions: usize,
     max_bytes: usize,
 ) -> BTreeMap<String, String> {
-    let mut all = versions(history);
+    // Only the newest version is read: the history can hold 800 KiB, and a write that parsed and
+    // re-serialized all of it would pay for that on every change.
+    let numbered = |k: &String| k.strip_prefix('v')?.parse::<u64>().ok();
+    let newest = history
+        .iter()
+        .filter_map(|(k, text)| Some((numbered(k)?, text)))
+        .max_by_key(|(n, _)| *n);
     // The same resourceVersion twice (a write that failed and was retried) is kept once.
-    if all
-        .last()
-        .is_some_and(|(_, last)| last.resource_version == v.resource_version && last.data == v.data)
+    if let Some((_, text)) = newest
+        && serde_json::from_str::<Version>(text)
+            .is_ok_and(|last| last.resource_version == v.resource_version && last.data == v.data)
     {
         return history.clone();
     }
-    let next = all.last().map_or(1, |(n, _)| n + 1);
-    all.push((next, v.clone()));
-    let mut out: BTreeMap<String, String> = all
-        .into_iter()
-        .map(|(n, v)| {
-            (
-                key(n),
-                serde_json::to_string(&v).expect("a version serializes"),
-            )
-        })
+    let next = newest.map_or(1, |(n, _)| n + 1);
+    // Items that are not versions are not kept: the history holds nothing else.
+    let mut out: BTreeMap<String, String> = history
+        .iter()
+        .filter(|(k, _)| numbered(k).is_some())
+        .map(|(k, text)| (k.clone(), text.clone()))
         .collect();
-    let size =
-        |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    while !out.is_empty() && (out.len() > max_versions.max(1) || size(&out) > max_bytes) {
-        let oldest = out.keys().next().cloned().expect("not empty");
-        out.remove(&oldest);
+    out.insert(
+        key(next),
+        serde_json::to_string(v).expect("a version serializes"),
+    );
+    let mut size: usize = out.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // Keys are zero-padded, so the first is the oldest.
+    while let Some((k, text)) = out.first_key_value()
+        && (out.len() > max_versions.max(1) || size > max_bytes)
+    {
+        size -= k.len() + text.len();
+        let k = k.clone();
+        out.remove(&k);
     }
     out
 }

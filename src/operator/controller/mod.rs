@@ -114,6 +114,9 @@ struct Context {
     namespace: String,
     history: HistoryArgs,
     last_history: std::sync::Mutex<Option<ConfigMap>>,
+    /// The aws-auth resourceVersion whose data the history's newest version holds, as this
+    /// process last wrote it.
+    recorded: std::sync::Mutex<Option<String>>,
     config: PlanConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -250,6 +253,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         namespace: args.aws_auth_namespace.clone(),
         history: args.history.clone(),
         last_history: Default::default(),
+        recorded: Default::default(),
         config,
         metrics,
         gate: gate.clone(),
@@ -480,20 +484,32 @@ impl From<kube::Error> for SyncError {
 /// One pass: read grants (cache) and aws-auth (fresh), plan, write if changed, patch statuses.
 #[instrument(skip_all)]
 async fn sync(ctx: &Context) -> Result<(), SyncError> {
+    let started = std::time::Instant::now();
     // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
     let grants: Vec<Arc<IamAccessGrant>> = ctx.grant_store.state();
     // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
     // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
-    config.grants_unavailable = grants_unavailable(ctx.crds.get_opt(CRD_NAME).await?);
+    // Both reads at once; the CRD's metadata is all the check needs.
+    let (crd, current) = tokio::join!(
+        ctx.crds.get_metadata_opt(CRD_NAME),
+        ctx.configmaps.get_opt(&ctx.name)
+    );
+    let (crd, current) = (crd?, current?);
+    config.grants_unavailable = grants_unavailable(crd.map(|c| c.metadata));
     config.recently_removed = ctx.recently_removed();
-    let current = ctx.configmaps.get_opt(&ctx.name).await?;
+    let t_read = started.elapsed();
     let p = plan(&grants, current.as_ref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
-    let write_error = if p.changed {
-        write(ctx, &p, current.as_ref()).await?
+    let t_plan = started.elapsed();
+    let (written, write_error) = if p.changed {
+        match write(ctx, &p, current.as_ref()).await? {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(e)),
+        }
     } else {
-        None
+        (None, None)
     };
+    let t_write = started.elapsed();
     ctx.metrics
         .removals_held
         .set(p.held.as_ref().map_or(0, |h| h.count as i64));
@@ -526,13 +542,26 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref());
+    // The version just written goes into the history now, after aws-auth and the statuses: the
+    // next write finds its predecessor kept already and does not wait for the history. If this
+    // fails, that write keeps it itself.
+    if let Some(w) = &written
+        && let Err(e) = keep_history(ctx, w).await
+    {
+        debug!(error = ?e, "history not updated after the write; the next write keeps it first");
+    }
     match write_error {
         Some(e) => Err(SyncError::Transient(e)),
         None => {
+            // Where a pass's time went: reads, plan, history + write.
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
             info!(
                 grants = grants.len(),
                 changed = p.changed,
                 diff = p.diff.len(),
+                read_ms = ms(t_read),
+                plan_ms = ms(t_plan - t_read),
+                write_ms = ms(t_write - t_plan),
                 "synced"
             );
             Ok(())
@@ -541,10 +570,10 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
 }
 
 /// Why the grant list cannot be trusted to be complete, if it cannot.
-fn grants_unavailable(crd: Option<CustomResourceDefinition>) -> Option<String> {
+fn grants_unavailable(crd: Option<kube::api::ObjectMeta>) -> Option<String> {
     match crd {
         None => Some("the IamAccessGrant CRD is not installed".into()),
-        Some(c) if c.metadata.deletion_timestamp.is_some() => {
+        Some(m) if m.deletion_timestamp.is_some() => {
             Some("the IamAccessGrant CRD is being deleted".into())
         }
         Some(_) => None,
@@ -597,9 +626,14 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
     }
 }
 
-/// Keeps aws-auth as it is now in the history ConfigMap before it is replaced. No history, no
-/// write: a write that could not be undone is not made.
+/// Keeps a version of aws-auth in the history ConfigMap: each one the operator writes, right
+/// after writing it, and whatever is there before it is replaced. No history, no write: a write
+/// that could not be undone is not made.
 async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
+    let rv = current.metadata.resource_version.as_deref();
+    if rv.is_some() && ctx.recorded.lock().expect("history lock").as_deref() == rv {
+        return Ok(());
+    }
     let name = ctx.history.name(&ctx.name);
     // The history as this process last wrote it saves reading up to 800 KiB before every write;
     // its resourceVersion still guards the write, and a conflict reads it afresh.
@@ -621,6 +655,7 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
         ctx.history.history_bytes,
     );
     if &data == old {
+        *ctx.recorded.lock().expect("history lock") = rv.map(str::to_string);
         return Ok(());
     }
     leading(ctx)?;
@@ -650,6 +685,7 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
     match res {
         Ok(written) => {
             *last = Some(written);
+            *ctx.recorded.lock().expect("history lock") = rv.map(str::to_string);
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
@@ -664,20 +700,22 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
 }
 
 /// Writes the plan with the read's resourceVersion as precondition. A conflict or a vanished
-/// object is `Err(Conflict)` (re-plan at once); other API failures come back as `Ok(Some(e))`.
+/// object is `Err(Conflict)` (re-plan at once); other API failures come back as `Ok(Err(e))`.
 async fn write(
     ctx: &Context,
     p: &Plan,
     current: Option<&ConfigMap>,
-) -> Result<Option<Error>, SyncError> {
+) -> Result<Result<ConfigMap, Error>, SyncError> {
+    let started = std::time::Instant::now();
     if let Some(cur) = current {
         // A history that cannot be kept fails the write the way a refused write does.
         match keep_history(ctx, cur).await {
             Ok(()) => {}
-            Err(SyncError::Transient(e)) => return Ok(Some(e)),
+            Err(SyncError::Transient(e)) => return Ok(Err(e)),
             Err(conflict) => return Err(conflict),
         }
     }
+    let history_took = started.elapsed();
     let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
     leading(ctx)?;
     let pp = PostParams {
@@ -692,17 +730,18 @@ async fn write(
         Ok(written) => {
             info!(
                 resource_version = written.metadata.resource_version.as_deref().unwrap_or(""),
+                history_ms = history_took.as_secs_f64() * 1e3,
                 changes = ?p.diff,
                 "aws-auth written"
             );
-            Ok(None)
+            Ok(Ok(written))
         }
         Err(kube::Error::Api(s))
             if s.is_conflict() || s.is_already_exists() || s.is_not_found() =>
         {
             Err(SyncError::Conflict)
         }
-        Err(e) => Ok(Some(Error::Kube(e))),
+        Err(e) => Ok(Err(Error::Kube(e))),
     }
 }
 
