@@ -508,6 +508,20 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
 ) -> Result<Plan, RenderMismatch> {
+    let key = memo::fingerprint(grants, current, config);
+    if let Some(p) = memo::get(key) {
+        return Ok(p);
+    }
+    let p = plan_anew(grants, current, config)?;
+    memo::put(key, &p);
+    Ok(p)
+}
+
+fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
+    grants: &[G],
+    current: Option<&ConfigMap>,
+    config: &PlanConfig,
+) -> Result<Plan, RenderMismatch> {
     let empty = BTreeMap::new();
     let cur_data = current.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
     let read = read_data(cur_data);
@@ -1048,5 +1062,6 @@ pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) ->
     out
 }
 
+mod memo;
 #[cfg(test)]
 mod tests;

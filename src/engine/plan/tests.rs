@@ -866,3 +866,83 @@ fn five_thousand_grants_fit_and_too_large_says_what_is_left() {
         refused.message
     );
 }
+
+#[test]
+fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
+    use super::memo::fingerprint;
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let gs = vec![
+        grant(
+            "a",
+            1,
+            role("arn:aws:iam::111122223333:role/a", "a", &["dev"]),
+        ),
+        grant(
+            "b",
+            2,
+            role("arn:aws:iam::111122223333:role/b", "b", &["dev"]),
+        ),
+    ];
+    let base = fingerprint(&gs, Some(&cm), &cfg());
+    // The same inputs in another order are the same inputs.
+    let reversed: Vec<_> = gs.iter().rev().cloned().collect();
+    assert_eq!(fingerprint(&reversed, Some(&cm), &cfg()), base);
+    // A status update the plan does not read (a message, observedGeneration) changes nothing.
+    let mut touched = gs.clone();
+    touched[0].status = Some(IamAccessGrantStatus {
+        observed_generation: Some(7),
+        ..Default::default()
+    });
+    assert_eq!(fingerprint(&touched, Some(&cm), &cfg()), base);
+
+    let mut variants: Vec<u128> = Vec::new();
+    let mut with = |f: &dyn Fn(&mut Vec<IamAccessGrant>, &mut ConfigMap, &mut PlanConfig)| {
+        let (mut g, mut c, mut k) = (gs.clone(), cm.clone(), cfg());
+        f(&mut g, &mut c, &mut k);
+        variants.push(fingerprint(&g, Some(&c), &k));
+    };
+    with(&|g, _, _| g[0].spec.groups.push("ops".into()));
+    with(&|g, _, _| g[0].spec.adopt = true);
+    with(&|g, _, _| g[1].spec.username = Some("bee".into()));
+    with(&|g, _, _| g[1].metadata.creation_timestamp = None);
+    with(&|g, _, _| g[1].metadata.name = Some("c".into()));
+    with(&|g, _, _| {
+        g.pop();
+    });
+    with(&|g, _, _| {
+        g[0].status = Some(IamAccessGrantStatus {
+            section: Some("mapRoles".into()),
+            canonical_arn: Some("arn:aws:iam::111122223333:role/a".into()),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "Applied".into(),
+                message: String::new(),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        })
+    });
+    with(&|_, c, _| {
+        c.data
+            .as_mut()
+            .unwrap()
+            .insert("mapUsers".into(), String::new());
+    });
+    with(&|_, c, _| {
+        c.metadata.annotations = Some([(CONFIRM_ANNOTATION.to_string(), "abc".to_string())].into())
+    });
+    with(&|_, _, k| k.recently_removed = 3);
+    with(&|_, _, k| k.grants_unavailable = Some("gone".into()));
+    with(&|_, _, k| k.max_removals = 9);
+    with(&|_, _, k| k.cluster_creators.push("x".into()));
+    variants.push(fingerprint(&gs, None, &cfg()));
+    let distinct: std::collections::HashSet<_> = variants.iter().chain([&base]).collect();
+    assert_eq!(distinct.len(), variants.len() + 1);
+
+    // A plan served from the memo is the plan worked out anew.
+    let first = plan(&gs, Some(&cm), &cfg()).unwrap();
+    assert_eq!(plan(&gs, Some(&cm), &cfg()).unwrap(), first);
+    assert_eq!(plan_anew(&gs, Some(&cm), &cfg()).unwrap(), first);
+}

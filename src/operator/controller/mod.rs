@@ -19,7 +19,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tokio::sync::Notify;
 use tracing::{debug, info, instrument, warn};
 
@@ -193,13 +193,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Some(sel) = &args.grant_selector {
         grant_watch = grant_watch.labels(sel);
     }
-    // The cache keeps only what the plan and the statuses read: managed fields and kubectl's
-    // copy of the last applied manifest are most of a grant's bytes.
-    let grant_stream = watcher(grants.clone(), grant_watch).modify(|g: &mut IamAccessGrant| {
-        g.managed_fields_mut().clear();
-        g.annotations_mut()
-            .remove("kubectl.kubernetes.io/last-applied-configuration");
-    });
+    // The cache keeps only what the plan, the statuses and their events read (name, uid,
+    // resourceVersion, generation, creation time, spec, status): managed fields, kubectl's copy
+    // of the last applied manifest, labels and other annotations are most of a grant's bytes.
+    let grant_stream =
+        watcher(grants.clone(), grant_watch).modify(|g: &mut IamAccessGrant| slim(&mut g.metadata));
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
@@ -361,6 +359,19 @@ async fn start_webhook(
         webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
     }
     Ok(task)
+}
+
+/// Drops the metadata no pass reads, keeping what the plan, status patches and events use.
+fn slim(m: &mut kube::api::ObjectMeta) {
+    *m = kube::api::ObjectMeta {
+        name: m.name.take(),
+        uid: m.uid.take(),
+        resource_version: m.resource_version.take(),
+        generation: m.generation,
+        creation_timestamp: m.creation_timestamp.take(),
+        deletion_timestamp: m.deletion_timestamp.take(),
+        ..Default::default()
+    };
 }
 
 /// Counts a watch's lists after its first: each one is a restart after an error or expiry.
