@@ -144,7 +144,9 @@ impl PlanConfig {
 pub struct HeldRemoval {
     pub token: String,
     pub count: usize,
-    /// The principals whose entries are kept (ARNs or account ids), sorted.
+    /// The principals whose entries are kept (ARNs or account ids), sorted; the first
+    /// [`HELD_LISTED`] of them: the annotation must fit aws-auth's 256 KiB of annotations when
+    /// thousands are held. `count` and `token` always stand for the whole set.
     pub principals: Vec<String>,
     pub reason: String,
     /// The step that lets this removal proceed (absent while grants are unavailable).
@@ -907,6 +909,7 @@ fn hold_removals(
         })
         .collect();
     principals.sort();
+    principals.truncate(HELD_LISTED);
     // Earlier passes' removals count as part of this one, against the entries there were before.
     let recent = config.recently_removed;
     let total = count + recent;
@@ -956,6 +959,9 @@ fn hold_removals(
     }
     (Some(hold), None, 0)
 }
+
+/// Principals a held removal lists by name.
+pub const HELD_LISTED: usize = 100;
 
 /// Statuses, events and CLI lines stay readable whatever a grant holds.
 const MAX_MESSAGE_CHARS: usize = 1024;

@@ -946,3 +946,28 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     assert_eq!(plan(&gs, Some(&cm), &cfg()).unwrap(), first);
     assert_eq!(plan_anew(&gs, Some(&cm), &cfg()).unwrap(), first);
 }
+
+#[test]
+fn a_mass_removal_of_thousands_is_held_within_the_annotation_limit() {
+    let all = users(5000);
+    let cm = apply(&plan(&all, None, &cfg()).unwrap(), None);
+    assert_eq!(managed_users(&cm), 5000);
+    let p = plan(&all[..0], Some(&cm), &cfg()).unwrap();
+    let held = p.held.clone().expect("held");
+    assert_eq!((held.count, held.principals.len()), (5000, HELD_LISTED));
+    assert!(
+        held.summary().ends_with("and 4990 more"),
+        "{}",
+        held.summary()
+    );
+    let written = apply(&p, Some(&cm));
+    let annotations: usize = written
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert!(annotations < ANNOTATIONS_LIMIT, "{annotations} bytes");
+    assert_eq!(p.data, *cm.data.as_ref().unwrap());
+}

@@ -206,7 +206,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .boxed();
     let cm_watch =
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
-    let cm_events = watcher(configmaps.clone(), cm_watch)
+    // A change signal is all the pass needs (it GETs aws-auth itself): metadata only, so that an
+    // aws-auth of 700 KB is not sent and decoded once more for every write.
+    let cm_meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client.clone(), &args.aws_auth_namespace);
+    let cm_events = watcher(cm_meta, cm_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "aws-auth"))
         .touched_objects()
