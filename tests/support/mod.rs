@@ -102,6 +102,11 @@ impl World {
             .delete_collection(&DeleteParams::default(), &lp)
             .await;
         let _ = w.configmaps.delete(&w.name, &DeleteParams::default()).await;
+        // And its history, so that a test run twice on one API server starts from nothing.
+        let _ = w
+            .configmaps
+            .delete(&format!("{}-history", w.name), &DeleteParams::default())
+            .await;
         eventually("leftovers gone", Duration::from_secs(30), || async {
             let left = w.grants.list(&lp).await.ok()?.items.len();
             let cm = w.configmaps.get_opt(&w.name).await.ok()?;
