@@ -174,7 +174,7 @@ fn chart_renders_secure_defaults_and_least_privilege() {
     );
     assert_eq!(
         aws_auth_role(&docs)["rules"][1],
-        json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth-shadow-history"], "verbs": ["get", "update"]})
+        json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["aws-auth-shadow-history"], "verbs": ["get", "patch"]})
     );
 
     // The lockout rails' values reach the operator.

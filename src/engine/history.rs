@@ -87,50 +87,89 @@ pub fn versions(history: &BTreeMap<String, String>) -> Vec<(u64, Version)> {
     out
 }
 
-/// The history after recording `v`: at most `max_versions` versions and `max_bytes` bytes, the
-/// oldest dropped first. A version larger than the whole budget is not kept (the history says so
-/// through its absence rather than failing every write).
+/// What the controller keeps of the history ConfigMap between writes instead of the ConfigMap
+/// itself (up to 800 KiB): each version's key and size, and which aws-auth resourceVersion the
+/// newest version holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Index {
+    /// Version key -> bytes (key and value), oldest first: keys are zero-padded.
+    pub versions: BTreeMap<String, usize>,
+    /// aws-auth's resourceVersion in the newest version.
+    pub newest: Option<String>,
+    /// Items that are not versions; the next record removes them.
+    pub foreign: Vec<String>,
+}
+
+fn seq(key: &str) -> Option<u64> {
+    key.strip_prefix('v')?.parse().ok()
+}
+
+impl Index {
+    /// Reads only the newest version in full.
+    pub fn of(history: &BTreeMap<String, String>) -> Index {
+        let mut index = Index::default();
+        for (k, v) in history {
+            match seq(k) {
+                Some(_) => {
+                    index.versions.insert(k.clone(), k.len() + v.len());
+                }
+                None => index.foreign.push(k.clone()),
+            }
+        }
+        index.newest = index
+            .versions
+            .keys()
+            .max_by_key(|k| seq(k))
+            .and_then(|k| serde_json::from_str::<Version>(&history[k]).ok())
+            .map(|v| v.resource_version);
+        index
+    }
+}
+
+/// The change to the history's `data` that records `v` (a JSON merge patch: the new version, and
+/// `None` for each item dropped), with the index after it; `None` when `v` is the newest version
+/// already (a write that failed and was retried). At most `max_versions` versions and `max_bytes`
+/// bytes are kept, the oldest dropped first; a version larger than the whole budget is not kept
+/// and costs no other version (the history says so through its absence rather than failing
+/// every write).
 pub fn record(
-    history: &BTreeMap<String, String>,
+    index: &Index,
     v: &Version,
     max_versions: usize,
     max_bytes: usize,
-) -> BTreeMap<String, String> {
-    // Only the newest version is read: the history can hold 800 KiB, and a write that parsed and
-    // re-serialized all of it would pay for that on every change.
-    let numbered = |k: &String| k.strip_prefix('v')?.parse::<u64>().ok();
-    let newest = history
-        .iter()
-        .filter_map(|(k, text)| Some((numbered(k)?, text)))
-        .max_by_key(|(n, _)| *n);
-    // The same resourceVersion twice (a write that failed and was retried) is kept once.
-    if let Some((_, text)) = newest
-        && serde_json::from_str::<Version>(text)
-            .is_ok_and(|last| last.resource_version == v.resource_version && last.data == v.data)
-    {
-        return history.clone();
+) -> Option<(BTreeMap<String, Option<String>>, Index)> {
+    if !v.resource_version.is_empty() && index.newest.as_ref() == Some(&v.resource_version) {
+        return None;
     }
-    let next = newest.map_or(1, |(n, _)| n + 1);
-    // Items that are not versions are not kept: the history holds nothing else.
-    let mut out: BTreeMap<String, String> = history
-        .iter()
-        .filter(|(k, _)| numbered(k).is_some())
-        .map(|(k, text)| (k.clone(), text.clone()))
-        .collect();
-    out.insert(
+    let next = index
+        .versions
+        .keys()
+        .filter_map(|k| seq(k))
+        .max()
+        .map_or(1, |n| n + 1);
+    let (key, text) = (
         key(next),
         serde_json::to_string(v).expect("a version serializes"),
     );
-    let mut size: usize = out.iter().map(|(k, v)| k.len() + v.len()).sum();
-    // Keys are zero-padded, so the first is the oldest.
-    while let Some((k, text)) = out.first_key_value()
-        && (out.len() > max_versions.max(1) || size > max_bytes)
-    {
-        size -= k.len() + text.len();
-        let k = k.clone();
-        out.remove(&k);
+    let mut after = index.clone();
+    after.foreign.clear();
+    let mut patch: BTreeMap<String, Option<String>> =
+        index.foreign.iter().map(|k| (k.clone(), None)).collect();
+    if key.len() + text.len() > max_bytes {
+        return Some((patch, after));
     }
-    out
+    after.versions.insert(key.clone(), key.len() + text.len());
+    after.newest = Some(v.resource_version.clone());
+    let mut size: usize = after.versions.values().sum();
+    while after.versions.len() > max_versions.max(1) || size > max_bytes {
+        let Some((oldest, bytes)) = after.versions.pop_first() else {
+            break;
+        };
+        size -= bytes;
+        patch.insert(oldest, None);
+    }
+    patch.insert(key, Some(text));
+    Some((patch, after))
 }
 
 /// Entry-level changes from one `data` to another, `+`/`-` lines as the plan prints them.

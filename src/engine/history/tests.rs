@@ -21,23 +21,44 @@ fn cm(data: &[(&str, &str)], rv: &str) -> ConfigMap {
     }
 }
 
+/// Applies a merge patch of `data` as the API server does, and checks the index stays true.
+fn recorded(
+    h: &BTreeMap<String, String>,
+    v: &Version,
+    versions: usize,
+    bytes: usize,
+) -> BTreeMap<String, String> {
+    let Some((patch, index)) = record(&Index::of(h), v, versions, bytes) else {
+        return h.clone();
+    };
+    let mut out = h.clone();
+    for (k, value) in patch {
+        match value {
+            Some(text) => out.insert(k, text),
+            None => out.remove(&k),
+        };
+    }
+    assert_eq!(Index::of(&out), index);
+    out
+}
+
 #[test]
 fn record_keeps_the_newest_within_count_and_bytes() {
-    let mut h = BTreeMap::new();
+    let mut h = BTreeMap::from([("notes".to_string(), "not a version".to_string())]);
     for i in 0..30 {
         let v = Version::of(&cm(&[("mapRoles", NODE)], &i.to_string()), format!("t{i}"));
-        h = record(&h, &v, 20, 1 << 20);
+        h = recorded(&h, &v, 20, 1 << 20);
     }
     let all = versions(&h);
     assert_eq!(all.len(), 20);
+    assert_eq!(h.len(), 20, "only versions are kept");
     assert_eq!((all[0].0, all[19].0), (11, 30));
     assert_eq!(all[19].1.resource_version, "29");
     // The same state twice is kept once.
-    let again = record(&h, &all[19].1, 20, 1 << 20);
-    assert_eq!(again, h);
+    assert!(record(&Index::of(&h), &all[19].1, 20, 1 << 20).is_none());
     // Bytes: only as many as fit.
     let one = h.iter().next().map(|(k, v)| k.len() + v.len()).unwrap();
-    let small = record(
+    let small = recorded(
         &h,
         &Version::of(&cm(&[("mapRoles", NODE)], "x"), "t".into()),
         20,
@@ -45,6 +66,11 @@ fn record_keeps_the_newest_within_count_and_bytes() {
     );
     assert_eq!(versions(&small).len(), 3);
     assert_eq!(versions(&small).last().unwrap().1.resource_version, "x");
+    // A version larger than the whole budget is not kept, and nothing else is lost for it.
+    let huge = Version::of(&cm(&[("mapRoles", &NODE.repeat(50))], "y"), "t".into());
+    let (patch, index) = record(&Index::of(&small), &huge, 20, one * 3).unwrap();
+    assert!(patch.is_empty());
+    assert_eq!(index, Index::of(&small));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -113,10 +113,7 @@ struct Context {
     name: String,
     namespace: String,
     history: HistoryArgs,
-    last_history: std::sync::Mutex<Option<ConfigMap>>,
-    /// The aws-auth resourceVersion whose data the history's newest version holds, as this
-    /// process last wrote it.
-    recorded: std::sync::Mutex<Option<String>>,
+    history_state: std::sync::Mutex<Option<HistoryState>>,
     config: PlanConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -254,8 +251,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         name: args.aws_auth_name.clone(),
         namespace: args.aws_auth_namespace.clone(),
         history: args.history.clone(),
-        last_history: Default::default(),
-        recorded: Default::default(),
+        history_state: Default::default(),
         config,
         metrics,
         gate: gate.clone(),
@@ -645,43 +641,54 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
 /// after writing it, and whatever is there before it is replaced. No history, no write: a write
 /// that could not be undone is not made.
 async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
+    // What this process last wrote saves reading up to 800 KiB before every write; the history's
+    // resourceVersion still guards each change, and a conflict reads it afresh.
+    let known = ctx.history_state.lock().expect("history lock").clone();
+    let name = ctx.history.name(&ctx.name);
+    let state = match known {
+        Some(s) => Some(s),
+        None => ctx.configmaps.get_opt(&name).await?.map(|cm| HistoryState {
+            resource_version: cm.metadata.resource_version.unwrap_or_default(),
+            index: history::Index::of(&cm.data.unwrap_or_default()),
+        }),
+    };
     let rv = current.metadata.resource_version.as_deref();
-    if rv.is_some() && ctx.recorded.lock().expect("history lock").as_deref() == rv {
+    let newest = state.as_ref().and_then(|s| s.index.newest.as_deref());
+    if rv.is_some() && newest == rv {
+        *ctx.history_state.lock().expect("history lock") = state;
         return Ok(());
     }
-    let name = ctx.history.name(&ctx.name);
-    // The history as this process last wrote it saves reading up to 800 KiB before every write;
-    // its resourceVersion still guards the write, and a conflict reads it afresh.
-    let cached = ctx.last_history.lock().expect("history lock").clone();
-    let existing = match cached {
-        Some(cm) => Some(cm),
-        None => ctx.configmaps.get_opt(&name).await?,
-    };
+    let index = state.as_ref().map(|s| s.index.clone()).unwrap_or_default();
     let version = history::Version::of(current, Timestamp::now().to_string());
-    let empty = std::collections::BTreeMap::new();
-    let old = existing
-        .as_ref()
-        .and_then(|c| c.data.as_ref())
-        .unwrap_or(&empty);
-    let data = history::record(
-        old,
+    let Some((patch, index)) = history::record(
+        &index,
         &version,
         ctx.history.history_versions,
         ctx.history.history_bytes,
-    );
-    if &data == old {
-        *ctx.recorded.lock().expect("history lock") = rv.map(str::to_string);
+    ) else {
+        *ctx.history_state.lock().expect("history lock") = state;
+        return Ok(());
+    };
+    if patch.is_empty() {
         return Ok(());
     }
     leading(ctx)?;
-    let pp = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    let res = match existing {
-        Some(mut cm) => {
-            cm.data = Some(data);
-            ctx.configmaps.replace(&name, &pp, &cm).await
+    let res = match &state {
+        // A merge patch of the items that change, answered with metadata only: neither the
+        // request nor the answer carries the whole history.
+        Some(s) => {
+            let body = serde_json::json!({
+                "metadata": { "resourceVersion": s.resource_version },
+                "data": patch,
+            });
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            ctx.configmaps
+                .patch_metadata(&name, &pp, &Patch::Merge(&body))
+                .await
+                .map(|m| m.metadata.resource_version)
         }
         None => {
             let cm = ConfigMap {
@@ -690,28 +697,49 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
                     namespace: Some(ctx.namespace.clone()),
                     ..Default::default()
                 },
-                data: Some(data),
+                data: Some(
+                    patch
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v?)))
+                        .collect(),
+                ),
                 ..Default::default()
             };
-            ctx.configmaps.create(&pp, &cm).await
+            let pp = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            ctx.configmaps
+                .create(&pp, &cm)
+                .await
+                .map(|c| c.metadata.resource_version)
         }
     };
-    let mut last = ctx.last_history.lock().expect("history lock");
+    let mut known = ctx.history_state.lock().expect("history lock");
     match res {
-        Ok(written) => {
-            *last = Some(written);
-            *ctx.recorded.lock().expect("history lock") = rv.map(str::to_string);
+        Ok(rv) => {
+            *known = rv.map(|resource_version| HistoryState {
+                resource_version,
+                index,
+            });
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
-            *last = None;
+            *known = None;
             Err(SyncError::Conflict)
         }
         Err(e) => {
-            *last = None;
+            *known = None;
             Err(SyncError::Transient(Error::History(e)))
         }
     }
+}
+
+/// The history ConfigMap as this process last wrote it: its resourceVersion and index.
+#[derive(Debug, Clone)]
+struct HistoryState {
+    resource_version: String,
+    index: history::Index,
 }
 
 /// Writes the plan with the read's resourceVersion as precondition. A conflict or a vanished
