@@ -606,12 +606,20 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
             Ok(v) => v,
             Err(invalid) => {
                 let kept = remember_last_applied(g, &mut last_applied_of_invalid);
-                let suffix = if kept {
+                let suffix = if kept.is_some() {
                     "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
                 } else {
                     ""
                 };
-                refuse(Reason::Invalid, format!("{invalid}{suffix}"), None);
+                // The kept entry's key and principal go into the status, so that the next pass
+                // (after the status says Invalid) still knows what to keep.
+                verdicts.push(Verdict {
+                    grant: name.clone(),
+                    reason: Reason::Invalid,
+                    message: format!("{invalid}{suffix}"),
+                    section: kept.as_ref().map(|k| k.0),
+                    canonical_arn: kept.map(|k| k.1),
+                });
                 continue;
             }
         };
@@ -1011,27 +1019,28 @@ fn could_hold(text: &str, canonical: &str) -> bool {
 }
 
 /// An invalid grant whose status says it was applied keeps its entry, so an edit that breaks a
-/// grant does not lock its users out.
-fn remember_last_applied(g: &IamAccessGrant, keep: &mut Vec<(Section, String)>) -> bool {
-    let Some(status) = &g.status else {
-        return false;
-    };
-    let was_applied = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == crate::api::READY && c.reason == Reason::Applied.as_str());
-    let section = status.section.as_deref().and_then(Section::from_key);
-    match (was_applied, section, &status.canonical_arn) {
-        (true, Some(section), Some(arn)) => {
-            let key = match section {
-                Section::MapAccounts => arn.clone(),
-                _ => arn::match_key(arn),
-            };
-            keep.push((section, key));
-            true
-        }
-        _ => false,
+/// grant does not lock its users out: its status then says Invalid with the kept entry's key and
+/// principal, which keeps it in the passes after. Returns that key and principal.
+fn remember_last_applied(
+    g: &IamAccessGrant,
+    keep: &mut Vec<(Section, String)>,
+) -> Option<(Section, String)> {
+    let status = g.status.as_ref()?;
+    let holds = status.conditions.iter().any(|c| {
+        c.type_ == crate::api::READY
+            && (c.reason == Reason::Applied.as_str() || c.reason == Reason::Invalid.as_str())
+    });
+    let section = status.section.as_deref().and_then(Section::from_key)?;
+    let arn = status.canonical_arn.as_ref()?;
+    if !holds {
+        return None;
     }
+    let key = match section {
+        Section::MapAccounts => arn.clone(),
+        _ => arn::match_key(arn),
+    };
+    keep.push((section, key));
+    Some((section, arn.clone()))
 }
 
 pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {

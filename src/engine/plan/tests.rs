@@ -374,10 +374,29 @@ fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
         }],
         observed_generation: Some(1),
     });
-    let p = plan(&[broken], Some(&cm), &cfg()).unwrap();
+    let p = plan(std::slice::from_ref(&broken), Some(&cm), &cfg()).unwrap();
     assert_eq!(reasons(&p), [("a", Reason::Invalid)]);
     assert!(p.verdicts[0].message.contains("stays in aws-auth"));
     assert!(!p.changed);
+    // The pass after the status says Invalid keeps it too: the status names the kept entry.
+    let v = &p.verdicts[0];
+    assert_eq!(v.section, Some(Section::MapRoles));
+    let status = broken.status.as_mut().unwrap();
+    status.conditions[0].status = "False".into();
+    status.conditions[0].reason = "Invalid".into();
+    status.canonical_arn = v.canonical_arn.clone();
+    status.section = v.section.map(|s| s.key().to_string());
+    let again = plan(std::slice::from_ref(&broken), Some(&cm), &cfg()).unwrap();
+    assert!(!again.changed, "{:?}", again.diff);
+    assert!(again.verdicts[0].message.contains("stays in aws-auth"));
+    // An invalid grant that never applied anything keeps nothing.
+    let never = grant(
+        "b",
+        0,
+        role("arn:aws:iam::111122223333:role/team/B", "b", &[]),
+    );
+    let p = plan(&[never], Some(&cm), &cfg()).unwrap();
+    assert_eq!((p.verdicts[0].section, p.changed), (None, true));
 }
 
 #[test]
