@@ -198,8 +198,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let grant_events = reflector::reflector(writer, grant_stream)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
-        .touched_objects()
-        .map_ok(|_| ())
+        .try_filter_map(plan_changes())
         .boxed();
     let cm_watch =
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
@@ -359,6 +358,52 @@ async fn start_webhook(
         webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
     }
     Ok(task)
+}
+
+/// Which grant events can change the plan: new grants, deletions, relists, and updates of what
+/// the plan reads. The status worker's own patches (thousands in a burst) are not changes: were
+/// they, a burst would never fall quiet and every pass would wait for the maximum.
+fn plan_changes() -> impl FnMut(
+    watcher::Event<IamAccessGrant>,
+) -> futures::future::Ready<Result<Option<()>, watcher::Error>> {
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    move |ev| {
+        let changed = match ev {
+            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
+                let digest = plan_inputs(&g);
+                seen.insert(g.metadata.name.clone().unwrap_or_default(), digest) != Some(digest)
+            }
+            watcher::Event::Delete(g) => {
+                seen.remove(g.metadata.name.as_deref().unwrap_or_default());
+                true
+            }
+            watcher::Event::Init => {
+                seen.clear();
+                false
+            }
+            watcher::Event::InitDone => true,
+        };
+        futures::future::ready(Ok(changed.then_some(())))
+    }
+}
+
+/// A digest of what the plan reads of a grant: name, creation time, spec, and (only while the
+/// spec is invalid, when it keeps the last applied entry) the Ready reason, section and principal.
+fn plan_inputs(g: &IamAccessGrant) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    let s = &g.spec;
+    (&g.metadata.name, &g.metadata.generate_name).hash(&mut h);
+    let created = g.metadata.creation_timestamp.as_ref();
+    created.map(|t| t.0.as_nanosecond()).hash(&mut h);
+    (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(&mut h);
+    if crate::engine::validate::validate(s).is_err()
+        && let Some(st) = &g.status
+    {
+        let ready = status::current_reason(g);
+        (ready, &st.section, &st.canonical_arn).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Drops the metadata no pass reads, keeping what the plan, status patches and events use.
@@ -848,6 +893,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not established yet"), "{e}");
+    }
+
+    #[test]
+    fn status_patches_of_valid_grants_are_not_plan_changes() {
+        use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
+        let mut f = plan_changes();
+        let mut changed = |ev| futures::executor::block_on(f(ev)).unwrap().is_some();
+        let spec = IamAccessGrantSpec::arn("arn:aws:iam::111122223333:role/a", "a", &["dev"]);
+        let g = IamAccessGrant::new("a", spec);
+        assert!(changed(watcher::Event::Apply(g.clone())));
+        let mut patched = g.clone();
+        patched.status = Some(IamAccessGrantStatus {
+            section: Some("mapRoles".into()),
+            ..Default::default()
+        });
+        assert!(!changed(watcher::Event::Apply(patched.clone())));
+        let mut edited = patched.clone();
+        edited.spec.groups.push("ops".into());
+        assert!(changed(watcher::Event::Apply(edited.clone())));
+        // While the spec is invalid, the status decides what is kept: it counts.
+        let mut broken = edited.clone();
+        broken.spec.username = None;
+        assert!(changed(watcher::Event::Apply(broken.clone())));
+        broken.status = None;
+        assert!(changed(watcher::Event::Apply(broken.clone())));
+        assert!(changed(watcher::Event::Delete(broken)));
+        assert!(!changed(watcher::Event::Init));
+        assert!(changed(watcher::Event::InitApply(g)));
+        assert!(changed(watcher::Event::InitDone));
     }
 
     #[test]
