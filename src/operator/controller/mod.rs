@@ -541,6 +541,8 @@ impl From<kube::Error> for SyncError {
 #[instrument(skip_all)]
 async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let started = std::time::Instant::now();
+    // Status patches wait while aws-auth is read and written.
+    let exclusive = ctx.statuses.aws_auth_first.write().await;
     // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
     let grants: Vec<Arc<IamAccessGrant>> = ctx.grant_store.state();
     // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
@@ -566,6 +568,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         (None, None)
     };
     let t_write = started.elapsed();
+    drop(exclusive);
     ctx.metrics
         .removals_held
         .set(p.held.as_ref().map_or(0, |h| h.count as i64));

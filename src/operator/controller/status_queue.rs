@@ -28,6 +28,9 @@ pub struct Update {
 pub struct StatusQueue {
     pending: Mutex<HashMap<String, Update>>,
     wake: Notify,
+    /// aws-auth first: a pass holds this exclusively from its read to its write, and each patch
+    /// shares it, so the API server is not busy with thousands of patches while aws-auth waits.
+    pub aws_auth_first: tokio::sync::RwLock<()>,
 }
 
 impl StatusQueue {
@@ -55,11 +58,10 @@ impl StatusQueue {
                 if batch.is_empty() {
                     break;
                 }
-                futures::stream::iter(
-                    batch
-                        .into_iter()
-                        .map(|u| send(&grants, &recorder, &gate, u)),
-                )
+                futures::stream::iter(batch.into_iter().map(|u| async {
+                    let _shared = self.aws_auth_first.read().await;
+                    send(&grants, &recorder, &gate, u).await
+                }))
                 // The API server takes many small patches; this bounds requests in flight.
                 .buffer_unordered(32)
                 .collect::<Vec<()>>()
