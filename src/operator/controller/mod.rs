@@ -815,7 +815,7 @@ async fn write(
     };
     let res = match current {
         None => ctx.configmaps.create(&pp, &cm).await,
-        Some(_) => ctx.configmaps.replace(&ctx.name, &pp, &cm).await,
+        Some(_) => replace_answered_with_metadata(ctx, &pp, cm).await,
     };
     match res {
         Ok(written) => {
@@ -834,6 +834,31 @@ async fn write(
         }
         Err(e) => Ok(Err(Error::Kube(e))),
     }
+}
+
+/// Replaces aws-auth and asks for the answer as metadata only: the server keeps `data` as sent,
+/// so the written object is what was sent with the server's metadata, and up to 1 MiB is not
+/// sent back and decoded for every write.
+async fn replace_answered_with_metadata(
+    ctx: &Context,
+    pp: &PostParams,
+    mut cm: ConfigMap,
+) -> kube::Result<ConfigMap> {
+    let body = serde_json::to_vec(&cm).map_err(kube::Error::SerdeError)?;
+    let mut req = kube::core::Request::new(ctx.configmaps.resource_url())
+        .replace(&ctx.name, pp, body)
+        .map_err(kube::Error::BuildRequest)?;
+    req.headers_mut().insert(
+        hyper::header::ACCEPT,
+        hyper::header::HeaderValue::from_static(
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ),
+    );
+    req.extensions_mut().insert("replace");
+    let client = ctx.configmaps.clone().into_client();
+    let meta: kube::core::PartialObjectMeta<ConfigMap> = client.request(req).await?;
+    cm.metadata = meta.metadata;
+    Ok(cm)
 }
 
 /// Decides each grant's status and hands the changed ones to the status worker.
