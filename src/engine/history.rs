@@ -76,12 +76,7 @@ fn key(seq: u64) -> String {
 pub fn versions(history: &BTreeMap<String, String>) -> Vec<(u64, Version)> {
     let mut out: Vec<(u64, Version)> = history
         .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.strip_prefix('v')?.parse().ok()?,
-                serde_json::from_str(v).ok()?,
-            ))
-        })
+        .filter_map(|(k, v)| Some((seq(k)?, serde_json::from_str(v).ok()?)))
         .collect();
     out.sort_by_key(|(n, _)| *n);
     out
@@ -124,6 +119,11 @@ impl Index {
             .map(|v| v.resource_version);
         index
     }
+
+    /// Whether the newest version holds aws-auth at this resourceVersion already.
+    pub fn holds(&self, resource_version: &str) -> bool {
+        !resource_version.is_empty() && self.newest.as_deref() == Some(resource_version)
+    }
 }
 
 /// The change to the history's `data` that records `v` (a JSON merge patch: the new version, and
@@ -138,7 +138,7 @@ pub fn record(
     max_versions: usize,
     max_bytes: usize,
 ) -> Option<(BTreeMap<String, Option<String>>, Index)> {
-    if !v.resource_version.is_empty() && index.newest.as_ref() == Some(&v.resource_version) {
+    if index.holds(&v.resource_version) {
         return None;
     }
     let next = index

@@ -1078,5 +1078,6 @@ pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) ->
 }
 
 mod memo;
+pub(crate) use memo::grant_inputs;
 #[cfg(test)]
 mod tests;

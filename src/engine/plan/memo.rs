@@ -32,18 +32,13 @@ pub(super) fn fingerprint<G: std::borrow::Borrow<IamAccessGrant>>(
         f(&mut y);
         (u128::from(x.finish()) << 64) | u128::from(y.finish())
     };
-    let mut sum = one(&|h| {
-        let mut h = h;
+    let mut sum = one(&|mut h| {
         config_hash(config, &mut h);
         let cm = current.map(|c| (&c.data, &c.metadata.annotations));
         cm.hash(&mut h);
     });
     for g in grants {
-        let g = g.borrow();
-        sum = sum.wrapping_add(one(&|h| {
-            let mut h = h;
-            grant_hash(g, &mut h);
-        }));
+        sum = sum.wrapping_add(one(&|mut h| grant_inputs(g.borrow(), true, &mut h)));
     }
     // The count too, so that a grant added and another removed cannot cancel out by chance.
     sum ^ (grants.len() as u128)
@@ -66,9 +61,10 @@ fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
     (privileged_principals, grants_unavailable, recently_removed).hash(h);
 }
 
-/// What the plan reads of a grant: its name, creation time, spec, and the part of its status
-/// that keeps an invalid grant's last applied entry.
-fn grant_hash(g: &IamAccessGrant, h: &mut impl Hasher) {
+/// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of
+/// its status that keeps an invalid grant's last applied entry. The plan reads that part only
+/// while the spec is invalid; the controller's change filter leaves it out otherwise.
+pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl Hasher) {
     (&g.metadata.name, &g.metadata.generate_name).hash(h);
     g.metadata
         .creation_timestamp
@@ -77,6 +73,9 @@ fn grant_hash(g: &IamAccessGrant, h: &mut impl Hasher) {
         .hash(h);
     let s = &g.spec;
     (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
+    if !with_status {
+        return;
+    }
     let st = g.status.as_ref();
     let ready: Vec<&str> = st
         .iter()

@@ -349,6 +349,23 @@ fn size_budget_refuses_the_youngest_grants_deterministically() {
     assert_eq!(p, plan(&grants, None, &c).unwrap());
 }
 
+/// The status of a grant applied to mapRoles at generation 1.
+fn applied_status(canonical_arn: &str) -> IamAccessGrantStatus {
+    IamAccessGrantStatus {
+        canonical_arn: Some(canonical_arn.into()),
+        section: Some("mapRoles".into()),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Applied".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+        observed_generation: Some(1),
+    }
+}
+
 #[test]
 fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
     let good = grant("a", 0, role("arn:aws:iam::111122223333:role/A", "a", &[]));
@@ -361,19 +378,7 @@ fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
         0,
         role("arn:aws:iam::111122223333:role/team/A", "a", &[]),
     );
-    broken.status = Some(IamAccessGrantStatus {
-        canonical_arn: Some("arn:aws:iam::111122223333:role/A".into()),
-        section: Some("mapRoles".into()),
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: "Applied".into(),
-            message: String::new(),
-            observed_generation: Some(1),
-            last_transition_time: Time(Timestamp::UNIX_EPOCH),
-        }],
-        observed_generation: Some(1),
-    });
+    broken.status = Some(applied_status("arn:aws:iam::111122223333:role/A"));
     let p = plan(std::slice::from_ref(&broken), Some(&cm), &cfg()).unwrap();
     assert_eq!(reasons(&p), [("a", Reason::Invalid)]);
     assert!(p.verdicts[0].message.contains("stays in aws-auth"));
@@ -928,21 +933,7 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     with(&|g, _, _| {
         g.pop();
     });
-    with(&|g, _, _| {
-        g[0].status = Some(IamAccessGrantStatus {
-            section: Some("mapRoles".into()),
-            canonical_arn: Some("arn:aws:iam::111122223333:role/a".into()),
-            conditions: vec![Condition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                reason: "Applied".into(),
-                message: String::new(),
-                last_transition_time: Time(Timestamp::UNIX_EPOCH),
-                observed_generation: None,
-            }],
-            ..Default::default()
-        })
-    });
+    with(&|g, _, _| g[0].status = Some(applied_status("arn:aws:iam::111122223333:role/a")));
     with(&|_, c, _| {
         c.data
             .as_mut()

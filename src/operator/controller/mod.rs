@@ -387,22 +387,13 @@ fn plan_changes() -> impl FnMut(
     }
 }
 
-/// A digest of what the plan reads of a grant: name, creation time, spec, and (only while the
-/// spec is invalid, when it keeps the last applied entry) the Ready reason, section and principal.
+/// A digest of what the plan reads of a grant; its status counts only while the spec is invalid
+/// (when it keeps the last applied entry).
 fn plan_inputs(g: &IamAccessGrant) -> u64 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
     let mut h = std::hash::DefaultHasher::new();
-    let s = &g.spec;
-    (&g.metadata.name, &g.metadata.generate_name).hash(&mut h);
-    let created = g.metadata.creation_timestamp.as_ref();
-    created.map(|t| t.0.as_nanosecond()).hash(&mut h);
-    (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(&mut h);
-    if crate::engine::validate::validate(s).is_err()
-        && let Some(st) = &g.status
-    {
-        let ready = status::current_reason(g);
-        (ready, &st.section, &st.canonical_arn).hash(&mut h);
-    }
+    let invalid = crate::engine::validate::validate(&g.spec).is_err();
+    crate::engine::plan::grant_inputs(g, invalid, &mut h);
     h.finish()
 }
 
@@ -700,26 +691,24 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
             index: history::Index::of(&cm.data.unwrap_or_default()),
         }),
     };
-    let rv = current.metadata.resource_version.as_deref();
-    let newest = state.as_ref().and_then(|s| s.index.newest.as_deref());
-    if rv.is_some() && newest == rv {
-        *ctx.history_state.lock().expect("history lock") = state;
-        return Ok(());
-    }
     let index = state.as_ref().map(|s| s.index.clone()).unwrap_or_default();
-    let version = history::Version::of(current, Timestamp::now().to_string());
-    let Some((patch, index)) = history::record(
-        &index,
-        &version,
-        ctx.history.history_versions,
-        ctx.history.history_bytes,
-    ) else {
+    // This process's own last write is kept already: nothing is built or sent for it.
+    let rv = current
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
+    let todo = if index.holds(rv) {
+        None
+    } else {
+        let version = history::Version::of(current, Timestamp::now().to_string());
+        let (versions, bytes) = (ctx.history.history_versions, ctx.history.history_bytes);
+        history::record(&index, &version, versions, bytes).filter(|(patch, _)| !patch.is_empty())
+    };
+    let Some((patch, index)) = todo else {
         *ctx.history_state.lock().expect("history lock") = state;
         return Ok(());
     };
-    if patch.is_empty() {
-        return Ok(());
-    }
     leading(ctx)?;
     let res = match &state {
         // A merge patch of the items that change, answered with metadata only: neither the
