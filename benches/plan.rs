@@ -68,7 +68,10 @@ fn main() {
     );
     // Each figure but the first is the median of 5 runs; a different `recently_removed` per run
     // (it changes nothing here) keeps the plan memo from answering the runs that measure work.
-    let runs = 5;
+    let runs: usize = std::env::var("AWS_AUTH_BENCH_PLAN_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let median = |mut v: Vec<std::time::Duration>| {
         v.sort();
         v[v.len() / 2]
@@ -77,7 +80,12 @@ fn main() {
         recently_removed: k,
         ..config.clone()
     };
-    for n in [10, 100, 1000, 5000] {
+    // AWS_AUTH_BENCH_PLAN_SIZES=5000 runs just that size.
+    let sizes: Vec<usize> = std::env::var("AWS_AUTH_BENCH_PLAN_SIZES")
+        .ok()
+        .map(|l| l.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10, 100, 1000, 5000]);
+    for n in sizes {
         let gs = grants(n);
         let t = Instant::now();
         let first = plan(&gs, Some(&eks), &config).unwrap();

@@ -162,7 +162,7 @@ fn type_error(grant: &str, field: &[String], t: &Typed) -> Verdict {
     Verdict {
         grant: grant.to_string(),
         reason: Reason::Invalid,
-        message,
+        message: message.into(),
         section: None,
         canonical_arn: None,
     }

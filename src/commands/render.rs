@@ -37,7 +37,7 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
     let loaded = load_grants(&args.paths)?;
     let current = args.aws_auth.as_deref().map(load_configmap).transpose()?;
-    let mut p = plan(&loaded.grants, current.as_ref(), &config)?;
+    let mut p = std::sync::Arc::unwrap_or_clone(plan(&loaded.grants, current.as_ref(), &config)?);
     // Grants the API server would reject never reach the plan; they are reported beside it.
     p.verdicts.extend(loaded.rejected.iter().cloned());
     p.verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));

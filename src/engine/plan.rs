@@ -1,16 +1,17 @@
 //! The plan: all grants + the current aws-auth ConfigMap -> the new aws-auth `data`, the ownership
 //! record, a verdict per grant and a diff. Pure; the controller and `render` both call it.
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
 use crate::api::{IamAccessGrant, Reason};
 use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::render::{
-    RenderMismatch, mapping_text_len, quoted_len, render_accounts, render_mappings,
+    RenderMismatch, account_text, mapping_text, mapping_text_len, quoted_len, render_accounts,
+    render_mapping_texts, render_mappings,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
 use crate::engine::validate::{Entry, ValidGrant, validate};
@@ -179,7 +180,7 @@ impl HeldRemoval {
 
 /// The confirmation token of a removal set: FNV-1a over the sorted entries, so the same set
 /// always gets the same token and a different set a different one.
-fn removal_token(removed: &[(Section, String)]) -> String {
+fn removal_token(removed: &[(Section, &str)]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (section, key) in removed {
         for b in section
@@ -296,12 +297,12 @@ impl Ownership {
         serde_json::Value::Object(out).to_string()
     }
 
-    fn normalized(&self) -> BTreeMap<Section, BTreeSet<String>> {
-        self.0
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
+    /// The same principals per key (a key with none is the same as no key).
+    fn same_keys(&self, other: &Ownership) -> bool {
+        fn non_empty(o: &Ownership) -> impl Iterator<Item = (&Section, &BTreeSet<String>)> {
+            o.0.iter().filter(|(_, v)| !v.is_empty())
+        }
+        non_empty(self).eq(non_empty(other))
     }
 }
 
@@ -313,14 +314,15 @@ fn split_key(k: &str) -> (&str, &str) {
     }
 }
 
-/// Bytes the ownership record grows by when `key` is added (its prefix is counted the first time).
-fn record_cost(key: &str, prefixes: &mut HashSet<String>) -> usize {
+/// Bytes the ownership record grows by when `key` is added (its prefix is counted the first
+/// time), and the prefix to note when it is.
+fn record_cost<'k>(key: &'k str, prefixes: &HashSet<&str>) -> (usize, Option<&'k str>) {
     let (prefix, name) = split_key(key);
-    let mut cost = name.len() + 3;
-    if prefixes.insert(prefix.to_string()) {
-        cost += prefix.len() + 8;
+    if prefixes.contains(prefix) {
+        (name.len() + 3, None)
+    } else {
+        (name.len() + 3 + prefix.len() + 8, Some(prefix))
     }
-    cost
 }
 
 /// What the plan decided for one grant.
@@ -328,9 +330,10 @@ fn record_cost(key: &str, prefixes: &mut HashSet<String>) -> usize {
 pub struct Verdict {
     pub grant: String,
     pub reason: Reason,
-    pub message: String,
+    /// Shared with the plan's per-grant parts, which thousands of verdicts repeat pass after pass.
+    pub message: Arc<str>,
     pub section: Option<Section>,
-    pub canonical_arn: Option<String>,
+    pub canonical_arn: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -504,18 +507,272 @@ struct Unowned {
     line: usize,
 }
 
+/// A principal key with its hash, worked out once where the key is made (a grant's decision,
+/// an entry read from aws-auth), so the plan's maps over thousands of principals hash nothing.
+#[derive(Debug, Clone)]
+pub(super) struct OwnedKey {
+    hash: u64,
+    key: String,
+}
+
+/// A borrowed [`OwnedKey`]: what the plan's maps are keyed by.
+#[derive(Debug, Clone, Copy)]
+struct Keyed<'a> {
+    hash: u64,
+    key: &'a str,
+}
+
+static KEY_HASH: std::sync::LazyLock<std::hash::RandomState> =
+    std::sync::LazyLock::new(std::hash::RandomState::new);
+
+impl OwnedKey {
+    fn new(key: String) -> Self {
+        OwnedKey {
+            hash: Keyed::lookup(&key).hash,
+            key,
+        }
+    }
+
+    fn borrowed(&self) -> Keyed<'_> {
+        Keyed {
+            hash: self.hash,
+            key: &self.key,
+        }
+    }
+}
+
+impl<'a> Keyed<'a> {
+    /// A key looked up by its text alone (hashed now).
+    fn lookup(key: &'a str) -> Self {
+        use std::hash::BuildHasher;
+        Keyed {
+            hash: KEY_HASH.hash_one(key),
+            key,
+        }
+    }
+
+    fn as_str(&self) -> &'a str {
+        self.key
+    }
+}
+
+impl PartialEq for Keyed<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl Eq for Keyed<'_> {}
+
+impl std::hash::Hash for Keyed<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Maps keyed by [`Keyed`] (and its section) use the hash it carries.
+#[derive(Default, Clone, Copy)]
+struct Prehashed;
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only sections' discriminants come this way; mixed in so each key's sections differ.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<K, V> = HashMap<K, V, Prehashed>;
+
+/// aws-auth's `data` as the plan reads it: the reader's result, and each readable key's entries
+/// with their lines and principal keys. Worked out once per text (see [`memo`]).
+pub(super) struct Prepared {
+    read: AwsAuthRead,
+    entries: BTreeMap<Section, Vec<(usize, Entry, OwnedKey)>>,
+}
+
+impl Prepared {
+    fn new(data: &BTreeMap<String, String>) -> Self {
+        let read = read_data(data);
+        let entries = Section::ALL
+            .into_iter()
+            .filter(|&s| read.readable(s))
+            .map(|s| {
+                let entries = section_entries(&read, s)
+                    .into_iter()
+                    .map(|(line, e)| {
+                        let key = OwnedKey::new(entry_key(&e));
+                        (line, e, key)
+                    })
+                    .collect();
+                (s, entries)
+            })
+            .collect();
+        Prepared { read, entries }
+    }
+}
+
+/// What a grant decides on its own (its spec, its status, the configured rails), before other
+/// grants and aws-auth are looked at. Kept per grant between plans (see [`memo`]).
+pub(super) enum Own {
+    Refused(Refusal),
+    Candidate(Candidate),
+}
+
+pub(super) struct Refusal {
+    reason: Reason,
+    message: Arc<str>,
+    section: Option<Section>,
+    canonical_arn: Option<Arc<str>>,
+    /// An invalid grant's last applied entry (key and principal key), which stays.
+    keep: Option<(Section, OwnedKey)>,
+}
+
+pub(super) struct Candidate {
+    valid: ValidGrant,
+    /// The principal's key with its hash (the plan's maps are keyed by it).
+    key: OwnedKey,
+    canonical: Arc<str>,
+    /// The entry as the renderer writes it (its length is the size budget's unit).
+    text: String,
+    /// The Applied verdict's message.
+    applied: Arc<str>,
+}
+
+/// The checks that read nothing but the grant and the configuration, in the order the plan
+/// makes them.
+fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
+    let refused = |reason, message: String, v: Option<&ValidGrant>| {
+        Own::Refused(Refusal {
+            reason,
+            message: excerpt(&message, MAX_MESSAGE_CHARS).into(),
+            section: v.map(|v| v.section),
+            canonical_arn: v.map(|v| v.canonical.as_str().into()),
+            keep: None,
+        })
+    };
+    // The creator in any form (a session ARN, a path) is named as such before anything else, so
+    // no message ever suggests the ARN that would be refused next.
+    if let Some(raw) = g.spec.arn.as_deref()
+        && arn::principal_key(raw.trim()).is_ok_and(|k| config.cluster_creators.contains(&k))
+    {
+        return refused(
+            Reason::ClusterCreator,
+            cluster_creator_message(raw.trim()),
+            None,
+        );
+    }
+    let v = match validate(&g.spec) {
+        Ok(v) => v,
+        Err(invalid) => {
+            let kept = last_applied(g);
+            let suffix = if kept.is_some() {
+                "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
+            } else {
+                ""
+            };
+            // The kept entry's key and principal go into the status, so that the next pass
+            // (after the status says Invalid) still knows what to keep.
+            return Own::Refused(Refusal {
+                reason: Reason::Invalid,
+                message: excerpt(&format!("{invalid}{suffix}"), MAX_MESSAGE_CHARS).into(),
+                section: kept.as_ref().map(|k| k.0),
+                canonical_arn: kept.as_ref().map(|k| k.2.as_str().into()),
+                keep: kept.map(|k| (k.0, OwnedKey::new(k.1))),
+            });
+        }
+    };
+    if v.section != Section::MapAccounts && config.cluster_creators.contains(&v.key) {
+        return refused(
+            Reason::ClusterCreator,
+            cluster_creator_message(&v.canonical),
+            Some(&v),
+        );
+    }
+    if let Entry::Mapping(m) = &v.entry
+        && let Some(group) = privileged_group(&m.groups, config)
+        && !config
+            .privileged_principals
+            .iter()
+            .any(|p| glob_match(p, &v.canonical))
+    {
+        let allowed = if config.privileged_principals.is_empty() {
+            "no principal may be granted it (none is configured)".to_string()
+        } else {
+            format!(
+                "only principals matching {} may be granted it",
+                config.privileged_principals.join(", ")
+            )
+        };
+        return refused(
+            Reason::Forbidden,
+            format!(
+                "group {group} is privileged (--privileged-group) and {allowed}; {} does not match: remove {group} from groups and grant a group bound to narrower RBAC, or ask a cluster administrator to add a --privileged-principal pattern",
+                v.canonical
+            ),
+            Some(&v),
+        );
+    }
+    let text = match &v.entry {
+        Entry::Mapping(m) => mapping_text(v.section, m),
+        Entry::Account(a) => account_text(a),
+    };
+    debug_assert_eq!(text.len(), entry_len(v.section, &v.entry));
+    Own::Candidate(Candidate {
+        applied: excerpt(&describe(v.section, &v.entry), MAX_MESSAGE_CHARS).into(),
+        key: OwnedKey::new(v.key.clone()),
+        canonical: v.canonical.as_str().into(),
+        text,
+        valid: v,
+    })
+}
+
+/// A grant's name as verdicts carry it.
+fn name_of(g: &IamAccessGrant) -> &str {
+    g.metadata
+        .name
+        .as_deref()
+        .or(g.metadata.generate_name.as_deref())
+        .unwrap_or_default()
+}
+
+/// An entry the plan writes for the operator, with its text when already rendered.
+#[derive(Clone, Copy)]
+struct Managed<'a> {
+    entry: &'a Entry,
+    text: Option<&'a str>,
+}
+
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
 pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
-) -> Result<Plan, RenderMismatch> {
-    let key = memo::fingerprint(grants, current, config);
-    if let Some(p) = memo::get(key) {
+) -> Result<Arc<Plan>, RenderMismatch> {
+    let fp = memo::fingerprint(grants, current, config);
+    if let Some(p) = memo::get(fp.plan) {
         return Ok(p);
     }
-    let p = plan_anew(grants, current, config)?;
-    memo::put(key, &p);
+    let p = Arc::new(plan_anew(grants, current, config, &fp)?);
+    memo::put(fp.plan, p.clone());
     Ok(p)
 }
 
@@ -523,40 +780,32 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
+    fp: &memo::Fingerprint,
 ) -> Result<Plan, RenderMismatch> {
     let empty = BTreeMap::new();
     let cur_data = current.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
-    let read = read_data(cur_data);
+    let prepared = memo::prepared(fp.data, || Prepared::new(cur_data));
+    let read = &prepared.read;
     let mut notes = Vec::new();
-    let owned_before = Ownership::from_configmap(current).unwrap_or_else(|e| {
+    let owned_before = memo::ownership(current).unwrap_or_else(|e| {
         notes.push(e);
-        Ownership::default()
+        Arc::default()
     });
 
     // Current entries: unowned ones are kept; managed ones are rebuilt from the grants.
-    // Each readable key's entries with their principal keys, worked out once.
-    let mut current_entries: BTreeMap<Section, Vec<(usize, Entry, String)>> = Section::ALL
-        .into_iter()
-        .filter(|&s| read.readable(s))
-        .map(|s| {
-            let entries = section_entries(&read, s)
-                .into_iter()
-                .map(|(line, e)| {
-                    let key = entry_key(&e);
-                    (line, e, key)
-                })
-                .collect();
-            (s, entries)
-        })
-        .collect();
-    let mut unowned: HashMap<String, Unowned> = HashMap::new();
-    let mut managed_now: HashMap<(Section, String), &Entry> = HashMap::new();
-    for (&section, entries) in &current_entries {
+    let mut unowned: KeyMap<Keyed, Unowned> = KeyMap::default();
+    let mut managed_now: KeyMap<(Section, Keyed), &Entry> = KeyMap::default();
+    // Per key, whether each current entry is managed (the assembly below asks again).
+    let mut is_managed: BTreeMap<Section, Vec<bool>> = BTreeMap::new();
+    for (&section, entries) in &prepared.entries {
+        let flags = is_managed.entry(section).or_default();
         for (line, entry, key) in entries {
-            if owned_before.owns(section, key) {
-                managed_now.insert((section, key.clone()), entry);
+            let owned = owned_before.owns(section, &key.key);
+            flags.push(owned);
+            if owned {
+                managed_now.insert((section, key.borrowed()), entry);
             } else {
-                unowned.entry(key.clone()).or_insert(Unowned {
+                unowned.entry(key.borrowed()).or_insert(Unowned {
                     section,
                     line: *line,
                 });
@@ -565,133 +814,87 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     }
 
     // Oldest first: the oldest grant wins a principal.
-    let mut order: Vec<&IamAccessGrant> = grants.iter().map(|g| g.borrow()).collect();
-    order.sort_by(|a, b| {
+    let mut order: Vec<(&IamAccessGrant, u128)> = grants
+        .iter()
+        .map(|g| g.borrow())
+        .zip(fp.grants.iter().copied())
+        .collect();
+    order.sort_by(|(a, _), (b, _)| {
         let ta = a.metadata.creation_timestamp.as_ref();
         let tb = b.metadata.creation_timestamp.as_ref();
-        let (na, nb) = (a.metadata.name.as_deref(), b.metadata.name.as_deref());
-        (ta.is_none(), ta, na).cmp(&(tb.is_none(), tb, nb))
+        (ta.is_none(), ta, name_of(a)).cmp(&(tb.is_none(), tb, name_of(b)))
     });
+    let owns = memo::own(&order, fp.rails, |g| decide_own(g, config));
 
-    let mut verdicts: Vec<Verdict> = Vec::new();
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    let mut accepted: Vec<(String, ValidGrant)> = Vec::new();
-    let mut last_applied_of_invalid: Vec<(Section, String)> = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(order.len());
+    let mut claimed: KeyMap<Keyed, &str> = KeyMap::with_capacity_and_hasher(order.len(), Prehashed);
+    let mut accepted: Vec<(&str, &Candidate, bool)> = Vec::with_capacity(order.len());
+    let mut last_applied_of_invalid: Vec<(Section, Keyed)> = Vec::new();
     // Grants that wait on an unreadable key keep the entry they have, whatever it is.
-    let mut held: Vec<(Section, String)> = Vec::new();
-    for g in order {
-        let name = g.name_any();
-        let mut refuse = |reason, message: String, v: Option<&ValidGrant>| {
-            verdicts.push(Verdict {
-                grant: name.clone(),
-                reason,
-                message,
-                section: v.map(|v| v.section),
-                canonical_arn: v.map(|v| v.canonical.clone()),
-            })
-        };
-        // The creator in any form (a session ARN, a path) is named as such before anything
-        // else, so no message ever suggests the ARN that would be refused next.
-        if let Some(raw) = g.spec.arn.as_deref()
-            && arn::principal_key(raw.trim()).is_ok_and(|k| config.cluster_creators.contains(&k))
-        {
-            refuse(
-                Reason::ClusterCreator,
-                cluster_creator_message(raw.trim()),
-                None,
-            );
-            continue;
-        }
-        let v = match validate(&g.spec) {
-            Ok(v) => v,
-            Err(invalid) => {
-                let kept = remember_last_applied(g, &mut last_applied_of_invalid);
-                let suffix = if kept.is_some() {
-                    "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
-                } else {
-                    ""
-                };
-                // The kept entry's key and principal go into the status, so that the next pass
-                // (after the status says Invalid) still knows what to keep.
+    let mut held: Vec<(Section, Keyed)> = Vec::new();
+    for ((g, _), own) in order.iter().zip(&owns) {
+        let name = name_of(g);
+        let c = match &**own {
+            Own::Refused(r) => {
                 verdicts.push(Verdict {
-                    grant: name.clone(),
-                    reason: Reason::Invalid,
-                    message: format!("{invalid}{suffix}"),
-                    section: kept.as_ref().map(|k| k.0),
-                    canonical_arn: kept.map(|k| k.1),
+                    grant: name.to_string(),
+                    reason: r.reason,
+                    message: r.message.clone(),
+                    section: r.section,
+                    canonical_arn: r.canonical_arn.clone(),
                 });
+                if let Some((section, key)) = &r.keep {
+                    last_applied_of_invalid.push((*section, key.borrowed()));
+                }
                 continue;
             }
+            Own::Candidate(c) => c,
         };
-        if v.section != Section::MapAccounts && config.cluster_creators.contains(&v.key) {
-            refuse(
-                Reason::ClusterCreator,
-                cluster_creator_message(&v.canonical),
-                Some(&v),
-            );
-            continue;
-        }
-        if let Entry::Mapping(m) = &v.entry
-            && let Some(group) = privileged_group(&m.groups, config)
-            && !config
-                .privileged_principals
-                .iter()
-                .any(|p| glob_match(p, &v.canonical))
-        {
-            let allowed = if config.privileged_principals.is_empty() {
-                "no principal may be granted it (none is configured)".to_string()
-            } else {
-                format!(
-                    "only principals matching {} may be granted it",
-                    config.privileged_principals.join(", ")
-                )
-            };
-            refuse(
-                Reason::Forbidden,
-                format!(
-                    "group {group} is privileged (--privileged-group) and {allowed}; {} does not match: remove {group} from groups and grant a group bound to narrower RBAC, or ask a cluster administrator to add a --privileged-principal pattern",
-                    v.canonical
-                ),
-                Some(&v),
-            );
-            continue;
-        }
-        if let Some(winner) = claimed.get(&v.key) {
+        let v = &c.valid;
+        let key = c.key.borrowed();
+        let mut refuse = |reason, message: String| {
+            verdicts.push(Verdict {
+                grant: name.to_string(),
+                reason,
+                message: excerpt(&message, MAX_MESSAGE_CHARS).into(),
+                section: Some(v.section),
+                canonical_arn: Some(c.canonical.clone()),
+            })
+        };
+        if let Some(winner) = claimed.get(&key) {
             refuse(
                 Reason::Conflict,
                 format!(
                     "{} is already granted by IamAccessGrant {winner}, which is older; delete one of the two",
                     v.canonical
                 ),
-                Some(&v),
             );
             continue;
         }
-        claimed.insert(v.key.clone(), name.clone());
+        claimed.insert(key, name);
         if let Some(f) = read.first_blocking(v.section) {
             refuse(
                 Reason::AwsAuthUnreadable,
                 format!("aws-auth {f}. This key is left untouched until it is fixed by hand"),
-                Some(&v),
             );
             continue;
         }
-        let in_aws_auth = managed_now.contains_key(&(v.section, v.key.clone()));
-        if let Some((other, f)) = unreadable_holder(&read, cur_data, &v, in_aws_auth) {
+        let section_key = (v.section, key);
+        let in_aws_auth = managed_now.contains_key(&section_key);
+        if let Some((other, f)) = unreadable_holder(read, cur_data, v, in_aws_auth) {
             refuse(
                 Reason::AwsAuthUnreadable,
                 format!(
                     "aws-auth {other} cannot be read exactly and may map {} (EKS looks in mapRoles, then mapUsers, whatever the entry's field): {f}. Nothing changes for this grant until that key is fixed by hand",
                     v.canonical
                 ),
-                Some(&v),
             );
             if in_aws_auth {
-                held.push((v.section, v.key.clone()));
+                held.push(section_key);
             }
             continue;
         }
-        if let Some(u) = unowned.get(&v.key)
+        if let Some(u) = unowned.get(&section_key.1)
             && !g.spec.adopt
         {
             refuse(
@@ -700,16 +903,15 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
                     "aws-auth {} line {} already maps {} and is not managed by aws-auth-operator (written by EKS, eksctl or by hand); set spec.adopt: true to take it over, or remove that entry",
                     u.section, u.line, v.canonical
                 ),
-                Some(&v),
             );
             continue;
         }
-        accepted.push((name, v));
+        accepted.push((name, c, in_aws_auth));
     }
 
     // Size budget, oldest grant first: whatever does not fit is refused, deterministically.
-    let mut adopted: HashSet<String> = HashSet::new();
-    let mut managed: BTreeMap<Section, BTreeMap<String, Entry>> = BTreeMap::new();
+    let mut adopted: KeyMap<Keyed, ()> = KeyMap::default();
+    let mut managed: BTreeMap<Section, BTreeMap<&str, Managed>> = BTreeMap::new();
     let fixed_bytes: usize = cur_data
         .iter()
         .filter(|(k, _)| Section::from_key(k).is_none())
@@ -718,10 +920,10 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         + Section::ALL
             .iter()
             .map(|&s| {
-                if let Some(entries) = current_entries.get(&s) {
+                if let Some(entries) = prepared.entries.get(&s) {
                     entries
                         .iter()
-                        .filter(|(_, _, k)| unowned.contains_key(k))
+                        .filter(|(_, _, k)| unowned.contains_key(&k.borrowed()))
                         .map(|(_, e, _)| entry_len(s, e))
                         .sum()
                 } else {
@@ -744,31 +946,34 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     let annotation_budget = config
         .max_annotation_bytes
         .saturating_sub(other_annotations);
-    let mut prefixes = HashSet::new();
+    let mut prefixes: HashSet<&str> = HashSet::new();
     let mut annotation_bytes = OWNERSHIP_ANNOTATION.len() + 16;
+    // Managed entries of now that the plan keeps, each counted once: when that is all of them,
+    // nothing is removed and the breaker has nothing to look at.
+    let mut kept_now = 0;
     let invalid_kept = last_applied_of_invalid
         .into_iter()
         .filter(|(_, key)| !claimed.contains_key(key));
     for (section, key) in invalid_kept.chain(held) {
-        if let Some(e) = managed_now.get(&(section, key.clone())) {
-            data_bytes += entry_len(section, e);
-            annotation_bytes += record_cost(&key, &mut prefixes);
-            managed
+        if let Some(((_, key), &entry)) = managed_now.get_key_value(&(section, key)) {
+            let key = key.as_str();
+            data_bytes += entry_len(section, entry);
+            let (cost, prefix) = record_cost(key, &prefixes);
+            annotation_bytes += cost;
+            prefixes.extend(prefix);
+            let new = managed
                 .entry(section)
                 .or_default()
-                .insert(key, (*e).clone());
+                .insert(key, Managed { entry, text: None });
+            kept_now += usize::from(new.is_none());
         }
     }
-    for (name, v) in accepted {
-        let adopting = unowned.contains_key(&v.key);
+    for (name, c, in_aws_auth) in accepted {
+        let v = &c.valid;
+        let adopting = unowned.contains_key(&c.key.borrowed());
         // An adopted entry replaces one already counted in `fixed_bytes`.
-        let size = if adopting {
-            0
-        } else {
-            entry_len(v.section, &v.entry)
-        };
-        let mut trial = prefixes.clone();
-        let ann = record_cost(&v.key, &mut trial);
+        let size = if adopting { 0 } else { c.text.len() };
+        let (ann, prefix) = record_cost(&v.key, &prefixes);
         let too_large = if data_bytes + size > config.max_data_bytes {
             Some(format!(
                 "adding {} ({size} bytes) would take aws-auth's data to {} bytes, past its budget of {} (a ConfigMap holds 1 MiB; the budget keeps a {} KiB margin); {} bytes are left",
@@ -791,33 +996,46 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         };
         if let Some(why) = too_large {
             verdicts.push(Verdict {
-                grant: name,
+                grant: name.to_string(),
                 reason: Reason::TooLarge,
-                message: format!(
-                    "{why}: remove unused grants, or grant roles that many people assume"
-                ),
+                message: excerpt(
+                    &format!("{why}: remove unused grants, or grant roles that many people assume"),
+                    MAX_MESSAGE_CHARS,
+                )
+                .into(),
                 section: Some(v.section),
-                canonical_arn: Some(v.canonical),
+                canonical_arn: Some(c.canonical.clone()),
             });
             continue;
         }
         data_bytes += size;
         annotation_bytes += ann;
-        prefixes = trial;
+        prefixes.extend(prefix);
         if adopting {
-            adopted.insert(v.key.clone());
+            adopted.insert(c.key.borrowed(), ());
         }
         verdicts.push(Verdict {
-            grant: name,
+            grant: name.to_string(),
             reason: Reason::Applied,
-            message: describe(v.section, &v.entry),
+            message: c.applied.clone(),
             section: Some(v.section),
-            canonical_arn: Some(v.canonical.clone()),
+            canonical_arn: Some(c.canonical.clone()),
         });
-        managed.entry(v.section).or_default().insert(v.key, v.entry);
+        managed.entry(v.section).or_default().insert(
+            &v.key,
+            Managed {
+                entry: &v.entry,
+                text: Some(&c.text),
+            },
+        );
+        kept_now += usize::from(in_aws_auth);
     }
 
-    let (held, confirmed, removed) = hold_removals(current, config, &managed_now, &mut managed);
+    let (held, confirmed, removed) = if kept_now == managed_now.len() {
+        (None, None, 0)
+    } else {
+        hold_removals(current, config, &managed_now, &mut managed)
+    };
 
     // Assemble each key: unowned entries in their order, then managed entries by principal.
     let mut data = cur_data.clone();
@@ -830,25 +1048,35 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
             }
             continue;
         }
-        let current = current_entries.remove(&section).unwrap_or_default();
+        let current = prepared
+            .entries
+            .get(&section)
+            .map_or(&[][..], Vec::as_slice);
+        let owned = is_managed.get(&section).map_or(&[][..], Vec::as_slice);
         let mine = managed.remove(&section).unwrap_or_default();
-        let mut after: Vec<Entry> = current
+        let mut after: Vec<Managed> = current
             .iter()
-            .filter(|(_, _, k)| !owned_before.owns(section, k) && !adopted.contains(k))
-            .map(|(_, e, _)| e.clone())
+            .zip(owned)
+            .filter(|((_, _, k), owned)| !**owned && !adopted.contains_key(&k.borrowed()))
+            .map(|((_, entry, _), _)| Managed { entry, text: None })
             .collect();
-        let before: Vec<Entry> = current.into_iter().map(|(_, e, _)| e).collect();
-        ownership.0.insert(section, mine.keys().cloned().collect());
+        ownership
+            .0
+            .insert(section, mine.keys().map(|k| k.to_string()).collect());
         after.extend(mine.into_values());
-        if after == before {
+        let same = after.len() == current.len()
+            && after.iter().zip(current).all(|(a, (_, e, _))| a.entry == e);
+        if same {
             continue;
         }
-        diff.extend(entry_diff(section, &before, &after));
+        let before: Vec<&Entry> = current.iter().map(|(_, e, _)| e).collect();
+        let after_entries: Vec<&Entry> = after.iter().map(|m| m.entry).collect();
+        diff.extend(entry_diff(section, &before, &after_entries));
         if after.is_empty() {
             data.remove(section.key());
             continue;
         }
-        let text = render_entries(section, &after)?;
+        let text = render_managed(section, &after)?;
         data.insert(section.key().to_string(), text);
     }
 
@@ -859,7 +1087,7 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         None => !data.is_empty() || held.is_some(),
         Some(_) => {
             &data != cur_data
-                || ownership.normalized() != owned_before.normalized()
+                || !ownership.same_keys(&owned_before)
                 // A record in the first format is rewritten in the compact one.
                 || annotations
                     .and_then(|a| a.get(OWNERSHIP_ANNOTATION))
@@ -867,12 +1095,8 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
                 || rails_changed
         }
     };
-    verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
-    for v in &mut verdicts {
-        if let std::borrow::Cow::Owned(short) = excerpt(&v.message, MAX_MESSAGE_CHARS) {
-            v.message = short;
-        }
-    }
+    // Every message was cut to MAX_MESSAGE_CHARS where it was made.
+    verdicts.sort_unstable_by(|a, b| a.grant.cmp(&b.grant));
     Ok(Plan {
         data,
         ownership,
@@ -887,21 +1111,49 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     })
 }
 
+/// Renders a key from the entries the plan put in it, reusing the texts already rendered.
+fn render_managed(section: Section, entries: &[Managed]) -> Result<String, RenderMismatch> {
+    if section == Section::MapAccounts {
+        let accounts: Vec<String> = entries
+            .iter()
+            .filter_map(|m| match m.entry {
+                Entry::Account(a) => Some(a.clone()),
+                Entry::Mapping(_) => None,
+            })
+            .collect();
+        return render_accounts(&accounts);
+    }
+    let texts: Vec<(std::borrow::Cow<str>, &Mapping)> = entries
+        .iter()
+        .filter_map(|m| match m.entry {
+            Entry::Mapping(mapping) => Some((
+                m.text
+                    .map(std::borrow::Cow::Borrowed)
+                    .unwrap_or_else(|| mapping_text(section, mapping).into()),
+                mapping,
+            )),
+            Entry::Account(_) => None,
+        })
+        .collect();
+    let pairs: Vec<(&str, &Mapping)> = texts.iter().map(|(t, m)| (t.as_ref(), *m)).collect();
+    render_mapping_texts(section, &pairs)
+}
+
 /// The removal breaker. Managed entries present now and absent from the new plan are removals;
 /// while the grants cannot be trusted, or when there are more than `max_removals` and more than
 /// `max_removal_percent` of the managed entries, they are all put back (kept exactly as they are)
 /// unless a person confirmed this very set's token. Returns the held removal, the confirmed one,
 /// and how many managed entries the plan removes.
-fn hold_removals(
+fn hold_removals<'a>(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
-    managed_now: &HashMap<(Section, String), &Entry>,
-    managed: &mut BTreeMap<Section, BTreeMap<String, Entry>>,
+    managed_now: &KeyMap<(Section, Keyed<'a>), &'a Entry>,
+    managed: &mut BTreeMap<Section, BTreeMap<&'a str, Managed<'a>>>,
 ) -> (Option<HeldRemoval>, Option<HeldRemoval>, usize) {
-    let mut removed: Vec<(Section, String)> = managed_now
+    let mut removed: Vec<(Section, &str)> = managed_now
         .keys()
-        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k)))
-        .cloned()
+        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k.as_str())))
+        .map(|(s, k)| (*s, k.as_str()))
         .collect();
     if removed.is_empty() {
         return (None, None, 0);
@@ -911,7 +1163,7 @@ fn hold_removals(
     let count = removed.len();
     let mut principals: Vec<String> = removed
         .iter()
-        .map(|k| match managed_now[k] {
+        .map(|&(s, k)| match managed_now[&(s, Keyed::lookup(k))] {
             Entry::Mapping(m) => m.arn.clone(),
             Entry::Account(a) => a.clone(),
         })
@@ -962,8 +1214,11 @@ fn hold_removals(
         return (None, None, count);
     };
     for key in removed {
-        let entry = managed_now[&key].clone();
-        managed.entry(key.0).or_default().insert(key.1, entry);
+        let entry = managed_now[&(key.0, Keyed::lookup(key.1))];
+        managed
+            .entry(key.0)
+            .or_default()
+            .insert(key.1, Managed { entry, text: None });
     }
     (Some(hold), None, 0)
 }
@@ -1020,11 +1275,9 @@ fn could_hold(text: &str, canonical: &str) -> bool {
 
 /// An invalid grant whose status says it was applied keeps its entry, so an edit that breaks a
 /// grant does not lock its users out: its status then says Invalid with the kept entry's key and
-/// principal, which keeps it in the passes after. Returns that key and principal.
-fn remember_last_applied(
-    g: &IamAccessGrant,
-    keep: &mut Vec<(Section, String)>,
-) -> Option<(Section, String)> {
+/// principal, which keeps it in the passes after. Returns that key, the principal's key and the
+/// principal.
+fn last_applied(g: &IamAccessGrant) -> Option<(Section, String, String)> {
     let status = g.status.as_ref()?;
     let holds = status.conditions.iter().any(|c| {
         c.type_ == crate::api::READY
@@ -1039,11 +1292,14 @@ fn remember_last_applied(
         Section::MapAccounts => arn.clone(),
         _ => arn::match_key(arn),
     };
-    keep.push((section, key));
-    Some((section, arn.clone()))
+    Some((section, key, arn.clone()))
 }
 
-pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) -> Vec<String> {
+pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
+    section: Section,
+    before: &[E],
+    after: &[E],
+) -> Vec<String> {
     let line = |sign: char, e: &Entry| match e {
         Entry::Mapping(m) => format!(
             "{sign} {section}: {} username={:?} groups=[{}]",
@@ -1053,20 +1309,36 @@ pub(crate) fn entry_diff(section: Section, before: &[Entry], after: &[Entry]) ->
         ),
         Entry::Account(a) => format!("{sign} {section}: {a}"),
     };
-    // A multiset difference, linear in the number of entries.
+    // What both share at the start and at the end is unchanged; a single change among
+    // thousands of entries leaves a few in between.
+    let same = |a: &E, b: &E| a.borrow() == b.borrow();
+    let head = before
+        .iter()
+        .zip(after)
+        .take_while(|(a, b)| same(a, b))
+        .count();
+    let (before, after) = (&before[head..], &after[head..]);
+    let tail = before
+        .iter()
+        .rev()
+        .zip(after.iter().rev())
+        .take_while(|(a, b)| same(a, b))
+        .count();
+    let (before, after) = (&before[..before.len() - tail], &after[..after.len() - tail]);
+    // A multiset difference of the rest, linear in the number of entries.
     let mut remaining: HashMap<&Entry, usize> = HashMap::new();
     for e in after {
-        *remaining.entry(e).or_default() += 1;
+        *remaining.entry(e.borrow()).or_default() += 1;
     }
     let mut out = Vec::new();
-    for e in before {
+    for e in before.iter().map(E::borrow) {
         match remaining.get_mut(e) {
             Some(n) if *n > 0 => *n -= 1,
             _ => out.push(line('-', e)),
         }
     }
     // Added entries in the order they appear.
-    for e in after {
+    for e in after.iter().map(E::borrow) {
         if let Some(n) = remaining.get_mut(e)
             && *n > 0
         {

@@ -14,33 +14,41 @@ use super::{Mapping, Section};
 /// Bounded: cleared when it grows past this many entries (a few MiB at most).
 const MAX_ENTRIES: usize = 50_000;
 
-static VERIFIED: LazyLock<Mutex<HashMap<(Section, String), Mapping>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Per mapping key (mapRoles, mapUsers): entry text -> the mapping it reads as.
+type Verified = [HashMap<String, Mapping>; 2];
+
+static VERIFIED: LazyLock<Mutex<Verified>> = LazyLock::new(Default::default);
+
+fn slot(section: Section) -> usize {
+    usize::from(section != Section::MapRoles)
+}
 
 /// Records entry texts whose key was re-read and matched exactly.
 pub(crate) fn remember(section: Section, texts: impl Iterator<Item = (String, Mapping)>) {
-    let mut m = VERIFIED.lock().expect("memo lock");
+    let mut all = VERIFIED.lock().expect("memo lock");
+    let m = &mut all[slot(section)];
     if m.len() > MAX_ENTRIES {
         m.clear();
     }
-    for (text, mapping) in texts {
-        m.insert((section, text), mapping);
-    }
+    m.extend(texts);
+}
+
+#[cfg(test)]
+pub(crate) fn forget() {
+    *VERIFIED.lock().expect("memo lock") = Default::default();
 }
 
 /// The entry texts not yet known to read as their mappings.
 pub(crate) fn unverified<'a>(
     section: Section,
-    entries: impl Iterator<Item = (&'a str, &'a Mapping)>,
+    entries: &[(&'a str, &'a Mapping)],
 ) -> Vec<(&'a str, &'a Mapping)> {
-    let m = VERIFIED.lock().expect("memo lock");
-    let mut key = (section, String::new());
+    let all = VERIFIED.lock().expect("memo lock");
+    let m = &all[slot(section)];
     entries
-        .filter(|(text, mapping)| {
-            key.1.clear();
-            key.1.push_str(text);
-            m.get(&key) != Some(*mapping)
-        })
+        .iter()
+        .filter(|(text, mapping)| m.get(*text) != Some(*mapping))
+        .copied()
         .collect()
 }
 
@@ -49,13 +57,13 @@ pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Map
     if !text.starts_with("- ") || !text.ends_with('\n') {
         return None;
     }
-    let m = VERIFIED.lock().expect("memo lock");
+    let all = VERIFIED.lock().expect("memo lock");
+    let m = &all[slot(section)];
     let mut out = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
     let mut line = 1;
     let bytes = text.as_bytes();
-    let mut key = (section, String::new());
     for (i, b) in bytes.iter().enumerate() {
         if *b != b'\n' {
             continue;
@@ -63,9 +71,7 @@ pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Map
         line += 1;
         let next = i + 1;
         if next == bytes.len() || text[next..].starts_with("- ") {
-            key.1.clear();
-            key.1.push_str(&text[start..next]);
-            let mapping = m.get(&key)?;
+            let mapping = m.get(&text[start..next])?;
             out.push(Located {
                 line: start_line,
                 value: mapping.clone(),

@@ -56,20 +56,32 @@ pub fn account_text(account: &str) -> String {
 }
 
 /// Renders `mapRoles` or `mapUsers` and proves the authenticator reads back exactly `entries`.
-/// Entry texts already proven so (see [`super::memo`]) are not read again.
 pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
     let texts: Vec<String> = entries.iter().map(|e| mapping_text(section, e)).collect();
-    let out = texts.concat();
+    let pairs: Vec<(&str, &Mapping)> = texts.iter().map(String::as_str).zip(entries).collect();
+    render_mapping_texts(section, &pairs)
+}
+
+/// Joins entry texts, each the [`mapping_text`] of its mapping, and proves the authenticator
+/// reads back exactly the mappings. Entry texts already proven so (see [`super::memo`]) are not
+/// read again.
+pub(crate) fn render_mapping_texts(
+    section: Section,
+    entries: &[(&str, &Mapping)],
+) -> Result<String, RenderMismatch> {
+    debug_assert!(entries.iter().all(|(t, m)| *t == mapping_text(section, m)));
+    let out: String = entries.iter().map(|(t, _)| *t).collect();
     // Only the entries not verified yet are read back, together: each entry text stands alone.
-    let (new_texts, new_entries): (Vec<String>, Vec<Mapping>) =
-        super::memo::unverified(section, texts.iter().map(String::as_str).zip(entries))
-            .into_iter()
-            .map(|(t, m)| (t.to_string(), m.clone()))
-            .unzip();
-    if !new_entries.is_empty() {
-        let back = read_mappings(section, Some(&new_texts.concat()));
-        verify(section, back.readable(), &back.values(), &new_entries)?;
-        super::memo::remember(section, new_texts.into_iter().zip(new_entries));
+    let new = super::memo::unverified(section, entries);
+    if !new.is_empty() {
+        let text: String = new.iter().map(|(t, _)| *t).collect();
+        let want: Vec<Mapping> = new.iter().map(|(_, m)| (*m).clone()).collect();
+        let back = read_mappings(section, Some(&text));
+        verify(section, back.readable(), &back.values(), &want)?;
+        super::memo::remember(
+            section,
+            new.iter().map(|(t, m)| (t.to_string(), (*m).clone())),
+        );
     }
     Ok(out)
 }

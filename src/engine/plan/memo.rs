@@ -2,12 +2,13 @@
 //! grants, aws-auth and configuration give the same plan: a pass that sees what an earlier one
 //! saw (a resync, a watch restart, an event that changed nothing the plan reads) gets that plan
 //! back instead of reading, validating and merging thousands of grants again.
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::{Plan, PlanConfig};
+use super::{OWNERSHIP_ANNOTATION, Own, Ownership, Plan, PlanConfig, Prepared};
 use crate::api::{IamAccessGrant, READY};
 
 /// Two independent keyed SipHash states: a 128-bit fingerprint, with keys chosen at start so
@@ -15,8 +16,97 @@ use crate::api::{IamAccessGrant, READY};
 static KEYS: LazyLock<(RandomState, RandomState)> =
     LazyLock::new(|| (RandomState::new(), RandomState::new()));
 
-/// One entry: the controller's passes. Bounded by one plan's size.
-static LAST: Mutex<Option<(u128, Plan)>> = Mutex::new(None);
+/// What the last passes worked out, each part keyed by a fingerprint of exactly what it was
+/// computed from, so a part is reused only for the same inputs:
+/// - the last plan, by everything the plan reads;
+/// - the last aws-auth `data` read (the reader's result and each entry's principal key), by that
+///   data: the pass after a write reads the text it wrote, and the single change after that
+///   plans over the same text;
+/// - the last ownership record parsed, by its text;
+/// - what each grant decides on its own (validation, the cluster-creator and privileged-group
+///   rails, its rendered entry and message), by the grant's inputs and those rails.
+///
+/// Bounded by one plan's size: the per-grant part is pruned to the grants of the last plan.
+#[derive(Default)]
+struct State {
+    plan: Option<(u128, Arc<Plan>)>,
+    read: Option<(u128, Arc<Prepared>)>,
+    ownership: Option<(String, Arc<Ownership>)>,
+    own: HashMap<(u128, u128), Arc<Own>, Fingerprints>,
+}
+
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(Default::default);
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    // The state holds only finished values; one left by a panicking plan is still whole.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The fingerprints of one plan's inputs.
+pub(super) struct Fingerprint {
+    /// Everything the plan reads.
+    pub plan: u128,
+    /// aws-auth's `data` (none and empty differ).
+    pub data: u128,
+    /// Each grant's inputs, in the order given.
+    pub grants: Vec<u128>,
+    /// The rails a grant is checked against on its own.
+    pub rails: u128,
+}
+
+fn hash128(f: impl Fn(&mut dyn Hasher)) -> u128 {
+    let (a, b) = &*KEYS;
+    let (mut x, mut y) = (a.build_hasher(), b.build_hasher());
+    f(&mut x);
+    f(&mut y);
+    (u128::from(x.finish()) << 64) | u128::from(y.finish())
+}
+
+/// The bytes a value feeds a hasher, in order (what a streaming hasher would see).
+struct Bytes(Vec<u8>);
+
+impl Hasher for Bytes {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        // Never asked: the collected bytes are hashed by `hash128`.
+        0
+    }
+}
+
+/// Keys that are fingerprints already (uniform, unguessable): used as their own hash.
+#[derive(Default, Clone, Copy)]
+struct Fingerprints;
+
+impl BuildHasher for Fingerprints {
+    type Hasher = Folded;
+    fn build_hasher(&self) -> Folded {
+        Folded(0)
+    }
+}
+
+#[derive(Default)]
+struct Folded(u64);
+
+impl Hasher for Folded {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Everything `plan` reads, hashed. Grants are combined order-independently: a cache hands them
 /// over in any order, and the plan sorts them itself.
@@ -24,24 +114,38 @@ pub(super) fn fingerprint<G: std::borrow::Borrow<IamAccessGrant>>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
-) -> u128 {
-    let one = |f: &dyn Fn(&mut dyn Hasher)| {
-        let (a, b) = &*KEYS;
-        let (mut x, mut y) = (a.build_hasher(), b.build_hasher());
-        f(&mut x);
-        f(&mut y);
-        (u128::from(x.finish()) << 64) | u128::from(y.finish())
-    };
-    let mut sum = one(&|mut h| {
-        config_hash(config, &mut h);
-        let cm = current.map(|c| (&c.data, &c.metadata.annotations));
-        cm.hash(&mut h);
+) -> Fingerprint {
+    let data = hash128(|mut h| current.map(|c| &c.data).hash(&mut h));
+    let rails = hash128(|mut h| {
+        (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
+        config.privileged_principals.hash(&mut h);
     });
-    for g in grants {
-        sum = sum.wrapping_add(one(&|mut h| grant_inputs(g.borrow(), true, &mut h)));
+    // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
+    // long writes instead of dozens of short ones.
+    let mut bytes = Bytes(Vec::with_capacity(256));
+    let grants: Vec<u128> = grants
+        .iter()
+        .map(|g| {
+            bytes.0.clear();
+            grant_inputs(g.borrow(), true, &mut bytes);
+            hash128(|h| h.write(&bytes.0))
+        })
+        .collect();
+    let mut sum = hash128(|mut h| {
+        config_hash(config, &mut h);
+        data.hash(&mut h);
+        current.map(|c| &c.metadata.annotations).hash(&mut h);
+    });
+    for g in &grants {
+        sum = sum.wrapping_add(*g);
     }
     // The count too, so that a grant added and another removed cannot cancel out by chance.
-    sum ^ (grants.len() as u128)
+    Fingerprint {
+        plan: sum ^ (grants.len() as u128),
+        data,
+        grants,
+        rails,
+    }
 }
 
 fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
@@ -77,12 +181,13 @@ pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl H
         return;
     }
     let st = g.status.as_ref();
-    let ready: Vec<&str> = st
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .filter(|c| c.type_ == READY)
-        .map(|c| c.reason.as_str())
-        .collect();
+    let mut ready = 0usize;
+    for c in st.iter().flat_map(|s| &s.conditions) {
+        if c.type_ == READY {
+            c.reason.hash(h);
+            ready += 1;
+        }
+    }
     (
         ready,
         st.and_then(|s| s.section.as_ref()),
@@ -91,13 +196,72 @@ pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl H
         .hash(h);
 }
 
-pub(super) fn get(key: u128) -> Option<Plan> {
-    let last = LAST.lock().expect("plan memo lock");
-    last.as_ref()
+pub(super) fn get(key: u128) -> Option<Arc<Plan>> {
+    state()
+        .plan
+        .as_ref()
         .filter(|(k, _)| *k == key)
         .map(|(_, p)| p.clone())
 }
 
-pub(super) fn put(key: u128, plan: &Plan) {
-    *LAST.lock().expect("plan memo lock") = Some((key, plan.clone()));
+pub(super) fn put(key: u128, plan: Arc<Plan>) {
+    state().plan = Some((key, plan));
+}
+
+/// The read of aws-auth's `data` fingerprinted `key`: the last one, or `read` made now.
+pub(super) fn prepared(key: u128, read: impl FnOnce() -> Prepared) -> Arc<Prepared> {
+    if let Some((_, p)) = state().read.as_ref().filter(|(k, _)| *k == key) {
+        return p.clone();
+    }
+    let p = Arc::new(read());
+    state().read = Some((key, p.clone()));
+    p
+}
+
+/// The ownership record of `current`, parsed (the last one again when its text is the same).
+pub(super) fn ownership(current: Option<&ConfigMap>) -> Result<Arc<Ownership>, String> {
+    let text = current
+        .and_then(|c| c.metadata.annotations.as_ref())
+        .and_then(|a| a.get(OWNERSHIP_ANNOTATION));
+    let Some(text) = text else {
+        return Ok(Arc::default());
+    };
+    if let Some((_, o)) = state().ownership.as_ref().filter(|(t, _)| t == text) {
+        return Ok(o.clone());
+    }
+    let o = Arc::new(Ownership::from_configmap(current)?);
+    state().ownership = Some((text.clone(), o.clone()));
+    Ok(o)
+}
+
+/// Drops everything kept, so a test can compare against a plan worked out from scratch.
+#[cfg(test)]
+pub(super) fn forget() {
+    *state() = State::default();
+    super::super::authmap::memo::forget();
+}
+
+/// What each grant decides on its own, `decide` called for the grants not seen with these
+/// inputs and rails before. `grants` pairs each grant with its fingerprint.
+pub(super) fn own<'g>(
+    grants: &[(&'g IamAccessGrant, u128)],
+    rails: u128,
+    decide: impl Fn(&'g IamAccessGrant) -> Own,
+) -> Vec<Arc<Own>> {
+    let mut st = state();
+    let out: Vec<Arc<Own>> = grants
+        .iter()
+        .map(|&(g, key)| {
+            st.own
+                .entry((rails, key))
+                .or_insert_with(|| Arc::new(decide(g)))
+                .clone()
+        })
+        .collect();
+    // Keep what this plan used once the rest outgrows it (deleted or edited grants, old rails).
+    if st.own.len() > 2 * grants.len() + 1024 {
+        let used: HashSet<(u128, u128)> = grants.iter().map(|&(_, k)| (rails, k)).collect();
+        st.own.retain(|k, _| used.contains(k));
+    }
+    out
 }

@@ -871,7 +871,7 @@ fn update_statuses(
             (Reason::Applied, Some(e)) => {
                 (Reason::Pending, format!("waiting to write aws-auth: {e}"))
             }
-            (r, _) => (r, verdict.message.clone()),
+            (r, _) => (r, verdict.message.to_string()),
         };
         let desired = status::desired(g, reason, &truncate(&message), verdict, &now);
         (g.status.as_ref() != Some(&desired)).then_some((g, reason, desired))

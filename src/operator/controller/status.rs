@@ -21,7 +21,7 @@ pub fn desired(
     };
     IamAccessGrantStatus {
         observed_generation: generation,
-        canonical_arn: verdict.canonical_arn.clone(),
+        canonical_arn: verdict.canonical_arn.as_deref().map(str::to_string),
         section: verdict.section.map(|s| s.key().to_string()),
         conditions: vec![Condition {
             type_: READY.to_string(),
