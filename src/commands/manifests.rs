@@ -160,7 +160,7 @@ fn type_error(grant: &str, field: &[String], t: &Typed) -> Verdict {
         )
     };
     Verdict {
-        grant: grant.to_string(),
+        grant: grant.into(),
         reason: Reason::Invalid,
         message: message.into(),
         section: None,

@@ -1,6 +1,6 @@
 //! The plan: all grants + the current aws-auth ConfigMap -> the new aws-auth `data`, the ownership
 //! record, a verdict per grant and a diff. Pure; the controller and `render` both call it.
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,8 +10,8 @@ use crate::api::{IamAccessGrant, Reason};
 use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::render::{
-    RenderMismatch, account_text, mapping_text, mapping_text_len, quoted_len, render_accounts,
-    render_mapping_texts, render_mappings,
+    RenderMismatch, account_text, mapping_text, mapping_text_len, prove_mapping_texts, quoted_len,
+    render_accounts, render_mappings,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
 use crate::engine::validate::{Entry, ValidGrant, validate};
@@ -316,19 +316,36 @@ fn split_key(k: &str) -> (&str, &str) {
 
 /// Bytes the ownership record grows by when `key` is added (its prefix is counted the first
 /// time), and the prefix to note when it is.
-fn record_cost<'k>(key: &'k str, prefixes: &HashSet<&str>) -> (usize, Option<&'k str>) {
-    let (prefix, name) = split_key(key);
-    if prefixes.contains(prefix) {
+/// `prefix` is the prefix's length and [`Keyed`] hash when known.
+fn record_cost<'k>(
+    key: &'k str,
+    prefix: Option<(usize, u64)>,
+    prefixes: &KeyMap<Keyed<'k>, ()>,
+) -> (usize, Option<Keyed<'k>>) {
+    let (prefix, name) = match prefix {
+        Some((len, hash)) => (
+            Keyed {
+                hash,
+                key: &key[..len],
+            },
+            &key[len..],
+        ),
+        None => {
+            let (p, n) = split_key(key);
+            (Keyed::lookup(p), n)
+        }
+    };
+    if prefixes.contains_key(&prefix) {
         (name.len() + 3, None)
     } else {
-        (name.len() + 3 + prefix.len() + 8, Some(prefix))
+        (name.len() + 3 + prefix.key.len() + 8, Some(prefix))
     }
 }
 
 /// What the plan decided for one grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub grant: String,
+    pub grant: Arc<str>,
     pub reason: Reason,
     /// Shared with the plan's per-grant parts, which thousands of verdicts repeat pass after pass.
     pub message: Arc<str>,
@@ -416,7 +433,7 @@ impl Plan {
     pub fn verdict(&self, grant: &str) -> Option<&Verdict> {
         // Verdicts are sorted by grant name; a sync looks up every grant.
         self.verdicts
-            .binary_search_by(|v| v.grant.as_str().cmp(grant))
+            .binary_search_by(|v| (*v.grant).cmp(grant))
             .ok()
             .map(|i| &self.verdicts[i])
     }
@@ -632,7 +649,13 @@ impl Prepared {
 
 /// What a grant decides on its own (its spec, its status, the configured rails), before other
 /// grants and aws-auth are looked at. Kept per grant between plans (see [`memo`]).
-pub(super) enum Own {
+pub(super) struct Own {
+    /// The grant's name (part of what the decision is kept by).
+    name: Arc<str>,
+    decision: Decision,
+}
+
+pub(super) enum Decision {
     Refused(Refusal),
     Candidate(Candidate),
 }
@@ -650,9 +673,13 @@ pub(super) struct Candidate {
     valid: ValidGrant,
     /// The principal's key with its hash (the plan's maps are keyed by it).
     key: OwnedKey,
+    /// The key's part the ownership record shares (see [`split_key`]): its length and hash.
+    prefix: (usize, u64),
     canonical: Arc<str>,
     /// The entry as the renderer writes it (its length is the size budget's unit).
     text: String,
+    /// Set once `text` has been proven to read back as the entry (see [`render_managed`]).
+    proven: std::sync::atomic::AtomicBool,
     /// The Applied verdict's message.
     applied: Arc<str>,
 }
@@ -660,8 +687,15 @@ pub(super) struct Candidate {
 /// The checks that read nothing but the grant and the configuration, in the order the plan
 /// makes them.
 fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
+    Own {
+        name: name_of(g).into(),
+        decision: decide(g, config),
+    }
+}
+
+fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
     let refused = |reason, message: String, v: Option<&ValidGrant>| {
-        Own::Refused(Refusal {
+        Decision::Refused(Refusal {
             reason,
             message: excerpt(&message, MAX_MESSAGE_CHARS).into(),
             section: v.map(|v| v.section),
@@ -691,7 +725,7 @@ fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
             };
             // The kept entry's key and principal go into the status, so that the next pass
             // (after the status says Invalid) still knows what to keep.
-            return Own::Refused(Refusal {
+            return Decision::Refused(Refusal {
                 reason: Reason::Invalid,
                 message: excerpt(&format!("{invalid}{suffix}"), MAX_MESSAGE_CHARS).into(),
                 section: kept.as_ref().map(|k| k.0),
@@ -736,11 +770,16 @@ fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
         Entry::Account(a) => account_text(a),
     };
     debug_assert_eq!(text.len(), entry_len(v.section, &v.entry));
-    Own::Candidate(Candidate {
+    Decision::Candidate(Candidate {
         applied: excerpt(&describe(v.section, &v.entry), MAX_MESSAGE_CHARS).into(),
         key: OwnedKey::new(v.key.clone()),
+        prefix: {
+            let p = split_key(&v.key).0;
+            (p.len(), Keyed::lookup(p).hash)
+        },
         canonical: v.canonical.as_str().into(),
         text,
+        proven: Default::default(),
         valid: v,
     })
 }
@@ -754,11 +793,11 @@ fn name_of(g: &IamAccessGrant) -> &str {
         .unwrap_or_default()
 }
 
-/// An entry the plan writes for the operator, with its text when already rendered.
+/// An entry the plan writes for the operator, with its grant's rendered text when it has one.
 #[derive(Clone, Copy)]
 struct Managed<'a> {
     entry: &'a Entry,
-    text: Option<&'a str>,
+    text: Option<&'a Candidate>,
 }
 
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
@@ -827,17 +866,18 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     let owns = memo::own(&order, fp.rails, |g| decide_own(g, config));
 
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(order.len());
-    let mut claimed: KeyMap<Keyed, &str> = KeyMap::with_capacity_and_hasher(order.len(), Prehashed);
-    let mut accepted: Vec<(&str, &Candidate, bool)> = Vec::with_capacity(order.len());
+    let mut claimed: KeyMap<Keyed, &Arc<str>> =
+        KeyMap::with_capacity_and_hasher(order.len(), Prehashed);
+    let mut accepted: Vec<(&Arc<str>, &Candidate, bool)> = Vec::with_capacity(order.len());
     let mut last_applied_of_invalid: Vec<(Section, Keyed)> = Vec::new();
     // Grants that wait on an unreadable key keep the entry they have, whatever it is.
     let mut held: Vec<(Section, Keyed)> = Vec::new();
     for ((g, _), own) in order.iter().zip(&owns) {
-        let name = name_of(g);
-        let c = match &**own {
-            Own::Refused(r) => {
+        let name = &own.name;
+        let c = match &own.decision {
+            Decision::Refused(r) => {
                 verdicts.push(Verdict {
-                    grant: name.to_string(),
+                    grant: name.clone(),
                     reason: r.reason,
                     message: r.message.clone(),
                     section: r.section,
@@ -848,13 +888,13 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
                 }
                 continue;
             }
-            Own::Candidate(c) => c,
+            Decision::Candidate(c) => c,
         };
         let v = &c.valid;
         let key = c.key.borrowed();
         let mut refuse = |reason, message: String| {
             verdicts.push(Verdict {
-                grant: name.to_string(),
+                grant: name.clone(),
                 reason,
                 message: excerpt(&message, MAX_MESSAGE_CHARS).into(),
                 section: Some(v.section),
@@ -911,7 +951,7 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
 
     // Size budget, oldest grant first: whatever does not fit is refused, deterministically.
     let mut adopted: KeyMap<Keyed, ()> = KeyMap::default();
-    let mut managed: BTreeMap<Section, BTreeMap<&str, Managed>> = BTreeMap::new();
+    let mut managed: BTreeMap<Section, Vec<(&str, Managed)>> = BTreeMap::new();
     let fixed_bytes: usize = cur_data
         .iter()
         .filter(|(k, _)| Section::from_key(k).is_none())
@@ -946,7 +986,7 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     let annotation_budget = config
         .max_annotation_bytes
         .saturating_sub(other_annotations);
-    let mut prefixes: HashSet<&str> = HashSet::new();
+    let mut prefixes: KeyMap<Keyed, ()> = KeyMap::default();
     let mut annotation_bytes = OWNERSHIP_ANNOTATION.len() + 16;
     // Managed entries of now that the plan keeps, each counted once: when that is all of them,
     // nothing is removed and the breaker has nothing to look at.
@@ -954,18 +994,21 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
     let invalid_kept = last_applied_of_invalid
         .into_iter()
         .filter(|(_, key)| !claimed.contains_key(key));
+    // Two invalid grants can keep the same entry.
+    let mut kept: KeyMap<(Section, Keyed), ()> = KeyMap::default();
     for (section, key) in invalid_kept.chain(held) {
-        if let Some(((_, key), &entry)) = managed_now.get_key_value(&(section, key)) {
-            let key = key.as_str();
+        if let Some((&(_, key), &entry)) = managed_now.get_key_value(&(section, key))
+            && kept.insert((section, key), ()).is_none()
+        {
             data_bytes += entry_len(section, entry);
-            let (cost, prefix) = record_cost(key, &prefixes);
+            let (cost, prefix) = record_cost(key.as_str(), None, &prefixes);
             annotation_bytes += cost;
-            prefixes.extend(prefix);
-            let new = managed
+            prefixes.extend(prefix.map(|p| (p, ())));
+            managed
                 .entry(section)
                 .or_default()
-                .insert(key, Managed { entry, text: None });
-            kept_now += usize::from(new.is_none());
+                .push((key.as_str(), Managed { entry, text: None }));
+            kept_now += 1;
         }
     }
     for (name, c, in_aws_auth) in accepted {
@@ -973,7 +1016,7 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         let adopting = unowned.contains_key(&c.key.borrowed());
         // An adopted entry replaces one already counted in `fixed_bytes`.
         let size = if adopting { 0 } else { c.text.len() };
-        let (ann, prefix) = record_cost(&v.key, &prefixes);
+        let (ann, prefix) = record_cost(&v.key, Some(c.prefix), &prefixes);
         let too_large = if data_bytes + size > config.max_data_bytes {
             Some(format!(
                 "adding {} ({size} bytes) would take aws-auth's data to {} bytes, past its budget of {} (a ConfigMap holds 1 MiB; the budget keeps a {} KiB margin); {} bytes are left",
@@ -996,7 +1039,7 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         };
         if let Some(why) = too_large {
             verdicts.push(Verdict {
-                grant: name.to_string(),
+                grant: name.clone(),
                 reason: Reason::TooLarge,
                 message: excerpt(
                     &format!("{why}: remove unused grants, or grant roles that many people assume"),
@@ -1010,25 +1053,30 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
         }
         data_bytes += size;
         annotation_bytes += ann;
-        prefixes.extend(prefix);
+        prefixes.extend(prefix.map(|p| (p, ())));
         if adopting {
             adopted.insert(c.key.borrowed(), ());
         }
         verdicts.push(Verdict {
-            grant: name.to_string(),
+            grant: name.clone(),
             reason: Reason::Applied,
             message: c.applied.clone(),
             section: Some(v.section),
             canonical_arn: Some(c.canonical.clone()),
         });
-        managed.entry(v.section).or_default().insert(
+        managed.entry(v.section).or_default().push((
             &v.key,
             Managed {
                 entry: &v.entry,
-                text: Some(&c.text),
+                text: Some(c),
             },
-        );
+        ));
         kept_now += usize::from(in_aws_auth);
+    }
+    // Managed entries go by principal key; each key is in a key once (claims are unique, and
+    // kept entries are neither claimed nor repeated).
+    for entries in managed.values_mut() {
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
 
     let (held, confirmed, removed) = if kept_now == managed_now.len() {
@@ -1062,8 +1110,8 @@ fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
             .collect();
         ownership
             .0
-            .insert(section, mine.keys().map(|k| k.to_string()).collect());
-        after.extend(mine.into_values());
+            .insert(section, mine.iter().map(|(k, _)| k.to_string()).collect());
+        after.extend(mine.into_iter().map(|(_, m)| m));
         let same = after.len() == current.len()
             && after.iter().zip(current).all(|(a, (_, e, _))| a.entry == e);
         if same {
@@ -1123,20 +1171,34 @@ fn render_managed(section: Section, entries: &[Managed]) -> Result<String, Rende
             .collect();
         return render_accounts(&accounts);
     }
-    let texts: Vec<(std::borrow::Cow<str>, &Mapping)> = entries
+    use std::sync::atomic::Ordering;
+    let texts: Vec<(std::borrow::Cow<str>, &Mapping, Option<&Candidate>)> = entries
         .iter()
         .filter_map(|m| match m.entry {
             Entry::Mapping(mapping) => Some((
-                m.text
-                    .map(std::borrow::Cow::Borrowed)
-                    .unwrap_or_else(|| mapping_text(section, mapping).into()),
+                m.text.map_or_else(
+                    || mapping_text(section, mapping).into(),
+                    |c| c.text.as_str().into(),
+                ),
                 mapping,
+                m.text,
             )),
             Entry::Account(_) => None,
         })
         .collect();
-    let pairs: Vec<(&str, &Mapping)> = texts.iter().map(|(t, m)| (t.as_ref(), *m)).collect();
-    render_mapping_texts(section, &pairs)
+    // A grant's text proven in an earlier pass needs no look-up in the renderer's memo.
+    let unproven: Vec<(&str, &Mapping)> = texts
+        .iter()
+        .filter(|(_, _, c)| !c.is_some_and(|c| c.proven.load(Ordering::Relaxed)))
+        .map(|(t, m, _)| (t.as_ref(), *m))
+        .collect();
+    prove_mapping_texts(section, &unproven)?;
+    for (_, _, c) in &texts {
+        if let Some(c) = c {
+            c.proven.store(true, Ordering::Relaxed);
+        }
+    }
+    Ok(texts.iter().map(|(t, _, _)| t.as_ref()).collect())
 }
 
 /// The removal breaker. Managed entries present now and absent from the new plan are removals;
@@ -1148,11 +1210,16 @@ fn hold_removals<'a>(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
     managed_now: &KeyMap<(Section, Keyed<'a>), &'a Entry>,
-    managed: &mut BTreeMap<Section, BTreeMap<&'a str, Managed<'a>>>,
+    managed: &mut BTreeMap<Section, Vec<(&'a str, Managed<'a>)>>,
 ) -> (Option<HeldRemoval>, Option<HeldRemoval>, usize) {
+    let has = |s: &Section, k: &str| {
+        managed
+            .get(s)
+            .is_some_and(|m| m.binary_search_by(|(x, _)| (*x).cmp(k)).is_ok())
+    };
     let mut removed: Vec<(Section, &str)> = managed_now
         .keys()
-        .filter(|(s, k)| !managed.get(s).is_some_and(|m| m.contains_key(k.as_str())))
+        .filter(|(s, k)| !has(s, k.as_str()))
         .map(|(s, k)| (*s, k.as_str()))
         .collect();
     if removed.is_empty() {
@@ -1218,7 +1285,10 @@ fn hold_removals<'a>(
         managed
             .entry(key.0)
             .or_default()
-            .insert(key.1, Managed { entry, text: None });
+            .push((key.1, Managed { entry, text: None }));
+    }
+    for entries in managed.values_mut() {
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
     (Some(hold), None, 0)
 }

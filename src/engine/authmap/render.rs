@@ -63,14 +63,23 @@ pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, 
 }
 
 /// Joins entry texts, each the [`mapping_text`] of its mapping, and proves the authenticator
-/// reads back exactly the mappings. Entry texts already proven so (see [`super::memo`]) are not
-/// read again.
+/// reads back exactly the mappings.
 pub(crate) fn render_mapping_texts(
     section: Section,
     entries: &[(&str, &Mapping)],
 ) -> Result<String, RenderMismatch> {
+    prove_mapping_texts(section, entries)?;
+    Ok(entries.iter().map(|(t, _)| *t).collect())
+}
+
+/// Proves that entry texts, each the [`mapping_text`] of its mapping, read back as exactly their
+/// mappings wherever they stand in a key. Texts already proven so (see [`super::memo`]) are not
+/// read again.
+pub(crate) fn prove_mapping_texts(
+    section: Section,
+    entries: &[(&str, &Mapping)],
+) -> Result<(), RenderMismatch> {
     debug_assert!(entries.iter().all(|(t, m)| *t == mapping_text(section, m)));
-    let out: String = entries.iter().map(|(t, _)| *t).collect();
     // Only the entries not verified yet are read back, together: each entry text stands alone.
     let new = super::memo::unverified(section, entries);
     if !new.is_empty() {
@@ -83,7 +92,7 @@ pub(crate) fn render_mapping_texts(
             new.iter().map(|(t, m)| (t.to_string(), (*m).clone())),
         );
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The length of [`quote`]'s output, without building it.

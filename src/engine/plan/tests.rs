@@ -54,10 +54,7 @@ fn apply(p: &Plan, current: Option<&ConfigMap>) -> ConfigMap {
 }
 
 fn reasons(p: &Plan) -> Vec<(&str, Reason)> {
-    p.verdicts
-        .iter()
-        .map(|v| (v.grant.as_str(), v.reason))
-        .collect()
+    p.verdicts.iter().map(|v| (&*v.grant, v.reason)).collect()
 }
 
 #[test]
