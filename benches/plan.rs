@@ -1,6 +1,7 @@
 //! Prints how long one sync's pure part takes (plan: read, validate, merge, render, re-read) and how
 //! big aws-auth gets, for growing numbers of grants over an aws-auth that already holds 100
 //! entries of EKS's (node roles). `cargo bench --bench plan`.
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,7 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
 use aws_auth_operator::engine::plan::{PlanConfig, plan};
 
-fn grants(n: usize) -> Vec<IamAccessGrant> {
+/// Shared, as the controller hands its cache's grants to the plan.
+fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
     (0..n)
         .map(|i| {
             let kind = if i % 2 == 0 { "role" } else { "user" };
@@ -26,7 +28,7 @@ fn grants(n: usize) -> Vec<IamAccessGrant> {
             g.metadata.creation_timestamp = Some(Time(
                 Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
             ));
-            g
+            Arc::new(g)
         })
         .collect()
 }

@@ -801,7 +801,7 @@ struct Managed<'a> {
 }
 
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
-pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
+pub fn plan<G: GrantRef>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
@@ -815,7 +815,7 @@ pub fn plan<G: std::borrow::Borrow<IamAccessGrant>>(
     Ok(p)
 }
 
-fn plan_anew<G: std::borrow::Borrow<IamAccessGrant>>(
+fn plan_anew<G: GrantRef>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
@@ -1420,6 +1420,7 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
 }
 
 mod memo;
+pub use memo::GrantRef;
 pub(crate) use memo::grant_inputs;
 #[cfg(test)]
 mod tests;

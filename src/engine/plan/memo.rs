@@ -33,6 +33,36 @@ struct State {
     read: Option<(u128, Arc<Prepared>)>,
     ownership: Option<(String, Arc<Ownership>)>,
     own: HashMap<(u128, u128), Arc<Own>, Fingerprints>,
+    /// Fingerprints of grants shared with the controller's cache, by address. Each entry holds
+    /// its grant, so the address cannot be reused by another object while it is here, and a
+    /// shared grant is never changed in place: same address, same grant, same fingerprint.
+    shared: HashMap<usize, Shared>,
+    /// Counts fingerprint calls; marks the shared grants the last one saw.
+    calls: u64,
+}
+
+struct Shared {
+    grant: Arc<IamAccessGrant>,
+    fingerprint: u128,
+    seen: u64,
+}
+
+/// A grant as the plan takes it: owned, borrowed, or shared with the controller's cache (whose
+/// fingerprint is then worked out once per version of the grant, not once per pass).
+pub trait GrantRef: std::borrow::Borrow<IamAccessGrant> {
+    fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
+        None
+    }
+}
+
+impl GrantRef for IamAccessGrant {}
+
+impl GrantRef for &IamAccessGrant {}
+
+impl GrantRef for Arc<IamAccessGrant> {
+    fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
+        Some(self)
+    }
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(Default::default);
@@ -110,7 +140,7 @@ impl Hasher for Folded {
 
 /// Everything `plan` reads, hashed. Grants are combined order-independently: a cache hands them
 /// over in any order, and the plan sorts them itself.
-pub(super) fn fingerprint<G: std::borrow::Borrow<IamAccessGrant>>(
+pub(super) fn fingerprint<G: GrantRef>(
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
@@ -123,14 +153,40 @@ pub(super) fn fingerprint<G: std::borrow::Borrow<IamAccessGrant>>(
     // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
     // long writes instead of dozens of short ones.
     let mut bytes = Bytes(Vec::with_capacity(256));
+    let mut hash = |g: &IamAccessGrant| {
+        bytes.0.clear();
+        grant_inputs(g, true, &mut bytes);
+        hash128(|h| h.write(&bytes.0))
+    };
+    let mut st = state();
+    st.calls += 1;
+    let call = st.calls;
+    let mut shared = 0;
     let grants: Vec<u128> = grants
         .iter()
         .map(|g| {
-            bytes.0.clear();
-            grant_inputs(g.borrow(), true, &mut bytes);
-            hash128(|h| h.write(&bytes.0))
+            let Some(arc) = g.shared() else {
+                return hash(g.borrow());
+            };
+            shared += 1;
+            let e = st
+                .shared
+                .entry(Arc::as_ptr(arc) as usize)
+                .or_insert_with(|| Shared {
+                    grant: arc.clone(),
+                    fingerprint: hash(arc),
+                    seen: call,
+                });
+            debug_assert!(Arc::ptr_eq(&e.grant, arc));
+            e.seen = call;
+            e.fingerprint
         })
         .collect();
+    // Versions of grants no longer in the cache are let go.
+    if st.shared.len() > shared {
+        st.shared.retain(|_, e| e.seen == call);
+    }
+    drop(st);
     let mut sum = hash128(|mut h| {
         config_hash(config, &mut h);
         data.hash(&mut h);

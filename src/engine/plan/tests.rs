@@ -950,6 +950,27 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     let distinct: std::collections::HashSet<_> = variants.iter().chain([&base]).collect();
     assert_eq!(distinct.len(), variants.len() + 1);
 
+    // Grants shared with a cache are fingerprinted as the same grants owned, and a new version
+    // of one (another object) is told apart from the version seen before.
+    let shared: Vec<std::sync::Arc<IamAccessGrant>> =
+        gs.iter().cloned().map(std::sync::Arc::new).collect();
+    assert_eq!(
+        super::memo::fingerprint(&shared, Some(&cm), &cfg()).plan,
+        base
+    );
+    let mut edited = shared.clone();
+    let mut g = (*edited[0]).clone();
+    g.spec.groups.push("ops".into());
+    edited[0] = std::sync::Arc::new(g);
+    assert_eq!(
+        super::memo::fingerprint(&edited, Some(&cm), &cfg()).plan,
+        variants[0]
+    );
+    assert_eq!(
+        super::memo::fingerprint(&shared, Some(&cm), &cfg()).plan,
+        base
+    );
+
     // A plan served from the memo is the plan worked out anew.
     let first = plan(&gs, Some(&cm), &cfg()).unwrap();
     assert_eq!(plan(&gs, Some(&cm), &cfg()).unwrap(), first);
