@@ -628,12 +628,32 @@ pub(super) struct Prepared {
 
 impl Prepared {
     fn new(data: &BTreeMap<String, String>) -> Self {
-        let read = read_data(data);
-        let entries = Section::ALL
+        let mut read = read_data(data);
+        let readable: Vec<Section> = Section::ALL
             .into_iter()
             .filter(|&s| read.readable(s))
+            .collect();
+        // The entries move out of the reader's result; the plan asks it only about findings.
+        let mut take = |s: Section| -> Vec<(usize, Entry)> {
+            match s {
+                Section::MapRoles => std::mem::take(&mut read.roles.entries)
+                    .into_iter()
+                    .map(|e| (e.line, Entry::Mapping(e.value)))
+                    .collect(),
+                Section::MapUsers => std::mem::take(&mut read.users.entries)
+                    .into_iter()
+                    .map(|e| (e.line, Entry::Mapping(e.value)))
+                    .collect(),
+                Section::MapAccounts => std::mem::take(&mut read.accounts.entries)
+                    .into_iter()
+                    .map(|e| (e.line, Entry::Account(e.value)))
+                    .collect(),
+            }
+        };
+        let entries = readable
+            .into_iter()
             .map(|s| {
-                let entries = section_entries(&read, s)
+                let entries = take(s)
                     .into_iter()
                     .map(|(line, e)| {
                         let key = OwnedKey::new(entry_key(&e));
@@ -653,6 +673,8 @@ pub(super) struct Own {
     /// The grant's name (part of what the decision is kept by).
     name: Arc<str>,
     decision: Decision,
+    /// Whether the decision read the grant's status (an invalid grant's last applied entry).
+    read_status: bool,
 }
 
 pub(super) enum Decision {
@@ -670,9 +692,10 @@ pub(super) struct Refusal {
 }
 
 pub(super) struct Candidate {
-    valid: ValidGrant,
+    section: Section,
     /// The principal's key with its hash (the plan's maps are keyed by it).
     key: OwnedKey,
+    entry: Entry,
     /// The key's part the ownership record shares (see [`split_key`]): its length and hash.
     prefix: (usize, u64),
     canonical: Arc<str>,
@@ -687,9 +710,11 @@ pub(super) struct Candidate {
 /// The checks that read nothing but the grant and the configuration, in the order the plan
 /// makes them.
 fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
+    let decision = decide(g, config);
     Own {
         name: name_of(g).into(),
-        decision: decide(g, config),
+        read_status: matches!(&decision, Decision::Refused(r) if r.reason == Reason::Invalid),
+        decision,
     }
 }
 
@@ -765,22 +790,27 @@ fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
             Some(&v),
         );
     }
-    let text = match &v.entry {
-        Entry::Mapping(m) => mapping_text(v.section, m),
+    let ValidGrant {
+        section,
+        key,
+        canonical,
+        entry,
+    } = v;
+    let text = match &entry {
+        Entry::Mapping(m) => mapping_text(section, m),
         Entry::Account(a) => account_text(a),
     };
-    debug_assert_eq!(text.len(), entry_len(v.section, &v.entry));
+    debug_assert_eq!(text.len(), entry_len(section, &entry));
+    let prefix = split_key(&key).0;
     Decision::Candidate(Candidate {
-        applied: excerpt(&describe(v.section, &v.entry), MAX_MESSAGE_CHARS).into(),
-        key: OwnedKey::new(v.key.clone()),
-        prefix: {
-            let p = split_key(&v.key).0;
-            (p.len(), Keyed::lookup(p).hash)
-        },
-        canonical: v.canonical.as_str().into(),
+        applied: excerpt(&describe(section, &entry), MAX_MESSAGE_CHARS).into(),
+        prefix: (prefix.len(), Keyed::lookup(prefix).hash),
+        key: OwnedKey::new(key),
+        canonical: canonical.into(),
         text,
         proven: Default::default(),
-        valid: v,
+        section,
+        entry,
     })
 }
 
@@ -853,7 +883,7 @@ fn plan_anew<G: GrantRef>(
     }
 
     // Oldest first: the oldest grant wins a principal.
-    let mut order: Vec<(&IamAccessGrant, u128)> = grants
+    let mut order: Vec<(&IamAccessGrant, memo::GrantPrint)> = grants
         .iter()
         .map(|g| g.borrow())
         .zip(fp.grants.iter().copied())
@@ -890,14 +920,13 @@ fn plan_anew<G: GrantRef>(
             }
             Decision::Candidate(c) => c,
         };
-        let v = &c.valid;
         let key = c.key.borrowed();
         let mut refuse = |reason, message: String| {
             verdicts.push(Verdict {
                 grant: name.clone(),
                 reason,
                 message: excerpt(&message, MAX_MESSAGE_CHARS).into(),
-                section: Some(v.section),
+                section: Some(c.section),
                 canonical_arn: Some(c.canonical.clone()),
             })
         };
@@ -906,27 +935,27 @@ fn plan_anew<G: GrantRef>(
                 Reason::Conflict,
                 format!(
                     "{} is already granted by IamAccessGrant {winner}, which is older; delete one of the two",
-                    v.canonical
+                    c.canonical
                 ),
             );
             continue;
         }
         claimed.insert(key, name);
-        if let Some(f) = read.first_blocking(v.section) {
+        if let Some(f) = read.first_blocking(c.section) {
             refuse(
                 Reason::AwsAuthUnreadable,
                 format!("aws-auth {f}. This key is left untouched until it is fixed by hand"),
             );
             continue;
         }
-        let section_key = (v.section, key);
+        let section_key = (c.section, key);
         let in_aws_auth = managed_now.contains_key(&section_key);
-        if let Some((other, f)) = unreadable_holder(read, cur_data, v, in_aws_auth) {
+        if let Some((other, f)) = unreadable_holder(read, cur_data, c, in_aws_auth) {
             refuse(
                 Reason::AwsAuthUnreadable,
                 format!(
                     "aws-auth {other} cannot be read exactly and may map {} (EKS looks in mapRoles, then mapUsers, whatever the entry's field): {f}. Nothing changes for this grant until that key is fixed by hand",
-                    v.canonical
+                    c.canonical
                 ),
             );
             if in_aws_auth {
@@ -941,7 +970,7 @@ fn plan_anew<G: GrantRef>(
                 Reason::Conflict,
                 format!(
                     "aws-auth {} line {} already maps {} and is not managed by aws-auth-operator (written by EKS, eksctl or by hand); set spec.adopt: true to take it over, or remove that entry",
-                    u.section, u.line, v.canonical
+                    u.section, u.line, c.canonical
                 ),
             );
             continue;
@@ -1012,15 +1041,14 @@ fn plan_anew<G: GrantRef>(
         }
     }
     for (name, c, in_aws_auth) in accepted {
-        let v = &c.valid;
         let adopting = unowned.contains_key(&c.key.borrowed());
         // An adopted entry replaces one already counted in `fixed_bytes`.
         let size = if adopting { 0 } else { c.text.len() };
-        let (ann, prefix) = record_cost(&v.key, Some(c.prefix), &prefixes);
+        let (ann, prefix) = record_cost(&c.key.key, Some(c.prefix), &prefixes);
         let too_large = if data_bytes + size > config.max_data_bytes {
             Some(format!(
                 "adding {} ({size} bytes) would take aws-auth's data to {} bytes, past its budget of {} (a ConfigMap holds 1 MiB; the budget keeps a {} KiB margin); {} bytes are left",
-                v.canonical,
+                c.canonical,
                 data_bytes + size,
                 config.max_data_bytes,
                 DATA_MARGIN / 1024,
@@ -1029,7 +1057,7 @@ fn plan_anew<G: GrantRef>(
         } else if annotation_bytes + ann > annotation_budget {
             Some(format!(
                 "adding {} would take the ownership record ({OWNERSHIP_ANNOTATION}) to {} bytes, past the {} bytes the other annotations leave of their 256 KiB limit; {} bytes are left",
-                v.canonical,
+                c.canonical,
                 annotation_bytes + ann,
                 annotation_budget,
                 annotation_budget.saturating_sub(annotation_bytes)
@@ -1046,7 +1074,7 @@ fn plan_anew<G: GrantRef>(
                     MAX_MESSAGE_CHARS,
                 )
                 .into(),
-                section: Some(v.section),
+                section: Some(c.section),
                 canonical_arn: Some(c.canonical.clone()),
             });
             continue;
@@ -1061,13 +1089,13 @@ fn plan_anew<G: GrantRef>(
             grant: name.clone(),
             reason: Reason::Applied,
             message: c.applied.clone(),
-            section: Some(v.section),
+            section: Some(c.section),
             canonical_arn: Some(c.canonical.clone()),
         });
-        managed.entry(v.section).or_default().push((
-            &v.key,
+        managed.entry(c.section).or_default().push((
+            &c.key.key,
             Managed {
-                entry: &v.entry,
+                entry: &c.entry,
                 text: Some(c),
             },
         ));
@@ -1313,17 +1341,17 @@ fn cluster_creator_message(arn: &str) -> String {
 fn unreadable_holder<'r>(
     read: &'r AwsAuthRead,
     data: &BTreeMap<String, String>,
-    v: &ValidGrant,
+    c: &Candidate,
     in_aws_auth: bool,
 ) -> Option<(Section, &'r Finding)> {
-    let other = match v.section {
+    let other = match c.section {
         Section::MapRoles if !in_aws_auth => Section::MapUsers,
         Section::MapUsers => Section::MapRoles,
         _ => return None,
     };
     let f = read.first_blocking(other)?;
     let text = data.get(other.key())?;
-    could_hold(text, &v.canonical).then_some((other, f))
+    could_hold(text, &c.canonical).then_some((other, f))
 }
 
 /// Whether text that cannot be read exactly might still name `canonical` to EKS: `/NAME` appears

@@ -37,7 +37,9 @@ pub fn quote(s: &str) -> String {
 
 /// One `mapRoles`/`mapUsers` entry; a key's text is its entries' texts in order.
 pub fn mapping_text(section: Section, e: &Mapping) -> String {
-    let mut out = format!("- {}: {}\n", section.arn_field(), quote(&e.arn));
+    // Sized exactly: thousands of these are kept between passes.
+    let mut out = String::with_capacity(mapping_text_len(section, e));
+    let _ = writeln!(out, "- {}: {}", section.arn_field(), quote(&e.arn));
     if !e.username.is_empty() {
         let _ = writeln!(out, "  username: {}", quote(&e.username));
     }

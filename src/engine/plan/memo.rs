@@ -2,7 +2,7 @@
 //! grants, aws-auth and configuration give the same plan: a pass that sees what an earlier one
 //! saw (a resync, a watch restart, an event that changed nothing the plan reads) gets that plan
 //! back instead of reading, validating and merging thousands of grants again.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -32,7 +32,7 @@ struct State {
     plan: Option<(u128, Arc<Plan>)>,
     read: Option<(u128, Arc<Prepared>)>,
     ownership: Option<(String, Arc<Ownership>)>,
-    own: HashMap<(u128, u128), Arc<Own>, Fingerprints>,
+    own: HashMap<(u128, u128), OwnEntry, Fingerprints>,
     /// Fingerprints of grants shared with the controller's cache, by address. Each entry holds
     /// its grant, so the address cannot be reused by another object while it is here, and a
     /// shared grant is never changed in place: same address, same grant, same fingerprint.
@@ -43,8 +43,24 @@ struct State {
 
 struct Shared {
     grant: Arc<IamAccessGrant>,
-    fingerprint: u128,
+    fingerprint: GrantPrint,
     seen: u64,
+}
+
+/// A grant's decision, kept by the grant's inputs without its status; `full` is the fingerprint
+/// with the status, which a decision that read the status must match too.
+struct OwnEntry {
+    own: Arc<Own>,
+    full: u128,
+    seen: u64,
+}
+
+/// A grant's fingerprints: of everything the plan reads of it, and of the same without its
+/// status (all a valid grant's decision reads, so a status update does not make it anew).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct GrantPrint {
+    pub full: u128,
+    pub spec: u128,
 }
 
 /// A grant as the plan takes it: owned, borrowed, or shared with the controller's cache (whose
@@ -79,7 +95,7 @@ pub(super) struct Fingerprint {
     /// aws-auth's `data` (none and empty differ).
     pub data: u128,
     /// Each grant's inputs, in the order given.
-    pub grants: Vec<u128>,
+    pub grants: Vec<GrantPrint>,
     /// The rails a grant is checked against on its own.
     pub rails: u128,
 }
@@ -155,14 +171,17 @@ pub(super) fn fingerprint<G: GrantRef>(
     let mut bytes = Bytes(Vec::with_capacity(256));
     let mut hash = |g: &IamAccessGrant| {
         bytes.0.clear();
-        grant_inputs(g, true, &mut bytes);
-        hash128(|h| h.write(&bytes.0))
+        grant_inputs(g, false, &mut bytes);
+        let spec = hash128(|h| h.write(&bytes.0));
+        status_inputs(g, &mut bytes);
+        let full = hash128(|h| h.write(&bytes.0));
+        GrantPrint { full, spec }
     };
     let mut st = state();
     st.calls += 1;
     let call = st.calls;
     let mut shared = 0;
-    let grants: Vec<u128> = grants
+    let grants: Vec<GrantPrint> = grants
         .iter()
         .map(|g| {
             let Some(arc) = g.shared() else {
@@ -193,7 +212,7 @@ pub(super) fn fingerprint<G: GrantRef>(
         current.map(|c| &c.metadata.annotations).hash(&mut h);
     });
     for g in &grants {
-        sum = sum.wrapping_add(*g);
+        sum = sum.wrapping_add(g.full);
     }
     // The count too, so that a grant added and another removed cannot cancel out by chance.
     Fingerprint {
@@ -233,9 +252,13 @@ pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl H
         .hash(h);
     let s = &g.spec;
     (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
-    if !with_status {
-        return;
+    if with_status {
+        status_inputs(g, h);
     }
+}
+
+/// The part of a grant's status the plan reads (see [`grant_inputs`]).
+fn status_inputs(g: &IamAccessGrant, h: &mut impl Hasher) {
     let st = g.status.as_ref();
     let mut ready = 0usize;
     for c in st.iter().flat_map(|s| &s.conditions) {
@@ -300,24 +323,36 @@ pub(super) fn forget() {
 /// What each grant decides on its own, `decide` called for the grants not seen with these
 /// inputs and rails before. `grants` pairs each grant with its fingerprint.
 pub(super) fn own<'g>(
-    grants: &[(&'g IamAccessGrant, u128)],
+    grants: &[(&'g IamAccessGrant, GrantPrint)],
     rails: u128,
     decide: impl Fn(&'g IamAccessGrant) -> Own,
 ) -> Vec<Arc<Own>> {
     let mut st = state();
+    st.calls += 1;
+    let call = st.calls;
+    let mut made = false;
     let out: Vec<Arc<Own>> = grants
         .iter()
-        .map(|&(g, key)| {
-            st.own
-                .entry((rails, key))
-                .or_insert_with(|| Arc::new(decide(g)))
-                .clone()
+        .map(|&(g, print)| {
+            let mut make = || {
+                made = true;
+                OwnEntry {
+                    own: Arc::new(decide(g)),
+                    full: print.full,
+                    seen: call,
+                }
+            };
+            let e = st.own.entry((rails, print.spec)).or_insert_with(&mut make);
+            if e.own.read_status && e.full != print.full {
+                *e = make();
+            }
+            e.seen = call;
+            e.own.clone()
         })
         .collect();
-    // Keep what this plan used once the rest outgrows it (deleted or edited grants, old rails).
-    if st.own.len() > 2 * grants.len() + 1024 {
-        let used: HashSet<(u128, u128)> = grants.iter().map(|&(_, k)| (rails, k)).collect();
-        st.own.retain(|k, _| used.contains(k));
+    // Decisions no grant of this plan has (deleted or edited grants, old rails) are let go.
+    if made && st.own.len() > grants.len() {
+        st.own.retain(|_, e| e.seen == call);
     }
     out
 }

@@ -1025,6 +1025,10 @@ fn reused_parts_give_the_plan_worked_out_from_scratch() {
             g[1].status = Some(applied_status(g[1].spec.arn.as_deref().unwrap()));
             g[1].spec.arn = Some("not an arn".into());
         }),
+        // Only its status changes (it no longer names an entry to keep): its decision follows.
+        Box::new(|g, _| {
+            g[1].status.as_mut().unwrap().conditions[0].reason = "Conflict".into();
+        }),
         Box::new(|g, _| {
             g.push(grant(
                 "dup",
