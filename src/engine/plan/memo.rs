@@ -33,16 +33,18 @@ struct State {
     read: Option<(u128, Arc<Prepared>)>,
     ownership: Option<(String, Arc<Ownership>)>,
     own: HashMap<(u128, u128), OwnEntry, Fingerprints>,
-    /// Fingerprints of grants shared with the controller's cache, by address. Each entry holds
-    /// its grant, so the address cannot be reused by another object while it is here, and a
-    /// shared grant is never changed in place: same address, same grant, same fingerprint.
+    /// Fingerprints of grants shared with the controller's cache, by address. Each entry holds a
+    /// weak reference to its grant: the allocation stays reserved while it is here (so no other
+    /// object can take the address) without keeping the grant's content alive once the cache lets
+    /// it go, and a grant shared this way cannot be changed in place (`Arc::get_mut` and
+    /// `make_mut` do not change a value others may see): same address, same grant.
     shared: HashMap<usize, Shared>,
     /// Counts fingerprint calls; marks the shared grants the last one saw.
     calls: u64,
 }
 
 struct Shared {
-    grant: Arc<IamAccessGrant>,
+    grant: std::sync::Weak<IamAccessGrant>,
     fingerprint: GrantPrint,
     seen: u64,
 }
@@ -192,11 +194,11 @@ pub(super) fn fingerprint<G: GrantRef>(
                 .shared
                 .entry(Arc::as_ptr(arc) as usize)
                 .or_insert_with(|| Shared {
-                    grant: arc.clone(),
+                    grant: Arc::downgrade(arc),
                     fingerprint: hash(arc),
                     seen: call,
                 });
-            debug_assert!(Arc::ptr_eq(&e.grant, arc));
+            debug_assert!(std::ptr::eq(e.grant.as_ptr(), Arc::as_ptr(arc)));
             e.seen = call;
             e.fingerprint
         })

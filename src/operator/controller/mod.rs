@@ -811,7 +811,9 @@ async fn write(
             info!(
                 resource_version = written.metadata.resource_version.as_deref().unwrap_or(""),
                 history_ms = history_took.as_secs_f64() * 1e3,
-                changes = ?p.diff,
+                changed_entries = p.diff.len(),
+                // The first few: a write of thousands of entries stays one readable line.
+                changes = ?&p.diff[..p.diff.len().min(LOGGED_CHANGES)],
                 "aws-auth written"
             );
             Ok(Ok(written))
@@ -824,6 +826,9 @@ async fn write(
         Err(e) => Ok(Err(Error::Kube(e))),
     }
 }
+
+/// Entry changes a write's log line lists (all are counted).
+const LOGGED_CHANGES: usize = 20;
 
 /// Replaces aws-auth and asks for the answer as metadata only: the server keeps `data` as sent,
 /// so the written object is what was sent with the server's metadata, and up to 1 MiB is not
