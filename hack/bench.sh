@@ -4,6 +4,8 @@
 # BENCHMARKS.md for the last results and the machine they came from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/shipped-build.sh
+. hack/shipped-build.sh
 cargo bench --bench plan
 dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-bench.XXXXXX")"
 trap 'hack/local-cluster.sh down "$dir"' EXIT

@@ -29,8 +29,10 @@ base() {
 
 build() {
   base
+  # shellcheck source=hack/shipped-build.sh
+  . hack/shipped-build.sh
   cargo build --quiet --release --locked --bin aws-auth-operator
-  local target="${CARGO_TARGET_DIR:-target}" ctx
+  local target="$CARGO_TARGET_DIR" ctx
   ctx="$(mktemp -d)"
   strip -o "$ctx/aws-auth-operator" "$target/release/aws-auth-operator"
   podman build --quiet --build-arg BINARY=prebuilt -f "$PWD/Dockerfile" -t "$TAG" "$ctx" >/dev/null

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Run(args) => {
+            limit_malloc_arenas();
             aws_auth_operator::operator::telemetry::init(args.log_format);
             runtime().block_on(controller::run(*args)).map(|()| true)
         }
@@ -80,6 +81,28 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc gives a thread that finds the allocator busy an arena of its own (up to eight per core),
+/// and memory freed into one arena is not reused by another: during a burst the runtime's
+/// threads each grow their own. Two arenas keep the peak about 1 MiB lower with 1,000 grants at
+/// no measured cost in latency (BENCHMARKS.md). `MALLOC_ARENA_MAX` in the environment still wins.
+/// Called before any thread starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    unsafe extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const M_ARENA_MAX: std::ffi::c_int = -8;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt sets one allocator parameter; nothing else runs yet.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime starts")

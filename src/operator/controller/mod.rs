@@ -124,9 +124,34 @@ struct Context {
     /// When this instance removed how many managed entries, within `removal_window`.
     removals: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, usize)>>,
     removal_window: Duration,
+    /// aws-auth's resourceVersion as its (metadata) watch last saw it; none while unknown.
+    aws_auth_seen: Arc<std::sync::Mutex<Option<String>>>,
+    /// aws-auth as this instance last wrote it (what it sent, with the server's metadata).
+    last_written: std::sync::Mutex<Option<Arc<ConfigMap>>>,
 }
 
 impl Context {
+    /// aws-auth as this instance last wrote it, if its watch has seen nothing newer: the same
+    /// resourceVersion is the same object, so the pass need not read 1 MiB again. Should a write
+    /// of someone else's not have reached the watch yet, the write based on this copy carries
+    /// its resourceVersion as precondition and is refused; the pass after it reads afresh.
+    fn still_written(&self) -> Option<Arc<ConfigMap>> {
+        let seen = self
+            .aws_auth_seen
+            .lock()
+            .expect("aws-auth seen lock")
+            .clone()?;
+        self.last_written
+            .lock()
+            .expect("last written lock")
+            .clone()
+            .filter(|w| w.metadata.resource_version.as_deref() == Some(seen.as_str()))
+    }
+
+    fn forget_written(&self) {
+        *self.last_written.lock().expect("last written lock") = None;
+    }
+
     /// Managed entries removed within the window; older records are dropped.
     fn recently_removed(&self) -> usize {
         let mut r = self.removals.lock().expect("removals lock");
@@ -206,11 +231,30 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // aws-auth of 700 KB is not sent and decoded once more for every write.
     let cm_meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
         Api::namespaced(client.clone(), &args.aws_auth_namespace);
+    let aws_auth_seen: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let seen = aws_auth_seen.clone();
     let cm_events = watcher(cm_meta, cm_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "aws-auth"))
-        .touched_objects()
-        .map_ok(|_| ())
+        .inspect_ok(move |ev| {
+            // A relist starts from not knowing: a deletion missed in a watch gap shows up as no
+            // object at all.
+            let rv = match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    o.metadata.resource_version.clone()
+                }
+                watcher::Event::Delete(_) | watcher::Event::Init => None,
+                watcher::Event::InitDone => return,
+            };
+            *seen.lock().expect("aws-auth seen lock") = rv;
+        })
+        .try_filter_map(|ev| async move {
+            Ok(matches!(
+                ev,
+                watcher::Event::Apply(_) | watcher::Event::InitApply(_) | watcher::Event::Delete(_)
+            )
+            .then_some(()))
+        })
         .boxed();
     let notify = changes.clone();
     let watches = tokio::spawn(async move {
@@ -257,6 +301,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         statuses: Default::default(),
         removals: Default::default(),
         removal_window: args.removal_window,
+        aws_auth_seen,
+        last_written: Default::default(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -290,6 +336,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let mut gate = gate.clone();
         loop {
             gate.opened().await;
+            // What a new leader wrote before, others may have replaced since: it reads afresh.
+            ctx.forget_written();
             // A new leader syncs at once: its predecessor may have stopped mid-burst.
             changes.notify_one();
             tokio::select! {
@@ -540,19 +588,34 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
     // Both reads at once; the CRD's metadata is all the check needs.
-    let (crd, current) = tokio::join!(
-        ctx.crds.get_metadata_opt(CRD_NAME),
-        ctx.configmaps.get_opt(&ctx.name)
-    );
+    let reuse = ctx.still_written();
+    let read_aws_auth = async {
+        match reuse {
+            Some(w) => Ok(Some(w)),
+            None => ctx
+                .configmaps
+                .get_opt(&ctx.name)
+                .await
+                .map(|c| c.map(Arc::new)),
+        }
+    };
+    let (crd, current) = tokio::join!(ctx.crds.get_metadata_opt(CRD_NAME), read_aws_auth);
     let (crd, current) = (crd?, current?);
     config.grants_unavailable = grants_unavailable(crd.map(|c| c.metadata));
     config.recently_removed = ctx.recently_removed();
     let t_read = started.elapsed();
-    let p = plan(&grants, current.as_ref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
+    let p =
+        plan(&grants, current.as_deref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
     let t_plan = started.elapsed();
     let (written, write_error) = if p.changed {
-        match write(ctx, &p, current.as_ref()).await? {
-            Ok(w) => (Some(w), None),
+        // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
+        ctx.forget_written();
+        match write(ctx, &p, current.as_deref()).await? {
+            Ok(w) => {
+                let w = Arc::new(w);
+                *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
+                (Some(w), None)
+            }
             Err(e) => (None, Some(e)),
         }
     } else {
@@ -564,7 +627,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         .removals_held
         .set(p.held.as_ref().map_or(0, |h| h.count as i64));
     if write_error.is_none() {
-        report_rails(ctx, &p, current.as_ref()).await;
+        report_rails(ctx, &p, current.as_deref()).await;
     }
     if p.changed && write_error.is_none() {
         ctx.removed(&p);
