@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
-use aws_auth_operator::engine::plan::{PlanConfig, plan};
+use aws_auth_operator::engine::plan::{Memo, PlanConfig, plan_in};
 
 /// Shared, as the controller hands its cache's grants to the plan.
 fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
@@ -63,6 +63,10 @@ fn eks_aws_auth() -> ConfigMap {
 
 fn main() {
     let config = PlanConfig::default();
+    // One planner's memory across the runs, as the controller keeps one across its passes.
+    let memo = Memo::default();
+    let plan =
+        |g: &[Arc<IamAccessGrant>], c: Option<&ConfigMap>, k: &PlanConfig| plan_in(&memo, g, c, k);
     let eks = eks_aws_auth();
     println!(
         "{:>7}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}  {:>9}",

@@ -836,16 +836,28 @@ pub fn plan<G: GrantRef>(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
 ) -> Result<Arc<Plan>, RenderMismatch> {
-    let fp = memo::fingerprint(grants, current, config);
-    if let Some(p) = memo::get(fp.plan) {
+    plan_in(&Memo::default(), grants, current, config)
+}
+
+/// [`plan`], keeping in `memo` what a later plan over mostly the same inputs reuses (the
+/// controller's passes). The result is the same as [`plan`]'s for the same inputs.
+pub fn plan_in<G: GrantRef>(
+    memo: &Memo,
+    grants: &[G],
+    current: Option<&ConfigMap>,
+    config: &PlanConfig,
+) -> Result<Arc<Plan>, RenderMismatch> {
+    let fp = memo.fingerprint(grants, current, config);
+    if let Some(p) = memo.get(fp.plan) {
         return Ok(p);
     }
-    let p = Arc::new(plan_anew(grants, current, config, &fp)?);
-    memo::put(fp.plan, p.clone());
+    let p = Arc::new(plan_anew(memo, grants, current, config, &fp)?);
+    memo.put(fp.plan, p.clone());
     Ok(p)
 }
 
 fn plan_anew<G: GrantRef>(
+    memo: &Memo,
     grants: &[G],
     current: Option<&ConfigMap>,
     config: &PlanConfig,
@@ -853,10 +865,10 @@ fn plan_anew<G: GrantRef>(
 ) -> Result<Plan, RenderMismatch> {
     let empty = BTreeMap::new();
     let cur_data = current.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
-    let prepared = memo::prepared(fp.data, || Prepared::new(cur_data));
+    let prepared = memo.prepared(fp.data, || Prepared::new(cur_data));
     let read = &prepared.read;
     let mut notes = Vec::new();
-    let owned_before = memo::ownership(current).unwrap_or_else(|e| {
+    let owned_before = memo.ownership(current).unwrap_or_else(|e| {
         notes.push(e);
         Arc::default()
     });
@@ -893,7 +905,7 @@ fn plan_anew<G: GrantRef>(
         let tb = b.metadata.creation_timestamp.as_ref();
         (ta.is_none(), ta, name_of(a)).cmp(&(tb.is_none(), tb, name_of(b)))
     });
-    let owns = memo::own(&order, fp.rails, |g| decide_own(g, config));
+    let owns = memo.own(&order, fp.rails, |g| decide_own(g, config));
 
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(order.len());
     let mut claimed: KeyMap<Keyed, &Arc<str>> =
@@ -1448,7 +1460,7 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
 }
 
 mod memo;
-pub use memo::GrantRef;
 pub(crate) use memo::grant_inputs;
+pub use memo::{GrantRef, Memo};
 #[cfg(test)]
 mod tests;

@@ -83,11 +83,19 @@ impl GrantRef for Arc<IamAccessGrant> {
     }
 }
 
-static STATE: LazyLock<Mutex<State>> = LazyLock::new(Default::default);
+/// What one planner keeps between its plans (the controller keeps one for its passes; a plan
+/// made elsewhere, such as an admission review of one grant, must not replace what the passes
+/// reuse).
+#[derive(Default)]
+pub struct Memo {
+    state: Mutex<State>,
+}
 
-fn state() -> std::sync::MutexGuard<'static, State> {
-    // The state holds only finished values; one left by a panicking plan is still whole.
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+impl Memo {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state holds only finished values; one left by a panicking plan is still whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The fingerprints of one plan's inputs.
@@ -156,72 +164,75 @@ impl Hasher for Folded {
     }
 }
 
-/// Everything `plan` reads, hashed. Grants are combined order-independently: a cache hands them
-/// over in any order, and the plan sorts them itself.
-pub(super) fn fingerprint<G: GrantRef>(
-    grants: &[G],
-    current: Option<&ConfigMap>,
-    config: &PlanConfig,
-) -> Fingerprint {
-    let data = hash128(|mut h| current.map(|c| &c.data).hash(&mut h));
-    let rails = hash128(|mut h| {
-        (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
-        config.privileged_principals.hash(&mut h);
-    });
-    // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
-    // long writes instead of dozens of short ones.
-    let mut bytes = Bytes(Vec::with_capacity(256));
-    let mut hash = |g: &IamAccessGrant| {
-        bytes.0.clear();
-        grant_inputs(g, false, &mut bytes);
-        let spec = hash128(|h| h.write(&bytes.0));
-        status_inputs(g, &mut bytes);
-        let full = hash128(|h| h.write(&bytes.0));
-        GrantPrint { full, spec }
-    };
-    let mut st = state();
-    st.calls += 1;
-    let call = st.calls;
-    let mut shared = 0;
-    let grants: Vec<GrantPrint> = grants
-        .iter()
-        .map(|g| {
-            let Some(arc) = g.shared() else {
-                return hash(g.borrow());
-            };
-            shared += 1;
-            let e = st
-                .shared
-                .entry(Arc::as_ptr(arc) as usize)
-                .or_insert_with(|| Shared {
-                    grant: Arc::downgrade(arc),
-                    fingerprint: hash(arc),
-                    seen: call,
-                });
-            debug_assert!(std::ptr::eq(e.grant.as_ptr(), Arc::as_ptr(arc)));
-            e.seen = call;
-            e.fingerprint
-        })
-        .collect();
-    // Versions of grants no longer in the cache are let go.
-    if st.shared.len() > shared {
-        st.shared.retain(|_, e| e.seen == call);
-    }
-    drop(st);
-    let mut sum = hash128(|mut h| {
-        config_hash(config, &mut h);
-        data.hash(&mut h);
-        current.map(|c| &c.metadata.annotations).hash(&mut h);
-    });
-    for g in &grants {
-        sum = sum.wrapping_add(g.full);
-    }
-    // The count too, so that a grant added and another removed cannot cancel out by chance.
-    Fingerprint {
-        plan: sum ^ (grants.len() as u128),
-        data,
-        grants,
-        rails,
+impl Memo {
+    /// Everything `plan` reads, hashed. Grants are combined order-independently: a cache hands them
+    /// over in any order, and the plan sorts them itself.
+    pub(super) fn fingerprint<G: GrantRef>(
+        &self,
+        grants: &[G],
+        current: Option<&ConfigMap>,
+        config: &PlanConfig,
+    ) -> Fingerprint {
+        let data = hash128(|mut h| current.map(|c| &c.data).hash(&mut h));
+        let rails = hash128(|mut h| {
+            (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
+            config.privileged_principals.hash(&mut h);
+        });
+        // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
+        // long writes instead of dozens of short ones.
+        let mut bytes = Bytes(Vec::with_capacity(256));
+        let mut hash = |g: &IamAccessGrant| {
+            bytes.0.clear();
+            grant_inputs(g, false, &mut bytes);
+            let spec = hash128(|h| h.write(&bytes.0));
+            status_inputs(g, &mut bytes);
+            let full = hash128(|h| h.write(&bytes.0));
+            GrantPrint { full, spec }
+        };
+        let mut st = self.state();
+        st.calls += 1;
+        let call = st.calls;
+        let mut shared = 0;
+        let grants: Vec<GrantPrint> = grants
+            .iter()
+            .map(|g| {
+                let Some(arc) = g.shared() else {
+                    return hash(g.borrow());
+                };
+                shared += 1;
+                let e = st
+                    .shared
+                    .entry(Arc::as_ptr(arc) as usize)
+                    .or_insert_with(|| Shared {
+                        grant: Arc::downgrade(arc),
+                        fingerprint: hash(arc),
+                        seen: call,
+                    });
+                debug_assert!(std::ptr::eq(e.grant.as_ptr(), Arc::as_ptr(arc)));
+                e.seen = call;
+                e.fingerprint
+            })
+            .collect();
+        // Versions of grants no longer in the cache are let go.
+        if st.shared.len() > shared {
+            st.shared.retain(|_, e| e.seen == call);
+        }
+        drop(st);
+        let mut sum = hash128(|mut h| {
+            config_hash(config, &mut h);
+            data.hash(&mut h);
+            current.map(|c| &c.metadata.annotations).hash(&mut h);
+        });
+        for g in &grants {
+            sum = sum.wrapping_add(g.full);
+        }
+        // The count too, so that a grant added and another removed cannot cancel out by chance.
+        Fingerprint {
+            plan: sum ^ (grants.len() as u128),
+            data,
+            grants,
+            rails,
+        }
     }
 }
 
@@ -277,84 +288,87 @@ fn status_inputs(g: &IamAccessGrant, h: &mut impl Hasher) {
         .hash(h);
 }
 
-pub(super) fn get(key: u128) -> Option<Arc<Plan>> {
-    state()
-        .plan
-        .as_ref()
-        .filter(|(k, _)| *k == key)
-        .map(|(_, p)| p.clone())
-}
-
-pub(super) fn put(key: u128, plan: Arc<Plan>) {
-    state().plan = Some((key, plan));
-}
-
-/// The read of aws-auth's `data` fingerprinted `key`: the last one, or `read` made now.
-pub(super) fn prepared(key: u128, read: impl FnOnce() -> Prepared) -> Arc<Prepared> {
-    if let Some((_, p)) = state().read.as_ref().filter(|(k, _)| *k == key) {
-        return p.clone();
+impl Memo {
+    pub(super) fn get(&self, key: u128) -> Option<Arc<Plan>> {
+        self.state()
+            .plan
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, p)| p.clone())
     }
-    let p = Arc::new(read());
-    state().read = Some((key, p.clone()));
-    p
-}
 
-/// The ownership record of `current`, parsed (the last one again when its text is the same).
-pub(super) fn ownership(current: Option<&ConfigMap>) -> Result<Arc<Ownership>, String> {
-    let text = current
-        .and_then(|c| c.metadata.annotations.as_ref())
-        .and_then(|a| a.get(OWNERSHIP_ANNOTATION));
-    let Some(text) = text else {
-        return Ok(Arc::default());
-    };
-    if let Some((_, o)) = state().ownership.as_ref().filter(|(t, _)| t == text) {
-        return Ok(o.clone());
+    pub(super) fn put(&self, key: u128, plan: Arc<Plan>) {
+        self.state().plan = Some((key, plan));
     }
-    let o = Arc::new(Ownership::from_configmap(current)?);
-    state().ownership = Some((text.clone(), o.clone()));
-    Ok(o)
-}
 
-/// Drops everything kept, so a test can compare against a plan worked out from scratch.
-#[cfg(test)]
-pub(super) fn forget() {
-    *state() = State::default();
-    super::super::authmap::memo::forget();
-}
+    /// The read of aws-auth's `data` fingerprinted `key`: the last one, or `read` made now.
+    pub(super) fn prepared(&self, key: u128, read: impl FnOnce() -> Prepared) -> Arc<Prepared> {
+        if let Some((_, p)) = self.state().read.as_ref().filter(|(k, _)| *k == key) {
+            return p.clone();
+        }
+        let p = Arc::new(read());
+        self.state().read = Some((key, p.clone()));
+        p
+    }
 
-/// What each grant decides on its own, `decide` called for the grants not seen with these
-/// inputs and rails before. `grants` pairs each grant with its fingerprint.
-pub(super) fn own<'g>(
-    grants: &[(&'g IamAccessGrant, GrantPrint)],
-    rails: u128,
-    decide: impl Fn(&'g IamAccessGrant) -> Own,
-) -> Vec<Arc<Own>> {
-    let mut st = state();
-    st.calls += 1;
-    let call = st.calls;
-    let mut made = false;
-    let out: Vec<Arc<Own>> = grants
-        .iter()
-        .map(|&(g, print)| {
-            let mut make = || {
-                made = true;
-                OwnEntry {
-                    own: Arc::new(decide(g)),
-                    full: print.full,
-                    seen: call,
+    /// The ownership record of `current`, parsed (the last one again when its text is the same).
+    pub(super) fn ownership(&self, current: Option<&ConfigMap>) -> Result<Arc<Ownership>, String> {
+        let text = current
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(OWNERSHIP_ANNOTATION));
+        let Some(text) = text else {
+            return Ok(Arc::default());
+        };
+        if let Some((_, o)) = self.state().ownership.as_ref().filter(|(t, _)| t == text) {
+            return Ok(o.clone());
+        }
+        let o = Arc::new(Ownership::from_configmap(current)?);
+        self.state().ownership = Some((text.clone(), o.clone()));
+        Ok(o)
+    }
+
+    /// Drops everything kept, so a test can compare against a plan worked out from scratch.
+    #[cfg(test)]
+    pub(super) fn forget(&self) {
+        *self.state() = State::default();
+        super::super::authmap::memo::forget();
+    }
+
+    /// What each grant decides on its own, `decide` called for the grants not seen with these
+    /// inputs and rails before. `grants` pairs each grant with its fingerprint.
+    pub(super) fn own<'g>(
+        &self,
+        grants: &[(&'g IamAccessGrant, GrantPrint)],
+        rails: u128,
+        decide: impl Fn(&'g IamAccessGrant) -> Own,
+    ) -> Vec<Arc<Own>> {
+        let mut st = self.state();
+        st.calls += 1;
+        let call = st.calls;
+        let mut made = false;
+        let out: Vec<Arc<Own>> = grants
+            .iter()
+            .map(|&(g, print)| {
+                let mut make = || {
+                    made = true;
+                    OwnEntry {
+                        own: Arc::new(decide(g)),
+                        full: print.full,
+                        seen: call,
+                    }
+                };
+                let e = st.own.entry((rails, print.spec)).or_insert_with(&mut make);
+                if e.own.read_status && e.full != print.full {
+                    *e = make();
                 }
-            };
-            let e = st.own.entry((rails, print.spec)).or_insert_with(&mut make);
-            if e.own.read_status && e.full != print.full {
-                *e = make();
-            }
-            e.seen = call;
-            e.own.clone()
-        })
-        .collect();
-    // Decisions no grant of this plan has (deleted or edited grants, old rails) are let go.
-    if made && st.own.len() > grants.len() {
-        st.own.retain(|_, e| e.seen == call);
+                e.seen = call;
+                e.own.clone()
+            })
+            .collect();
+        // Decisions no grant of this plan has (deleted or edited grants, old rails) are let go.
+        if made && st.own.len() > grants.len() {
+            st.own.retain(|_, e| e.seen == call);
+        }
+        out
     }
-    out
 }

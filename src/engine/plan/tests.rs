@@ -890,7 +890,7 @@ fn five_thousand_grants_fit_and_too_large_says_what_is_left() {
 
 #[test]
 fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
-    use super::memo::fingerprint;
+    let memo = Memo::default();
     let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
     let gs = vec![
         grant(
@@ -904,8 +904,9 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
             role("arn:aws:iam::111122223333:role/b", "b", &["dev"]),
         ),
     ];
-    let fingerprint =
-        |g: &[IamAccessGrant], c: Option<&ConfigMap>, k: &PlanConfig| fingerprint(g, c, k).plan;
+    let fingerprint = |g: &[IamAccessGrant], c: Option<&ConfigMap>, k: &PlanConfig| {
+        memo.fingerprint(g, c, k).plan
+    };
     let base = fingerprint(&gs, Some(&cm), &cfg());
     // The same inputs in another order are the same inputs.
     let reversed: Vec<_> = gs.iter().rev().cloned().collect();
@@ -954,28 +955,25 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     // of one (another object) is told apart from the version seen before.
     let shared: Vec<std::sync::Arc<IamAccessGrant>> =
         gs.iter().cloned().map(std::sync::Arc::new).collect();
-    assert_eq!(
-        super::memo::fingerprint(&shared, Some(&cm), &cfg()).plan,
-        base
-    );
+    assert_eq!(memo.fingerprint(&shared, Some(&cm), &cfg()).plan, base);
     let mut edited = shared.clone();
     let mut g = (*edited[0]).clone();
     g.spec.groups.push("ops".into());
     edited[0] = std::sync::Arc::new(g);
     assert_eq!(
-        super::memo::fingerprint(&edited, Some(&cm), &cfg()).plan,
+        memo.fingerprint(&edited, Some(&cm), &cfg()).plan,
         variants[0]
     );
-    assert_eq!(
-        super::memo::fingerprint(&shared, Some(&cm), &cfg()).plan,
-        base
-    );
+    assert_eq!(memo.fingerprint(&shared, Some(&cm), &cfg()).plan, base);
 
     // A plan served from the memo is the plan worked out anew.
-    let first = plan(&gs, Some(&cm), &cfg()).unwrap();
-    assert_eq!(plan(&gs, Some(&cm), &cfg()).unwrap(), first);
-    let fp = super::memo::fingerprint(&gs, Some(&cm), &cfg());
-    assert_eq!(plan_anew(&gs, Some(&cm), &cfg(), &fp).unwrap(), *first);
+    let first = plan_in(&memo, &gs, Some(&cm), &cfg()).unwrap();
+    assert_eq!(plan_in(&memo, &gs, Some(&cm), &cfg()).unwrap(), first);
+    let fp = memo.fingerprint(&gs, Some(&cm), &cfg());
+    assert_eq!(
+        plan_anew(&Memo::default(), &gs, Some(&cm), &cfg(), &fp).unwrap(),
+        *first
+    );
 }
 
 /// Each part a plan reuses (the read of aws-auth, the ownership record, each grant's own
@@ -998,14 +996,15 @@ fn reused_parts_give_the_plan_worked_out_from_scratch() {
     ]);
     let mut cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
     let mut config = cfg();
+    let memo = Memo::default();
     let check = |gs: &[IamAccessGrant], cm: &ConfigMap, config: &PlanConfig| {
-        let fp = super::memo::fingerprint(gs, Some(cm), config);
-        let warm = plan_anew(gs, Some(cm), config, &fp).unwrap();
-        super::memo::forget();
-        let cold = plan_anew(gs, Some(cm), config, &fp).unwrap();
+        let fp = memo.fingerprint(gs, Some(cm), config);
+        let warm = plan_anew(&memo, gs, Some(cm), config, &fp).unwrap();
+        memo.forget();
+        let cold = plan_anew(&memo, gs, Some(cm), config, &fp).unwrap();
         assert_eq!(warm, cold);
         // Warm again for the next step.
-        let again = plan_anew(gs, Some(cm), config, &fp).unwrap();
+        let again = plan_anew(&memo, gs, Some(cm), config, &fp).unwrap();
         assert_eq!(again, cold);
         cold
     };

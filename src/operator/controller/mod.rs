@@ -25,7 +25,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
 use crate::engine::history::{self, HistoryArgs};
-use crate::engine::plan::{HeldRemoval, Plan, PlanConfig, RailsArgs, plan};
+use crate::engine::plan::{HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, plan_in};
 use crate::operator::http;
 use crate::operator::leader::{Election, Gate, LeaderArgs};
 use crate::operator::telemetry::{
@@ -128,6 +128,8 @@ struct Context {
     aws_auth_seen: Arc<std::sync::Mutex<Option<String>>>,
     /// aws-auth as this instance last wrote it (what it sent, with the server's metadata).
     last_written: std::sync::Mutex<Option<Arc<ConfigMap>>>,
+    /// What the passes' plans reuse from one pass to the next (the webhook's plans keep nothing).
+    memo: Memo,
 }
 
 impl Context {
@@ -303,6 +305,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         removal_window: args.removal_window,
         aws_auth_seen,
         last_written: Default::default(),
+        memo: Memo::default(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -604,8 +607,8 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     config.grants_unavailable = grants_unavailable(crd.map(|c| c.metadata));
     config.recently_removed = ctx.recently_removed();
     let t_read = started.elapsed();
-    let p =
-        plan(&grants, current.as_deref(), &config).map_err(|e| SyncError::Transient(e.into()))?;
+    let p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
+        .map_err(|e| SyncError::Transient(e.into()))?;
     let t_plan = started.elapsed();
     let (written, write_error) = if p.changed {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
