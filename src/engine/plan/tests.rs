@@ -1009,15 +1009,15 @@ fn reused_parts_give_the_plan_worked_out_from_scratch() {
         cold
     };
     type Step = Box<dyn Fn(&mut Vec<IamAccessGrant>, &mut PlanConfig)>;
+    let add = |name: &'static str, age: i64, role_name: &'static str| -> Step {
+        Box::new(move |g, _| {
+            let arn = format!("arn:aws:iam::111122223333:role/{role_name}");
+            g.push(grant(name, age, role(&arn, name, &["dev"])))
+        })
+    };
     let steps: Vec<Step> = vec![
         Box::new(|_, _| {}),
-        Box::new(|g, _| {
-            g.push(grant(
-                "r3",
-                60,
-                role("arn:aws:iam::111122223333:role/r3", "r3", &["ops"]),
-            ))
-        }),
+        add("r3", 60, "r3"),
         Box::new(|g, _| g[0].spec.groups.push("ops".into())),
         // An applied grant broken by an edit: its status names the entry it keeps.
         Box::new(|g, _| {
@@ -1028,13 +1028,8 @@ fn reused_parts_give_the_plan_worked_out_from_scratch() {
         Box::new(|g, _| {
             g[1].status.as_mut().unwrap().conditions[0].reason = "Conflict".into();
         }),
-        Box::new(|g, _| {
-            g.push(grant(
-                "dup",
-                70,
-                role("arn:aws:iam::111122223333:role/r1", "x", &["dev"]),
-            ))
-        }),
+        // A second grant of r1's role, younger: a conflict.
+        add("dup", 70, "r1"),
         Box::new(|g, _| g[2].spec.groups.push("system:masters".into())),
         Box::new(|_, k| {
             k.privileged_principals
