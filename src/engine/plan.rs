@@ -1183,8 +1183,9 @@ fn plan_anew<G: GrantRef>(
                 || rails_changed
         }
     };
-    // Every message was cut to MAX_MESSAGE_CHARS where it was made.
-    verdicts.sort_unstable_by(|a, b| a.grant.cmp(&b.grant));
+    // Every message was cut to MAX_MESSAGE_CHARS where it was made. Stable: two manifests of one
+    // name (a render over files) keep the order the plan decided them in.
+    verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
     Ok(Plan {
         data,
         ownership,
