@@ -11,7 +11,7 @@ use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::render::{
     RenderMismatch, account_text, mapping_text, mapping_text_len, prove_mapping_texts, quoted_len,
-    render_accounts, render_mappings,
+    render_accounts,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
 use crate::engine::validate::{Entry, ValidGrant, validate};
@@ -315,8 +315,8 @@ fn split_key(k: &str) -> (&str, &str) {
 }
 
 /// Bytes the ownership record grows by when `key` is added (its prefix is counted the first
-/// time), and the prefix to note when it is.
-/// `prefix` is the prefix's length and [`Keyed`] hash when known.
+/// time), and the prefix to note when it is. `prefix` is the prefix's length and [`Keyed`] hash
+/// when known.
 fn record_cost<'k>(
     key: &'k str,
     prefix: Option<(usize, u64)>,
@@ -498,24 +498,11 @@ pub(crate) fn render_entries(
     section: Section,
     entries: &[Entry],
 ) -> Result<String, RenderMismatch> {
-    if section == Section::MapAccounts {
-        let accounts: Vec<String> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Account(a) => Some(a.clone()),
-                Entry::Mapping(_) => None,
-            })
-            .collect();
-        return render_accounts(&accounts);
-    }
-    let mappings: Vec<Mapping> = entries
+    let entries: Vec<Managed> = entries
         .iter()
-        .filter_map(|e| match e {
-            Entry::Mapping(m) => Some(m.clone()),
-            Entry::Account(_) => None,
-        })
+        .map(|entry| Managed { entry, grant: None })
         .collect();
-    render_mappings(section, &mappings)
+    render_managed(section, &entries)
 }
 
 /// An unowned entry the plan found, by principal key.
@@ -823,11 +810,11 @@ fn name_of(g: &IamAccessGrant) -> &str {
         .unwrap_or_default()
 }
 
-/// An entry the plan writes for the operator, with its grant's rendered text when it has one.
+/// An entry the plan writes, with the grant it comes from (whose rendered text it reuses), if any.
 #[derive(Clone, Copy)]
 struct Managed<'a> {
     entry: &'a Entry,
-    text: Option<&'a Candidate>,
+    grant: Option<&'a Candidate>,
 }
 
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
@@ -975,7 +962,7 @@ fn plan_anew<G: GrantRef>(
             }
             continue;
         }
-        if let Some(u) = unowned.get(&section_key.1)
+        if let Some(u) = unowned.get(&key)
             && !g.spec.adopt
         {
             refuse(
@@ -1048,7 +1035,7 @@ fn plan_anew<G: GrantRef>(
             managed
                 .entry(section)
                 .or_default()
-                .push((key.as_str(), Managed { entry, text: None }));
+                .push((key.as_str(), Managed { entry, grant: None }));
             kept_now += 1;
         }
     }
@@ -1108,16 +1095,12 @@ fn plan_anew<G: GrantRef>(
             &c.key.key,
             Managed {
                 entry: &c.entry,
-                text: Some(c),
+                grant: Some(c),
             },
         ));
         kept_now += usize::from(in_aws_auth);
     }
-    // Managed entries go by principal key; each key is in a key once (claims are unique, and
-    // kept entries are neither claimed nor repeated).
-    for entries in managed.values_mut() {
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
+    by_principal(&mut managed);
 
     let (held, confirmed, removed) = if kept_now == managed_now.len() {
         (None, None, 0)
@@ -1146,7 +1129,7 @@ fn plan_anew<G: GrantRef>(
             .iter()
             .zip(owned)
             .filter(|((_, _, k), owned)| !**owned && !adopted.contains_key(&k.borrowed()))
-            .map(|((_, entry, _), _)| Managed { entry, text: None })
+            .map(|((_, entry, _), _)| Managed { entry, grant: None })
             .collect();
         ownership
             .0
@@ -1200,7 +1183,8 @@ fn plan_anew<G: GrantRef>(
     })
 }
 
-/// Renders a key from the entries the plan put in it, reusing the texts already rendered.
+/// Renders a key from its entries (a key only ever holds its own kind of entry), reusing the
+/// texts the grants' decisions rendered.
 fn render_managed(section: Section, entries: &[Managed]) -> Result<String, RenderMismatch> {
     if section == Section::MapAccounts {
         let accounts: Vec<String> = entries
@@ -1217,12 +1201,12 @@ fn render_managed(section: Section, entries: &[Managed]) -> Result<String, Rende
         .iter()
         .filter_map(|m| match m.entry {
             Entry::Mapping(mapping) => Some((
-                m.text.map_or_else(
+                m.grant.map_or_else(
                     || mapping_text(section, mapping).into(),
                     |c| c.text.as_str().into(),
                 ),
                 mapping,
-                m.text,
+                m.grant,
             )),
             Entry::Account(_) => None,
         })
@@ -1326,12 +1310,18 @@ fn hold_removals<'a>(
         managed
             .entry(key.0)
             .or_default()
-            .push((key.1, Managed { entry, text: None }));
+            .push((key.1, Managed { entry, grant: None }));
     }
+    by_principal(managed);
+    (Some(hold), None, 0)
+}
+
+/// Managed entries go by principal key. Each key is in a key once (claims are unique; kept
+/// entries are neither claimed nor repeated), so the order is total.
+fn by_principal(managed: &mut BTreeMap<Section, Vec<(&str, Managed)>>) {
     for entries in managed.values_mut() {
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
-    (Some(hold), None, 0)
 }
 
 /// Principals a held removal lists by name.

@@ -61,17 +61,8 @@ pub fn account_text(account: &str) -> String {
 pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
     let texts: Vec<String> = entries.iter().map(|e| mapping_text(section, e)).collect();
     let pairs: Vec<(&str, &Mapping)> = texts.iter().map(String::as_str).zip(entries).collect();
-    render_mapping_texts(section, &pairs)
-}
-
-/// Joins entry texts, each the [`mapping_text`] of its mapping, and proves the authenticator
-/// reads back exactly the mappings.
-pub(crate) fn render_mapping_texts(
-    section: Section,
-    entries: &[(&str, &Mapping)],
-) -> Result<String, RenderMismatch> {
-    prove_mapping_texts(section, entries)?;
-    Ok(entries.iter().map(|(t, _)| *t).collect())
+    prove_mapping_texts(section, &pairs)?;
+    Ok(texts.concat())
 }
 
 /// Proves that entry texts, each the [`mapping_text`] of its mapping, read back as exactly their

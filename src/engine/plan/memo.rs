@@ -1,7 +1,8 @@
-//! The last plan, by a fingerprint of everything the plan reads. The plan is pure, so the same
-//! grants, aws-auth and configuration give the same plan: a pass that sees what an earlier one
-//! saw (a resync, a watch restart, an event that changed nothing the plan reads) gets that plan
-//! back instead of reading, validating and merging thousands of grants again.
+//! What a planner keeps between plans. The plan is pure, so the same inputs give the same result:
+//! a pass that sees what an earlier one saw (a resync, a watch restart, an event that changed
+//! nothing the plan reads) gets that plan back, and a pass over mostly the same inputs reuses the
+//! parts whose own inputs did not change instead of reading, validating and rendering thousands
+//! of grants again.
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -39,7 +40,7 @@ struct State {
     /// it go, and a grant shared this way cannot be changed in place (`Arc::get_mut` and
     /// `make_mut` do not change a value others may see): same address, same grant.
     shared: HashMap<usize, Shared>,
-    /// Counts fingerprint calls; marks the shared grants the last one saw.
+    /// Counts calls; an entry marked with the current call was used by it (the rest is let go).
     calls: u64,
 }
 
@@ -80,21 +81,6 @@ impl GrantRef for &IamAccessGrant {}
 impl GrantRef for Arc<IamAccessGrant> {
     fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
         Some(self)
-    }
-}
-
-/// What one planner keeps between its plans (the controller keeps one for its passes; a plan
-/// made elsewhere, such as an admission review of one grant, must not replace what the passes
-/// reuse).
-#[derive(Default)]
-pub struct Memo {
-    state: Mutex<State>,
-}
-
-impl Memo {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state holds only finished values; one left by a panicking plan is still whole.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -164,7 +150,20 @@ impl Hasher for Folded {
     }
 }
 
+/// What one planner keeps between its plans (the controller keeps one for its passes; a plan
+/// made elsewhere, such as an admission review of one grant, must not replace what the passes
+/// reuse).
+#[derive(Default)]
+pub struct Memo {
+    state: Mutex<State>,
+}
+
 impl Memo {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state holds only finished values; one left by a panicking plan is still whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Everything `plan` reads, hashed. Grants are combined order-independently: a cache hands them
     /// over in any order, and the plan sorts them itself.
     pub(super) fn fingerprint<G: GrantRef>(
@@ -234,61 +233,8 @@ impl Memo {
             rails,
         }
     }
-}
 
-fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
-    let PlanConfig {
-        cluster_creators,
-        max_data_bytes,
-        max_annotation_bytes,
-        max_removals,
-        max_removal_percent,
-        privileged_groups,
-        privileged_principals,
-        grants_unavailable,
-        recently_removed,
-    } = c;
-    (cluster_creators, max_data_bytes, max_annotation_bytes).hash(h);
-    (max_removals, max_removal_percent, privileged_groups).hash(h);
-    (privileged_principals, grants_unavailable, recently_removed).hash(h);
-}
-
-/// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of
-/// its status that keeps an invalid grant's last applied entry. The plan reads that part only
-/// while the spec is invalid; the controller's change filter leaves it out otherwise.
-pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl Hasher) {
-    (&g.metadata.name, &g.metadata.generate_name).hash(h);
-    g.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.as_nanosecond())
-        .hash(h);
-    let s = &g.spec;
-    (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
-    if with_status {
-        status_inputs(g, h);
-    }
-}
-
-/// The part of a grant's status the plan reads (see [`grant_inputs`]).
-fn status_inputs(g: &IamAccessGrant, h: &mut impl Hasher) {
-    let st = g.status.as_ref();
-    let mut ready = 0usize;
-    for c in st.iter().flat_map(|s| &s.conditions) {
-        if c.type_ == READY {
-            c.reason.hash(h);
-            ready += 1;
-        }
-    }
-    (
-        ready,
-        st.and_then(|s| s.section.as_ref()),
-        st.and_then(|s| s.canonical_arn.as_ref()),
-    )
-        .hash(h);
-}
-
-impl Memo {
+    /// The last plan, if its inputs had this fingerprint.
     pub(super) fn get(&self, key: u128) -> Option<Arc<Plan>> {
         self.state()
             .plan
@@ -371,4 +317,56 @@ impl Memo {
         }
         out
     }
+}
+
+fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
+    let PlanConfig {
+        cluster_creators,
+        max_data_bytes,
+        max_annotation_bytes,
+        max_removals,
+        max_removal_percent,
+        privileged_groups,
+        privileged_principals,
+        grants_unavailable,
+        recently_removed,
+    } = c;
+    (cluster_creators, max_data_bytes, max_annotation_bytes).hash(h);
+    (max_removals, max_removal_percent, privileged_groups).hash(h);
+    (privileged_principals, grants_unavailable, recently_removed).hash(h);
+}
+
+/// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of
+/// its status that keeps an invalid grant's last applied entry. The plan reads that part only
+/// while the spec is invalid; the controller's change filter leaves it out otherwise.
+pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl Hasher) {
+    (&g.metadata.name, &g.metadata.generate_name).hash(h);
+    g.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_nanosecond())
+        .hash(h);
+    let s = &g.spec;
+    (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
+    if with_status {
+        status_inputs(g, h);
+    }
+}
+
+/// The part of a grant's status the plan reads (see [`grant_inputs`]).
+fn status_inputs(g: &IamAccessGrant, h: &mut impl Hasher) {
+    let st = g.status.as_ref();
+    let mut ready = 0usize;
+    for c in st.iter().flat_map(|s| &s.conditions) {
+        if c.type_ == READY {
+            c.reason.hash(h);
+            ready += 1;
+        }
+    }
+    (
+        ready,
+        st.and_then(|s| s.section.as_ref()),
+        st.and_then(|s| s.canonical_arn.as_ref()),
+    )
+        .hash(h);
 }

@@ -250,13 +250,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             };
             *seen.lock().expect("aws-auth seen lock") = rv;
         })
-        .try_filter_map(|ev| async move {
-            Ok(matches!(
-                ev,
-                watcher::Event::Apply(_) | watcher::Event::InitApply(_) | watcher::Event::Delete(_)
-            )
-            .then_some(()))
-        })
+        .touched_objects()
+        .map_ok(|_| ())
         .boxed();
     let notify = changes.clone();
     let watches = tokio::spawn(async move {
