@@ -11,7 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
 use aws_auth_operator::engine::plan::{Memo, PlanConfig, plan_in};
 
-/// Shared, as the controller hands its cache's grants to the plan.
+/// Shared, as the controller hands its cache's grants to the plan (versions of objects from the
+/// API server: each with a uid and a resourceVersion).
 fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
     (0..n)
         .map(|i| {
@@ -28,6 +29,8 @@ fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
             g.metadata.creation_timestamp = Some(Time(
                 Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
             ));
+            g.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
+            g.metadata.resource_version = Some((1000 + i).to_string());
             Arc::new(g)
         })
         .collect()

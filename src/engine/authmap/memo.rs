@@ -4,18 +4,21 @@
 //! indented and whose strings are double-quoted with every line break escaped; so a key made only
 //! of known entry texts reads as the concatenation of their mappings, and a key rendered only
 //! from verified entries needs no new re-read. That keeps a sync over thousands of grants from
-//! parsing its own output again when only one entry changed.
+//! parsing its own output again when only one entry changed. Texts are kept by their 128-bit
+//! fingerprint (see [`crate::engine::fingerprint`]), not as text: the entry texts are already
+//! held by the grants' decisions and by aws-auth itself.
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use super::read::Located;
 use super::{Mapping, Section};
+use crate::engine::fingerprint::{Fingerprints, hash128};
 
 /// Bounded: cleared when it grows past this many entries (a few MiB at most).
 const MAX_ENTRIES: usize = 50_000;
 
-/// Per mapping key (mapRoles, mapUsers): entry text -> the mapping it reads as.
-type Verified = [HashMap<String, Mapping>; 2];
+/// Per mapping key (mapRoles, mapUsers): entry text (its fingerprint) -> the mapping it reads as.
+type Verified = [HashMap<u128, Mapping, Fingerprints>; 2];
 
 static VERIFIED: LazyLock<Mutex<Verified>> = LazyLock::new(Default::default);
 
@@ -23,8 +26,13 @@ fn slot(section: Section) -> usize {
     usize::from(section != Section::MapRoles)
 }
 
+fn text_key(text: &str) -> u128 {
+    hash128(|h| h.write(text.as_bytes()))
+}
+
 /// Records entry texts whose key was re-read and matched exactly.
-pub(crate) fn remember(section: Section, texts: impl Iterator<Item = (String, Mapping)>) {
+pub(crate) fn remember<'a>(section: Section, texts: impl Iterator<Item = (&'a str, Mapping)>) {
+    let texts: Vec<(u128, Mapping)> = texts.map(|(t, m)| (text_key(t), m)).collect();
     let mut all = VERIFIED.lock().expect("memo lock");
     let m = &mut all[slot(section)];
     if m.len() > MAX_ENTRIES {
@@ -43,12 +51,14 @@ pub(crate) fn unverified<'a>(
     section: Section,
     entries: &[(&'a str, &'a Mapping)],
 ) -> Vec<(&'a str, &'a Mapping)> {
+    let keys: Vec<u128> = entries.iter().map(|(t, _)| text_key(t)).collect();
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
     entries
         .iter()
-        .filter(|(text, mapping)| m.get(*text) != Some(*mapping))
-        .copied()
+        .zip(keys)
+        .filter(|((_, mapping), key)| m.get(key) != Some(*mapping))
+        .map(|(e, _)| *e)
         .collect()
 }
 
@@ -57,9 +67,8 @@ pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Map
     if !text.starts_with("- ") || !text.ends_with('\n') {
         return None;
     }
-    let all = VERIFIED.lock().expect("memo lock");
-    let m = &all[slot(section)];
-    let mut out = Vec::new();
+    // Split into entry texts and fingerprint them before taking the lock.
+    let mut keys = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
     let mut line = 1;
@@ -71,14 +80,19 @@ pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Map
         line += 1;
         let next = i + 1;
         if next == bytes.len() || text[next..].starts_with("- ") {
-            let mapping = m.get(&text[start..next])?;
-            out.push(Located {
-                line: start_line,
-                value: mapping.clone(),
-            });
+            keys.push((start_line, text_key(&text[start..next])));
             start = next;
             start_line = line;
         }
     }
-    Some(out)
+    let all = VERIFIED.lock().expect("memo lock");
+    let m = &all[slot(section)];
+    keys.into_iter()
+        .map(|(line, key)| {
+            m.get(&key).map(|mapping| Located {
+                line,
+                value: mapping.clone(),
+            })
+        })
+        .collect()
 }

@@ -80,10 +80,7 @@ pub(crate) fn prove_mapping_texts(
         let want: Vec<Mapping> = new.iter().map(|(_, m)| (*m).clone()).collect();
         let back = read_mappings(section, Some(&text));
         verify(section, back.readable(), &back.values(), &want)?;
-        super::memo::remember(
-            section,
-            new.iter().map(|(t, m)| (t.to_string(), (*m).clone())),
-        );
+        super::memo::remember(section, new.iter().map(|(t, m)| (*t, (*m).clone())));
     }
     Ok(())
 }

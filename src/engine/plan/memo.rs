@@ -4,18 +4,14 @@
 //! parts whose own inputs did not change instead of reading, validating and rendering thousands
 //! of grants again.
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{OWNERSHIP_ANNOTATION, Own, Ownership, Plan, PlanConfig, Prepared};
 use crate::api::{IamAccessGrant, READY};
-
-/// Two independent keyed SipHash states: a 128-bit fingerprint, with keys chosen at start so
-/// no input can be crafted to collide.
-static KEYS: LazyLock<(RandomState, RandomState)> =
-    LazyLock::new(|| (RandomState::new(), RandomState::new()));
+use crate::engine::fingerprint::{Fingerprints, hash128};
 
 /// What the last passes worked out, each part keyed by a fingerprint of exactly what it was
 /// computed from, so a part is reused only for the same inputs:
@@ -34,18 +30,15 @@ struct State {
     read: Option<(u128, Arc<Prepared>)>,
     ownership: Option<(String, Arc<Ownership>)>,
     own: HashMap<(u128, u128), OwnEntry, Fingerprints>,
-    /// Fingerprints of grants shared with the controller's cache, by address. Each entry holds a
-    /// weak reference to its grant: the allocation stays reserved while it is here (so no other
-    /// object can take the address) without keeping the grant's content alive once the cache lets
-    /// it go, and a grant shared this way cannot be changed in place (`Arc::get_mut` and
-    /// `make_mut` do not change a value others may see): same address, same grant.
-    shared: HashMap<usize, Shared>,
+    /// Fingerprints of grants shared with the controller's cache, by the version of the object
+    /// they are (a hash of its uid and resourceVersion: the API server gives every change of an
+    /// object a new resourceVersion, so one version is one content).
+    versions: HashMap<u128, Version, Fingerprints>,
     /// Counts calls; an entry marked with the current call was used by it (the rest is let go).
     calls: u64,
 }
 
-struct Shared {
-    grant: std::sync::Weak<IamAccessGrant>,
+struct Version {
     fingerprint: GrantPrint,
     seen: u64,
 }
@@ -66,8 +59,9 @@ pub(super) struct GrantPrint {
     pub spec: u128,
 }
 
-/// A grant as the plan takes it: owned, borrowed, or shared with the controller's cache (whose
-/// fingerprint is then worked out once per version of the grant, not once per pass).
+/// A grant as the plan takes it: owned, borrowed, or shared with the controller's cache. A shared
+/// grant that has a uid and a resourceVersion is a version of an object the API server handed
+/// out: its fingerprint is worked out once per version, not once per pass.
 pub trait GrantRef: std::borrow::Borrow<IamAccessGrant> {
     fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
         None
@@ -96,14 +90,6 @@ pub(super) struct Fingerprint {
     pub rails: u128,
 }
 
-fn hash128(f: impl Fn(&mut dyn Hasher)) -> u128 {
-    let (a, b) = &*KEYS;
-    let (mut x, mut y) = (a.build_hasher(), b.build_hasher());
-    f(&mut x);
-    f(&mut y);
-    (u128::from(x.finish()) << 64) | u128::from(y.finish())
-}
-
 /// The bytes a value feeds a hasher, in order (what a streaming hasher would see).
 struct Bytes(Vec<u8>);
 
@@ -115,38 +101,6 @@ impl Hasher for Bytes {
     fn finish(&self) -> u64 {
         // Never asked: the collected bytes are hashed by `hash128`.
         0
-    }
-}
-
-/// Keys that are fingerprints already (uniform, unguessable): used as their own hash.
-#[derive(Default, Clone, Copy)]
-struct Fingerprints;
-
-impl BuildHasher for Fingerprints {
-    type Hasher = Folded;
-    fn build_hasher(&self) -> Folded {
-        Folded(0)
-    }
-}
-
-#[derive(Default)]
-struct Folded(u64);
-
-impl Hasher for Folded {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -191,30 +145,25 @@ impl Memo {
         let mut st = self.state();
         st.calls += 1;
         let call = st.calls;
-        let mut shared = 0;
+        let mut versions = 0;
         let grants: Vec<GrantPrint> = grants
             .iter()
             .map(|g| {
-                let Some(arc) = g.shared() else {
+                let Some(version) = g.shared().and_then(|g| version(g)) else {
                     return hash(g.borrow());
                 };
-                shared += 1;
-                let e = st
-                    .shared
-                    .entry(Arc::as_ptr(arc) as usize)
-                    .or_insert_with(|| Shared {
-                        grant: Arc::downgrade(arc),
-                        fingerprint: hash(arc),
-                        seen: call,
-                    });
-                debug_assert!(std::ptr::eq(e.grant.as_ptr(), Arc::as_ptr(arc)));
+                versions += 1;
+                let e = st.versions.entry(version).or_insert_with(|| Version {
+                    fingerprint: hash(g.borrow()),
+                    seen: call,
+                });
                 e.seen = call;
                 e.fingerprint
             })
             .collect();
-        // Versions of grants no longer in the cache are let go.
-        if st.shared.len() > shared {
-            st.shared.retain(|_, e| e.seen == call);
+        // Versions no longer in the cache are let go.
+        if st.versions.len() > versions {
+            st.versions.retain(|_, e| e.seen == call);
         }
         drop(st);
         let mut sum = hash128(|mut h| {
@@ -317,6 +266,13 @@ impl Memo {
         }
         out
     }
+}
+
+/// The version of an object from the API server: its uid and resourceVersion, hashed.
+fn version(g: &IamAccessGrant) -> Option<u128> {
+    let m = &g.metadata;
+    let (uid, rv) = (m.uid.as_deref()?, m.resource_version.as_deref()?);
+    Some(hash128(|mut h| (uid, rv).hash(&mut h)))
 }
 
 fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {

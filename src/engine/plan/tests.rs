@@ -952,13 +952,22 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     assert_eq!(distinct.len(), variants.len() + 1);
 
     // Grants shared with a cache are fingerprinted as the same grants owned, and a new version
-    // of one (another object) is told apart from the version seen before.
-    let shared: Vec<std::sync::Arc<IamAccessGrant>> =
-        gs.iter().cloned().map(std::sync::Arc::new).collect();
+    // of one (a new resourceVersion) is told apart from the version seen before.
+    let shared: Vec<std::sync::Arc<IamAccessGrant>> = gs
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut g = g.clone();
+            g.metadata.uid = Some(format!("uid-{i}"));
+            g.metadata.resource_version = Some("1".into());
+            std::sync::Arc::new(g)
+        })
+        .collect();
     assert_eq!(memo.fingerprint(&shared, Some(&cm), &cfg()).plan, base);
     let mut edited = shared.clone();
     let mut g = (*edited[0]).clone();
     g.spec.groups.push("ops".into());
+    g.metadata.resource_version = Some("2".into());
     edited[0] = std::sync::Arc::new(g);
     assert_eq!(
         memo.fingerprint(&edited, Some(&cm), &cfg()).plan,
