@@ -934,29 +934,38 @@ fn update_statuses(
             {
                 return None;
             }
-            (Reason::Applied, Some(e)) => {
-                (Reason::Pending, format!("waiting to write aws-auth: {e}"))
-            }
-            (r, _) => (r, verdict.message.to_string()),
+            (Reason::Applied, Some(e)) => (
+                Reason::Pending,
+                truncate(&format!("waiting to write aws-auth: {e}")).into(),
+            ),
+            (r, _) => (r, truncate_shared(&verdict.message)),
         };
-        let desired = status::desired(g, reason, &truncate(&message), verdict, &now);
-        (g.status.as_ref() != Some(&desired)).then_some((g, reason, desired))
-    });
-    ctx.statuses
-        .push(updates.map(|(g, reason, desired)| status_queue::Update {
+        let decided = status::Decided::new(g, reason, message, verdict, &now);
+        (g.status.as_ref() != Some(&decided.status())).then(|| status_queue::Update {
+            name: verdict.grant.clone(),
             grant: g.clone(),
-            reason,
-            desired,
-        }));
+            decided,
+        })
+    });
+    ctx.statuses.push(updates);
 }
 
 /// Condition messages and event notes are capped by the API (32 KiB and 1 KiB).
+const MAX_MESSAGE: usize = 1000;
+
+/// [`truncate`], sharing a message within the cap as it is (the plan's verdicts hold it already).
+fn truncate_shared(s: &Arc<str>) -> Arc<str> {
+    if s.len() <= MAX_MESSAGE {
+        return s.clone();
+    }
+    truncate(s).into()
+}
+
 fn truncate(s: &str) -> String {
-    const MAX: usize = 1000;
-    if s.len() <= MAX {
+    if s.len() <= MAX_MESSAGE {
         return s.to_string();
     }
-    let mut end = MAX;
+    let mut end = MAX_MESSAGE;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

@@ -1,37 +1,68 @@
 //! Grant status from a verdict: the Ready condition Argo CD, Flux (kstatus) and kubectl read.
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{IamAccessGrant, IamAccessGrantStatus, READY, Reason};
+use crate::engine::authmap::Section;
 use crate::engine::plan::Verdict;
 
-/// The status a grant should have. `lastTransitionTime` moves only when the Ready status flips.
-pub fn desired(
-    grant: &IamAccessGrant,
-    reason: Reason,
-    message: &str,
-    verdict: &Verdict,
-    now: &Time,
-) -> IamAccessGrantStatus {
-    let generation = grant.metadata.generation;
-    let status = if reason.is_ready() { "True" } else { "False" };
-    let old = ready_condition(grant);
-    let last_transition_time = match old {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now.clone(),
-    };
-    IamAccessGrantStatus {
-        observed_generation: generation,
-        canonical_arn: verdict.canonical_arn.as_deref().map(str::to_string),
-        section: verdict.section.map(|s| s.key().to_string()),
-        conditions: vec![Condition {
-            type_: READY.to_string(),
-            status: status.to_string(),
-            reason: reason.as_str().to_string(),
-            message: message.to_string(),
-            observed_generation: generation,
+/// What a grant's status is made of, as decided by a pass. It shares the plan's strings: a burst
+/// leaves thousands of these waiting for the API server, and a built status is several times
+/// larger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub reason: Reason,
+    pub message: Arc<str>,
+    section: Option<Section>,
+    canonical_arn: Option<Arc<str>>,
+    generation: Option<i64>,
+    last_transition_time: Time,
+}
+
+impl Decided {
+    /// `lastTransitionTime` moves only when the Ready status flips.
+    pub fn new(
+        grant: &IamAccessGrant,
+        reason: Reason,
+        message: Arc<str>,
+        verdict: &Verdict,
+        now: &Time,
+    ) -> Self {
+        let last_transition_time = match ready_condition(grant) {
+            Some(c) if c.status == ready_status(reason) => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        Decided {
+            reason,
+            message,
+            section: verdict.section,
+            canonical_arn: verdict.canonical_arn.clone(),
+            generation: grant.metadata.generation,
             last_transition_time,
-        }],
+        }
     }
+
+    /// The status to write.
+    pub fn status(&self) -> IamAccessGrantStatus {
+        IamAccessGrantStatus {
+            observed_generation: self.generation,
+            canonical_arn: self.canonical_arn.as_deref().map(str::to_string),
+            section: self.section.map(|s| s.key().to_string()),
+            conditions: vec![Condition {
+                type_: READY.to_string(),
+                status: ready_status(self.reason).to_string(),
+                reason: self.reason.as_str().to_string(),
+                message: self.message.to_string(),
+                observed_generation: self.generation,
+                last_transition_time: self.last_transition_time.clone(),
+            }],
+        }
+    }
+}
+
+fn ready_status(reason: Reason) -> &'static str {
+    if reason.is_ready() { "True" } else { "False" }
 }
 
 pub fn ready_condition(grant: &IamAccessGrant) -> Option<&Condition> {
@@ -50,7 +81,6 @@ pub fn current_reason(grant: &IamAccessGrant) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::api::IamAccessGrantSpec;
-    use crate::engine::authmap::Section;
     use k8s_openapi::jiff::Timestamp;
 
     fn verdict() -> Verdict {
@@ -69,15 +99,15 @@ mod tests {
         let t1 = Time(Timestamp::from_second(2).unwrap());
         let mut g = IamAccessGrant::new("g", IamAccessGrantSpec::default());
         g.metadata.generation = Some(3);
-        let s = desired(&g, Reason::Invalid, "bad", &verdict(), &t0);
+        let s = Decided::new(&g, Reason::Invalid, "bad".into(), &verdict(), &t0).status();
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.conditions[0].status, "False");
         g.status = Some(s.clone());
         // Another failure reason: still False, so the time stays.
-        let s2 = desired(&g, Reason::Conflict, "taken", &verdict(), &t1);
+        let s2 = Decided::new(&g, Reason::Conflict, "taken".into(), &verdict(), &t1).status();
         assert_eq!(s2.conditions[0].last_transition_time, t0);
         // Ready flips: the time moves.
-        let s3 = desired(&g, Reason::Applied, "ok", &verdict(), &t1);
+        let s3 = Decided::new(&g, Reason::Applied, "ok".into(), &verdict(), &t1).status();
         assert_eq!(s3.conditions[0].last_transition_time, t1);
         assert_eq!(s3.section.as_deref(), Some("mapRoles"));
     }

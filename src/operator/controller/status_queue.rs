@@ -8,25 +8,26 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::events::Recorder;
 use super::status;
-use crate::api::{IamAccessGrant, IamAccessGrantStatus, Reason};
+use crate::api::IamAccessGrant;
 use crate::operator::leader::Gate;
 
-/// One decided status: the grant as the pass saw it, its reason and the status to write.
+/// One decided status: the grant as the pass saw it and what its status is made of.
 pub struct Update {
+    /// The grant's name, shared with the plan's verdict.
+    pub name: Arc<str>,
     pub grant: Arc<IamAccessGrant>,
-    pub reason: Reason,
-    pub desired: IamAccessGrantStatus,
+    pub decided: status::Decided,
 }
 
 #[derive(Default)]
 pub struct StatusQueue {
-    pending: Mutex<HashMap<String, Update>>,
+    pending: Mutex<HashMap<Arc<str>, Update>>,
     wake: Notify,
     /// aws-auth first: a pass holds this exclusively from its read to its write, and each patch
     /// shares it, so the API server is not busy with thousands of patches while aws-auth waits.
@@ -38,7 +39,7 @@ impl StatusQueue {
     pub fn push(&self, updates: impl IntoIterator<Item = Update>) {
         let mut pending = self.pending.lock().expect("status queue lock");
         for u in updates {
-            pending.insert(u.grant.name_any(), u);
+            pending.insert(u.name.clone(), u);
         }
         drop(pending);
         self.wake.notify_one();
@@ -73,15 +74,15 @@ impl StatusQueue {
 
 async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u: Update) {
     let Update {
+        name,
         grant,
-        reason,
-        desired,
+        decided,
     } = u;
     if !gate.is_open() {
         return;
     }
-    let name = grant.name_any();
-    let patch = serde_json::json!({ "status": desired });
+    let reason = decided.reason;
+    let patch = serde_json::json!({ "status": decided.status() });
     match grants
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -98,7 +99,7 @@ async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u:
                 EventType::Warning
             },
             reason: reason.as_str().into(),
-            note: desired.conditions.first().map(|c| c.message.clone()),
+            note: Some(decided.message.to_string()),
             action: "Reconcile".into(),
             secondary: None,
         };
