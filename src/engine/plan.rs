@@ -1108,8 +1108,19 @@ fn plan_anew<G: GrantRef>(
         hold_removals(current, config, &managed_now, &mut managed)
     };
 
-    // Assemble each key: unowned entries in their order, then managed entries by principal.
-    let mut data = cur_data.clone();
+    // Assemble each key: unowned entries in their order, then managed entries by principal. The
+    // other keys are carried over; a key is copied only where it stays as it is (a copy of all of
+    // data up front would hold a second ~700 KB text at the pass's peak).
+    let mut data: BTreeMap<String, String> = cur_data
+        .iter()
+        .filter(|(k, _)| Section::from_key(k).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let keep = |data: &mut BTreeMap<String, String>, section: Section| {
+        if let Some(v) = cur_data.get(section.key()) {
+            data.insert(section.key().to_string(), v.clone());
+        }
+    };
     let mut ownership = Ownership::default();
     let mut diff = Vec::new();
     for section in Section::ALL {
@@ -1117,6 +1128,7 @@ fn plan_anew<G: GrantRef>(
             if let Some(keys) = owned_before.0.get(&section) {
                 ownership.0.insert(section, keys.clone());
             }
+            keep(&mut data, section);
             continue;
         }
         let current = prepared
@@ -1138,13 +1150,13 @@ fn plan_anew<G: GrantRef>(
         let same = after.len() == current.len()
             && after.iter().zip(current).all(|(a, (_, e, _))| a.entry == e);
         if same {
+            keep(&mut data, section);
             continue;
         }
         let before: Vec<&Entry> = current.iter().map(|(_, e, _)| e).collect();
         let after_entries: Vec<&Entry> = after.iter().map(|m| m.entry).collect();
         diff.extend(entry_diff(section, &before, &after_entries));
         if after.is_empty() {
-            data.remove(section.key());
             continue;
         }
         let text = render_managed(section, &after)?;
