@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::api::{IamAccessGrant, Reason};
+use crate::api::Reason;
 use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::render::{
@@ -696,16 +696,16 @@ pub(super) struct Candidate {
 
 /// The checks that read nothing but the grant and the configuration, in the order the plan
 /// makes them.
-fn decide_own(g: &IamAccessGrant, config: &PlanConfig) -> Own {
+fn decide_own(g: &impl GrantRef, config: &PlanConfig) -> Own {
     let decision = decide(g, config);
     Own {
-        name: name_of(g).into(),
+        name: g.name().into(),
         read_status: matches!(&decision, Decision::Refused(r) if r.reason == Reason::Invalid),
         decision,
     }
 }
 
-fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
+fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
     let refused = |reason, message: String, v: Option<&ValidGrant>| {
         Decision::Refused(Refusal {
             reason,
@@ -717,7 +717,7 @@ fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
     };
     // The creator in any form (a session ARN, a path) is named as such before anything else, so
     // no message ever suggests the ARN that would be refused next.
-    if let Some(raw) = g.spec.arn.as_deref()
+    if let Some(raw) = g.spec().arn.as_deref()
         && arn::principal_key(raw.trim()).is_ok_and(|k| config.cluster_creators.contains(&k))
     {
         return refused(
@@ -726,10 +726,10 @@ fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
             None,
         );
     }
-    let v = match validate(&g.spec) {
+    let v = match validate(g.spec()) {
         Ok(v) => v,
         Err(invalid) => {
-            let kept = last_applied(g);
+            let kept = last_applied(g.reported());
             let suffix = if kept.is_some() {
                 "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
             } else {
@@ -799,15 +799,6 @@ fn decide(g: &IamAccessGrant, config: &PlanConfig) -> Decision {
         section,
         entry,
     })
-}
-
-/// A grant's name as verdicts carry it.
-fn name_of(g: &IamAccessGrant) -> &str {
-    g.metadata
-        .name
-        .as_deref()
-        .or(g.metadata.generate_name.as_deref())
-        .unwrap_or_default()
 }
 
 /// An entry the plan writes, with the grant it comes from (whose rendered text it reuses), if any.
@@ -882,15 +873,11 @@ fn plan_anew<G: GrantRef>(
     }
 
     // Oldest first: the oldest grant wins a principal.
-    let mut order: Vec<(&IamAccessGrant, memo::GrantPrint)> = grants
-        .iter()
-        .map(|g| g.borrow())
-        .zip(fp.grants.iter().copied())
-        .collect();
+    let mut order: Vec<(&G, memo::GrantPrint)> =
+        grants.iter().zip(fp.grants.iter().copied()).collect();
     order.sort_by(|(a, _), (b, _)| {
-        let ta = a.metadata.creation_timestamp.as_ref();
-        let tb = b.metadata.creation_timestamp.as_ref();
-        (ta.is_none(), ta, name_of(a)).cmp(&(tb.is_none(), tb, name_of(b)))
+        let (ta, tb) = (a.created(), b.created());
+        (ta.is_none(), ta, a.name()).cmp(&(tb.is_none(), tb, b.name()))
     });
     let owns = memo.own(&order, fp.rails, |g| decide_own(g, config));
 
@@ -963,7 +950,7 @@ fn plan_anew<G: GrantRef>(
             continue;
         }
         if let Some(u) = unowned.get(&key)
-            && !g.spec.adopt
+            && !g.spec().adopt
         {
             refuse(
                 Reason::Conflict,
@@ -1396,22 +1383,17 @@ fn could_hold(text: &str, canonical: &str) -> bool {
 /// grant does not lock its users out: its status then says Invalid with the kept entry's key and
 /// principal, which keeps it in the passes after. Returns that key, the principal's key and the
 /// principal.
-fn last_applied(g: &IamAccessGrant) -> Option<(Section, String, String)> {
-    let status = g.status.as_ref()?;
-    let holds = status.conditions.iter().any(|c| {
-        c.type_ == crate::api::READY
-            && (c.reason == Reason::Applied.as_str() || c.reason == Reason::Invalid.as_str())
-    });
-    let section = status.section.as_deref().and_then(Section::from_key)?;
-    let arn = status.canonical_arn.as_ref()?;
-    if !holds {
+fn last_applied(r: Reported) -> Option<(Section, String, String)> {
+    let section = r.section.and_then(Section::from_key)?;
+    let arn = r.canonical_arn?;
+    if !r.holds {
         return None;
     }
     let key = match section {
-        Section::MapAccounts => arn.clone(),
+        Section::MapAccounts => arn.to_string(),
         _ => arn::match_key(arn),
     };
-    Some((section, key, arn.clone()))
+    Some((section, key, arn.to_string()))
 }
 
 pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
@@ -1468,8 +1450,10 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
     out
 }
 
+mod input;
 mod memo;
+pub use input::{GrantRef, Reported, object_version};
+pub use memo::Memo;
 pub(crate) use memo::grant_inputs;
-pub use memo::{GrantRef, Memo};
 #[cfg(test)]
 mod tests;

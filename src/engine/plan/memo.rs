@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use super::input::GrantRef;
 use super::{OWNERSHIP_ANNOTATION, Own, Ownership, Plan, PlanConfig, Prepared};
-use crate::api::{IamAccessGrant, READY};
 use crate::engine::fingerprint::{Fingerprints, hash128};
 
 /// What the last passes worked out, each part keyed by a fingerprint of exactly what it was
@@ -57,25 +57,6 @@ struct OwnEntry {
 pub(super) struct GrantPrint {
     pub full: u128,
     pub spec: u128,
-}
-
-/// A grant as the plan takes it: owned, borrowed, or shared with the controller's cache. A shared
-/// grant that has a uid and a resourceVersion is a version of an object the API server handed
-/// out: its fingerprint is worked out once per version, not once per pass.
-pub trait GrantRef: std::borrow::Borrow<IamAccessGrant> {
-    fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
-        None
-    }
-}
-
-impl GrantRef for IamAccessGrant {}
-
-impl GrantRef for &IamAccessGrant {}
-
-impl GrantRef for Arc<IamAccessGrant> {
-    fn shared(&self) -> Option<&Arc<IamAccessGrant>> {
-        Some(self)
-    }
 }
 
 /// The fingerprints of one plan's inputs.
@@ -134,11 +115,11 @@ impl Memo {
         // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
         // long writes instead of dozens of short ones.
         let mut bytes = Bytes(Vec::with_capacity(256));
-        let mut hash = |g: &IamAccessGrant| {
+        let mut hash = |g: &G| {
             bytes.0.clear();
             grant_inputs(g, false, &mut bytes);
             let spec = hash128(|h| h.write(&bytes.0));
-            status_inputs(g, &mut bytes);
+            g.reported().hash(&mut bytes);
             let full = hash128(|h| h.write(&bytes.0));
             GrantPrint { full, spec }
         };
@@ -149,12 +130,12 @@ impl Memo {
         let grants: Vec<GrantPrint> = grants
             .iter()
             .map(|g| {
-                let Some(version) = g.shared().and_then(|g| version(g)) else {
-                    return hash(g.borrow());
+                let Some(version) = g.version() else {
+                    return hash(g);
                 };
                 versions += 1;
                 let e = st.versions.entry(version).or_insert_with(|| Version {
-                    fingerprint: hash(g.borrow()),
+                    fingerprint: hash(g),
                     seen: call,
                 });
                 e.seen = call;
@@ -231,11 +212,11 @@ impl Memo {
 
     /// What each grant decides on its own, `decide` called for the grants not seen with these
     /// inputs and rails before. `grants` pairs each grant with its fingerprint.
-    pub(super) fn own<'g>(
+    pub(super) fn own<'g, G: GrantRef>(
         &self,
-        grants: &[(&'g IamAccessGrant, GrantPrint)],
+        grants: &[(&'g G, GrantPrint)],
         rails: u128,
-        decide: impl Fn(&'g IamAccessGrant) -> Own,
+        decide: impl Fn(&'g G) -> Own,
     ) -> Vec<Arc<Own>> {
         let mut st = self.state();
         st.calls += 1;
@@ -268,13 +249,6 @@ impl Memo {
     }
 }
 
-/// The version of an object from the API server: its uid and resourceVersion, hashed.
-fn version(g: &IamAccessGrant) -> Option<u128> {
-    let m = &g.metadata;
-    let (uid, rv) = (m.uid.as_deref()?, m.resource_version.as_deref()?);
-    Some(hash128(|mut h| (uid, rv).hash(&mut h)))
-}
-
 fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
     let PlanConfig {
         cluster_creators,
@@ -295,34 +269,12 @@ fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
 /// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of
 /// its status that keeps an invalid grant's last applied entry. The plan reads that part only
 /// while the spec is invalid; the controller's change filter leaves it out otherwise.
-pub(crate) fn grant_inputs(g: &IamAccessGrant, with_status: bool, h: &mut impl Hasher) {
-    (&g.metadata.name, &g.metadata.generate_name).hash(h);
-    g.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.as_nanosecond())
-        .hash(h);
-    let s = &g.spec;
+pub(crate) fn grant_inputs(g: &impl GrantRef, with_status: bool, h: &mut impl Hasher) {
+    g.name().hash(h);
+    g.created().map(|t| t.0.as_nanosecond()).hash(h);
+    let s = g.spec();
     (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
     if with_status {
-        status_inputs(g, h);
+        g.reported().hash(h);
     }
-}
-
-/// The part of a grant's status the plan reads (see [`grant_inputs`]).
-fn status_inputs(g: &IamAccessGrant, h: &mut impl Hasher) {
-    let st = g.status.as_ref();
-    let mut ready = 0usize;
-    for c in st.iter().flat_map(|s| &s.conditions) {
-        if c.type_ == READY {
-            c.reason.hash(h);
-            ready += 1;
-        }
-    }
-    (
-        ready,
-        st.and_then(|s| s.section.as_ref()),
-        st.and_then(|s| s.canonical_arn.as_ref()),
-    )
-        .hash(h);
 }

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
-use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
+use crate::api::{IamAccessGrant, IamAccessGrantSpec, IamAccessGrantStatus};
 use crate::engine::authmap::read::read_data;
 
 const NODE_ROLES: &str = "- rolearn: arn:aws:iam::111122223333:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
