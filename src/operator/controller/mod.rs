@@ -1,5 +1,6 @@
 //! The operator: watches grants and aws-auth, debounces, and runs sync passes
 //! (read -> plan -> write -> statuses) until stopped.
+pub mod cache;
 pub mod debounce;
 pub mod events;
 pub mod status;
@@ -17,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tokio::sync::Notify;
@@ -33,6 +33,7 @@ use crate::operator::telemetry::{
 };
 use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
+use cache::Cached;
 use debounce::Debounce;
 
 pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
@@ -107,7 +108,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Everything a sync pass needs.
 struct Context {
     grants: Api<IamAccessGrant>,
-    grant_store: Store<IamAccessGrant>,
+    grant_cache: Arc<cache::Cache>,
     configmaps: Api<ConfigMap>,
     crds: Api<CustomResourceDefinition>,
     name: String,
@@ -210,22 +211,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     let grants: Api<IamAccessGrant> = Api::all(client.clone());
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.aws_auth_namespace);
-    let (grant_store, writer) = reflector::store();
+    let grant_cache = Arc::new(cache::Cache::default());
     let changes = Arc::new(Notify::new());
 
     let mut grant_watch = watcher::Config::default();
     if let Some(sel) = &args.grant_selector {
         grant_watch = grant_watch.labels(sel);
     }
-    // The cache keeps only what the plan, the statuses and their events read (name, uid,
-    // resourceVersion, generation, creation time, spec, status): managed fields, kubectl's copy
-    // of the last applied manifest, labels and other annotations are most of a grant's bytes.
-    let grant_stream =
-        watcher(grants.clone(), grant_watch).modify(|g: &mut IamAccessGrant| slim(&mut g.metadata));
-    let grant_events = reflector::reflector(writer, grant_stream)
+    // The cache keeps only what the plan, the statuses and their events read (see cache.rs).
+    let mut writer = cache::Writer::new(grant_cache.clone());
+    let grant_events = watcher(grants.clone(), grant_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
-        .try_filter_map(plan_changes())
+        .try_filter_map(move |ev| futures::future::ready(Ok(writer.apply(ev).then_some(()))))
         .boxed();
     let cm_watch =
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
@@ -265,17 +263,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
 
     // Never plan from an empty cache: that would remove every managed entry.
-    grant_store
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Usage {
-            flag: "watch",
-            message: e.to_string(),
-        })?;
+    grant_cache.listed().await;
     info!(
         namespace = %args.aws_auth_namespace,
         name = %args.aws_auth_name,
-        grants = grant_store.len(),
+        grants = grant_cache.len(),
         "caches ready"
     );
     // A follower is ready with warm caches; a single instance once its first pass succeeded.
@@ -285,7 +277,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     let ctx = Context {
         grants,
-        grant_store,
+        grant_cache,
         configmaps,
         crds: Api::all(client.clone()),
         name: args.aws_auth_name.clone(),
@@ -404,56 +396,6 @@ async fn start_webhook(
         webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
     }
     Ok(task)
-}
-
-/// Which grant events can change the plan: new grants, deletions, relists, and updates of what
-/// the plan reads. The status worker's own patches (thousands in a burst) are not changes: were
-/// they, a burst would never fall quiet and every pass would wait for the maximum.
-fn plan_changes() -> impl FnMut(
-    watcher::Event<IamAccessGrant>,
-) -> futures::future::Ready<Result<Option<()>, watcher::Error>> {
-    let mut seen: std::collections::HashMap<String, u64> = Default::default();
-    move |ev| {
-        let changed = match ev {
-            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
-                let digest = plan_inputs(&g);
-                seen.insert(g.metadata.name.clone().unwrap_or_default(), digest) != Some(digest)
-            }
-            watcher::Event::Delete(g) => {
-                seen.remove(g.metadata.name.as_deref().unwrap_or_default());
-                true
-            }
-            watcher::Event::Init => {
-                seen.clear();
-                false
-            }
-            watcher::Event::InitDone => true,
-        };
-        futures::future::ready(Ok(changed.then_some(())))
-    }
-}
-
-/// A digest of what the plan reads of a grant; its status counts only while the spec is invalid
-/// (when it keeps the last applied entry).
-fn plan_inputs(g: &IamAccessGrant) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    let invalid = crate::engine::validate::validate(&g.spec).is_err();
-    crate::engine::plan::grant_inputs(g, invalid, &mut h);
-    h.finish()
-}
-
-/// Drops the metadata no pass reads, keeping what the plan, status patches and events use.
-fn slim(m: &mut kube::api::ObjectMeta) {
-    *m = kube::api::ObjectMeta {
-        name: m.name.take(),
-        uid: m.uid.take(),
-        resource_version: m.resource_version.take(),
-        generation: m.generation,
-        creation_timestamp: m.creation_timestamp.take(),
-        deletion_timestamp: m.deletion_timestamp.take(),
-        ..Default::default()
-    };
 }
 
 /// Counts a watch's lists after its first: each one is a restart after an error or expiry.
@@ -581,7 +523,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     // Status patches wait while aws-auth is read and written.
     let exclusive = ctx.statuses.aws_auth_first.write().await;
     // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
-    let grants: Vec<Arc<IamAccessGrant>> = ctx.grant_store.state();
+    let grants: Vec<Arc<Cached>> = ctx.grant_cache.state();
     // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
     // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
@@ -917,21 +859,14 @@ async fn replace_answered_with_metadata(
 }
 
 /// Decides each grant's status and hands the changed ones to the status worker.
-fn update_statuses(
-    ctx: &Context,
-    grants: &[Arc<IamAccessGrant>],
-    p: &Plan,
-    write_error: Option<&Error>,
-) {
+fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error: Option<&Error>) {
     let now = Time(Timestamp::now());
     let updates = grants.iter().filter_map(|g| {
-        let verdict = p.verdict(g.metadata.name.as_deref()?)?;
+        let verdict = p.verdict(&g.name)?;
         let (reason, message) = match (verdict.reason, write_error) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
-            (Reason::Applied, Some(_))
-                if status::current_reason(g) == Some(Reason::Applied.as_str()) =>
-            {
+            (Reason::Applied, Some(_)) if g.ready_reason() == Some(Reason::Applied.as_str()) => {
                 return None;
             }
             (Reason::Applied, Some(e)) => (
@@ -941,7 +876,8 @@ fn update_statuses(
             (r, _) => (r, truncate_shared(&verdict.message)),
         };
         let decided = status::Decided::new(g, reason, message, verdict, &now);
-        (g.status.as_ref() != Some(&decided.status())).then(|| status_queue::Update {
+        let print = cache::status_print(&decided.status());
+        (g.status_print() != Some(print)).then(|| status_queue::Update {
             name: verdict.grant.clone(),
             grant: g.clone(),
             decided,
@@ -985,35 +921,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not established yet"), "{e}");
-    }
-
-    #[test]
-    fn status_patches_of_valid_grants_are_not_plan_changes() {
-        use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
-        let mut f = plan_changes();
-        let mut changed = |ev| futures::executor::block_on(f(ev)).unwrap().is_some();
-        let spec = IamAccessGrantSpec::arn("arn:aws:iam::111122223333:role/a", "a", &["dev"]);
-        let g = IamAccessGrant::new("a", spec);
-        assert!(changed(watcher::Event::Apply(g.clone())));
-        let mut patched = g.clone();
-        patched.status = Some(IamAccessGrantStatus {
-            section: Some("mapRoles".into()),
-            ..Default::default()
-        });
-        assert!(!changed(watcher::Event::Apply(patched.clone())));
-        let mut edited = patched.clone();
-        edited.spec.groups.push("ops".into());
-        assert!(changed(watcher::Event::Apply(edited.clone())));
-        // While the spec is invalid, the status decides what is kept: it counts.
-        let mut broken = edited.clone();
-        broken.spec.username = None;
-        assert!(changed(watcher::Event::Apply(broken.clone())));
-        broken.status = None;
-        assert!(changed(watcher::Event::Apply(broken.clone())));
-        assert!(changed(watcher::Event::Delete(broken)));
-        assert!(!changed(watcher::Event::Init));
-        assert!(changed(watcher::Event::InitApply(g)));
-        assert!(changed(watcher::Event::InitDone));
     }
 
     #[test]

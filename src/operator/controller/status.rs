@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{IamAccessGrant, IamAccessGrantStatus, READY, Reason};
+use super::cache::Cached;
+use crate::api::{IamAccessGrantStatus, READY, Reason};
 use crate::engine::authmap::Section;
 use crate::engine::plan::Verdict;
 
@@ -23,14 +24,14 @@ pub struct Decided {
 impl Decided {
     /// `lastTransitionTime` moves only when the Ready status flips.
     pub fn new(
-        grant: &IamAccessGrant,
+        grant: &Cached,
         reason: Reason,
         message: Arc<str>,
         verdict: &Verdict,
         now: &Time,
     ) -> Self {
-        let last_transition_time = match ready_condition(grant) {
-            Some(c) if c.status == ready_status(reason) => c.last_transition_time.clone(),
+        let last_transition_time = match grant.ready() {
+            Some((ready, at)) if ready == reason.is_ready() => at.clone(),
             _ => now.clone(),
         };
         Decided {
@@ -38,7 +39,7 @@ impl Decided {
             message,
             section: verdict.section,
             canonical_arn: verdict.canonical_arn.clone(),
-            generation: grant.metadata.generation,
+            generation: grant.generation,
             last_transition_time,
         }
     }
@@ -65,22 +66,10 @@ fn ready_status(reason: Reason) -> &'static str {
     if reason.is_ready() { "True" } else { "False" }
 }
 
-pub fn ready_condition(grant: &IamAccessGrant) -> Option<&Condition> {
-    grant
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
-}
-
-/// The reason the grant currently reports, if any.
-pub fn current_reason(grant: &IamAccessGrant) -> Option<&str> {
-    ready_condition(grant).map(|c| c.reason.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::IamAccessGrantSpec;
+    use crate::api::{IamAccessGrant, IamAccessGrantSpec};
     use k8s_openapi::jiff::Timestamp;
 
     fn verdict() -> Verdict {
@@ -99,15 +88,25 @@ mod tests {
         let t1 = Time(Timestamp::from_second(2).unwrap());
         let mut g = IamAccessGrant::new("g", IamAccessGrantSpec::default());
         g.metadata.generation = Some(3);
-        let s = Decided::new(&g, Reason::Invalid, "bad".into(), &verdict(), &t0).status();
+        let decide = |g: &IamAccessGrant, reason, message: &str, at: &Time| {
+            Decided::new(
+                &Cached::new(g.clone()),
+                reason,
+                message.into(),
+                &verdict(),
+                at,
+            )
+            .status()
+        };
+        let s = decide(&g, Reason::Invalid, "bad", &t0);
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.conditions[0].status, "False");
         g.status = Some(s.clone());
         // Another failure reason: still False, so the time stays.
-        let s2 = Decided::new(&g, Reason::Conflict, "taken".into(), &verdict(), &t1).status();
+        let s2 = decide(&g, Reason::Conflict, "taken", &t1);
         assert_eq!(s2.conditions[0].last_transition_time, t0);
         // Ready flips: the time moves.
-        let s3 = Decided::new(&g, Reason::Applied, "ok".into(), &verdict(), &t1).status();
+        let s3 = decide(&g, Reason::Applied, "ok", &t1);
         assert_eq!(s3.conditions[0].last_transition_time, t1);
         assert_eq!(s3.section.as_deref(), Some("mapRoles"));
     }

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
+use super::cache::Cached;
 use super::events::Recorder;
 use super::status;
 use crate::api::IamAccessGrant;
@@ -21,7 +21,7 @@ use crate::operator::leader::Gate;
 pub struct Update {
     /// The grant's name, shared with the plan's verdict.
     pub name: Arc<str>,
-    pub grant: Arc<IamAccessGrant>,
+    pub grant: Arc<Cached>,
     pub decided: status::Decided,
 }
 
@@ -91,7 +91,7 @@ async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u:
         Err(kube::Error::Api(s)) if s.is_not_found() => return,
         Err(e) => warn!(grant = %name, error = %e, "status update failed"),
     }
-    if status::current_reason(&grant) != Some(reason.as_str()) {
+    if grant.ready_reason() != Some(reason.as_str()) {
         let ev = Event {
             type_: if reason.is_ready() {
                 EventType::Normal
@@ -103,7 +103,7 @@ async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u:
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&ev, &grant.object_ref(&())).await {
+        if let Err(e) = recorder.publish(&ev, &grant.object_ref()).await {
             debug!(grant = %name, error = %e, "event not recorded");
         }
     }

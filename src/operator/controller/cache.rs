@@ -1,0 +1,343 @@
+//! The controller's cache of grants. It keeps of each grant only what the plan, the status worker
+//! and its events read (name, uid, version, generation, creation time, spec, and of the status
+//! its Ready condition's gist and a fingerprint), not the API object: at thousands of grants the
+//! objects' metadata structs, condition messages and per-object keys were most of the memory.
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::runtime::watcher;
+
+use crate::api::{IamAccessGrant, IamAccessGrantSpec, IamAccessGrantStatus, READY};
+use crate::engine::fingerprint::hash128;
+use crate::engine::plan::{GrantRef, Reported, object_version};
+
+/// One grant as cached.
+#[derive(Debug)]
+pub struct Cached {
+    pub name: Arc<str>,
+    uid: Option<String>,
+    version: Option<u128>,
+    pub generation: Option<i64>,
+    created: Option<Time>,
+    spec: IamAccessGrantSpec,
+    status: Option<Status>,
+    /// A digest of what the plan reads of it (see [`plan_inputs`]).
+    inputs: u64,
+}
+
+/// What the operator reads of a grant's status.
+#[derive(Debug)]
+struct Status {
+    /// The first Ready condition: whether it is True, its reason, when it last flipped.
+    ready: Option<(bool, Box<str>, Time)>,
+    /// Some Ready condition says Applied or Invalid (see [`Reported::holds`]).
+    holds: bool,
+    section: Option<Box<str>>,
+    canonical_arn: Option<Box<str>>,
+    /// The whole status's fingerprint: a decided status with the same one needs no patch.
+    print: u128,
+}
+
+/// The fingerprint of a status as the API holds it (its JSON).
+pub fn status_print(s: &IamAccessGrantStatus) -> u128 {
+    let json = serde_json::to_vec(s).unwrap_or_default();
+    hash128(|h| h.write(&json))
+}
+
+impl Cached {
+    pub fn new(g: IamAccessGrant) -> Self {
+        let inputs = plan_inputs(&g);
+        let IamAccessGrant {
+            metadata: m,
+            spec,
+            status,
+        } = g;
+        let version = match (&m.uid, &m.resource_version) {
+            (Some(uid), Some(rv)) => Some(object_version(uid, rv)),
+            _ => None,
+        };
+        let status = status.map(|s| {
+            let reported = Reported::of(Some(&s));
+            Status {
+                ready: s.conditions.iter().find(|c| c.type_ == READY).map(|c| {
+                    (
+                        c.status == "True",
+                        c.reason.as_str().into(),
+                        c.last_transition_time.clone(),
+                    )
+                }),
+                holds: reported.holds,
+                print: status_print(&s),
+                section: s.section.map(String::into_boxed_str),
+                canonical_arn: s.canonical_arn.map(String::into_boxed_str),
+            }
+        });
+        Cached {
+            name: m.name.or(m.generate_name).unwrap_or_default().into(),
+            uid: m.uid,
+            version,
+            generation: m.generation,
+            created: m.creation_timestamp,
+            spec,
+            status,
+            inputs,
+        }
+    }
+
+    /// The Ready condition's reason, if the grant reports one.
+    pub fn ready_reason(&self) -> Option<&str> {
+        self.status.as_ref()?.ready.as_ref().map(|(_, r, _)| &**r)
+    }
+
+    /// Whether the Ready condition is True, and since when.
+    pub fn ready(&self) -> Option<(bool, &Time)> {
+        self.status
+            .as_ref()?
+            .ready
+            .as_ref()
+            .map(|(t, _, at)| (*t, at))
+    }
+
+    /// The fingerprint of the status the grant has (see [`status_print`]).
+    pub fn status_print(&self) -> Option<u128> {
+        self.status.as_ref().map(|s| s.print)
+    }
+
+    /// What events about this grant refer to.
+    pub fn object_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(IamAccessGrant::api_version(&()).into_owned()),
+            kind: Some(IamAccessGrant::kind(&()).into_owned()),
+            name: Some(self.name.to_string()),
+            uid: self.uid.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl GrantRef for Cached {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created(&self) -> Option<&Time> {
+        self.created.as_ref()
+    }
+    fn spec(&self) -> &IamAccessGrantSpec {
+        &self.spec
+    }
+    fn reported(&self) -> Reported<'_> {
+        let s = self.status.as_ref();
+        Reported {
+            holds: s.is_some_and(|s| s.holds),
+            section: s.and_then(|s| s.section.as_deref()),
+            canonical_arn: s.and_then(|s| s.canonical_arn.as_deref()),
+        }
+    }
+    fn version(&self) -> Option<u128> {
+        self.version
+    }
+}
+
+/// A digest of what the plan reads of a grant; its status counts only while the spec is invalid
+/// (when it keeps the last applied entry).
+fn plan_inputs(g: &IamAccessGrant) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    let invalid = crate::engine::validate::validate(&g.spec).is_err();
+    crate::engine::plan::grant_inputs(g, invalid, &mut h);
+    h.finish()
+}
+
+/// The grants, shared with the passes that read them.
+#[derive(Default)]
+pub struct Cache {
+    grants: RwLock<HashMap<Arc<str>, Arc<Cached>>>,
+    ready: std::sync::OnceLock<()>,
+    listed: tokio::sync::Notify,
+}
+
+impl Cache {
+    /// Every grant, shared (not copied).
+    pub fn state(&self) -> Vec<Arc<Cached>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    // The map holds only whole entries; one left by a panicking writer is still whole.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Cached>>> {
+        self.grants.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Cached>>> {
+        self.grants.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once the first complete list is in.
+    pub async fn listed(&self) {
+        loop {
+            let notified = self.listed.notified();
+            if self.ready.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Applies the watch's events to a [`Cache`]. A relist builds the new map aside and swaps it in
+/// when complete, so a pass never sees half a list (an incomplete list would remove entries).
+pub struct Writer {
+    cache: Arc<Cache>,
+    relist: Option<HashMap<Arc<str>, Arc<Cached>>>,
+}
+
+impl Writer {
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Writer {
+            cache,
+            relist: None,
+        }
+    }
+
+    /// Applies one event; returns whether it can change the plan: new grants, deletions,
+    /// relists, and updates of what the plan reads. The status worker's own patches (thousands in
+    /// a burst) are not changes: were they, a burst would never fall quiet and every pass would
+    /// wait for the maximum.
+    pub fn apply(&mut self, ev: watcher::Event<IamAccessGrant>) -> bool {
+        match ev {
+            watcher::Event::Apply(g) => {
+                let g = Arc::new(Cached::new(g));
+                let old = self.cache.write().insert(g.name.clone(), g.clone());
+                old.is_none_or(|o| o.inputs != g.inputs)
+            }
+            watcher::Event::Delete(g) => {
+                self.cache.write().remove(GrantRef::name(&g));
+                true
+            }
+            watcher::Event::Init => {
+                self.relist = Some(HashMap::new());
+                false
+            }
+            watcher::Event::InitApply(g) => {
+                let g = Arc::new(Cached::new(g));
+                self.relist
+                    .get_or_insert_default()
+                    .insert(g.name.clone(), g);
+                true
+            }
+            watcher::Event::InitDone => {
+                if let Some(all) = self.relist.take() {
+                    *self.cache.write() = all;
+                }
+                let _ = self.cache.ready.set(());
+                self.cache.listed.notify_waiters();
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{IamAccessGrantSpec, IamAccessGrantStatus};
+
+    #[test]
+    fn status_patches_of_valid_grants_are_not_plan_changes() {
+        let cache = Arc::new(Cache::default());
+        let mut w = Writer::new(cache.clone());
+        let spec = IamAccessGrantSpec::arn("arn:aws:iam::111122223333:role/a", "a", &["dev"]);
+        let g = IamAccessGrant::new("a", spec);
+        assert!(w.apply(watcher::Event::Apply(g.clone())));
+        let mut patched = g.clone();
+        patched.status = Some(IamAccessGrantStatus {
+            section: Some("mapRoles".into()),
+            ..Default::default()
+        });
+        assert!(!w.apply(watcher::Event::Apply(patched.clone())));
+        let mut edited = patched.clone();
+        edited.spec.groups.push("ops".into());
+        assert!(w.apply(watcher::Event::Apply(edited.clone())));
+        // While the spec is invalid, the status decides what is kept: it counts.
+        let mut broken = edited.clone();
+        broken.spec.username = None;
+        assert!(w.apply(watcher::Event::Apply(broken.clone())));
+        broken.status = None;
+        assert!(w.apply(watcher::Event::Apply(broken.clone())));
+        assert!(w.apply(watcher::Event::Delete(broken)));
+        assert!(cache.state().is_empty());
+        assert!(!w.apply(watcher::Event::Init));
+        assert!(w.apply(watcher::Event::InitApply(g)));
+        assert!(w.apply(watcher::Event::InitDone));
+    }
+
+    #[test]
+    fn a_relist_is_seen_whole_and_replaces_what_went_before() {
+        let cache = Arc::new(Cache::default());
+        let mut w = Writer::new(cache.clone());
+        let g = |n: &str| {
+            let spec = IamAccessGrantSpec::arn(&format!("arn:aws:iam::1:role/{n}"), n, &[]);
+            IamAccessGrant::new(n, spec)
+        };
+        w.apply(watcher::Event::Init);
+        w.apply(watcher::Event::InitApply(g("a")));
+        w.apply(watcher::Event::InitDone);
+        assert!(futures::FutureExt::now_or_never(cache.listed()).is_some());
+        w.apply(watcher::Event::Init);
+        w.apply(watcher::Event::InitApply(g("b")));
+        // Until the relist is complete, passes see the last complete list.
+        let names = |c: &Cache| {
+            let mut n: Vec<String> = c.state().iter().map(|g| g.name.to_string()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&cache), ["a"]);
+        w.apply(watcher::Event::InitApply(g("c")));
+        w.apply(watcher::Event::InitDone);
+        assert_eq!(names(&cache), ["b", "c"]);
+    }
+
+    #[test]
+    fn the_status_gist_and_print_follow_the_object() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let spec = IamAccessGrantSpec::arn("arn:aws:iam::111122223333:role/a", "a", &["dev"]);
+        let mut g = IamAccessGrant::new("a", spec);
+        g.metadata.uid = Some("u".into());
+        g.metadata.resource_version = Some("7".into());
+        let at = Time(k8s_openapi::jiff::Timestamp::from_second(5).unwrap());
+        let status = IamAccessGrantStatus {
+            section: Some("mapRoles".into()),
+            canonical_arn: Some("arn:aws:iam::111122223333:role/a".into()),
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: "True".into(),
+                reason: "Applied".into(),
+                message: "m".into(),
+                observed_generation: None,
+                last_transition_time: at.clone(),
+            }],
+            ..Default::default()
+        };
+        g.status = Some(status.clone());
+        let c = Cached::new(g.clone());
+        assert_eq!(c.ready_reason(), Some("Applied"));
+        assert_eq!(c.ready(), Some((true, &at)));
+        assert_eq!(c.status_print(), Some(status_print(&status)));
+        assert_eq!(c.reported(), g.reported());
+        assert_eq!(c.version(), g.version());
+        let mut other = status.clone();
+        other.conditions[0].message = "n".into();
+        assert_ne!(c.status_print(), Some(status_print(&other)));
+        assert_eq!(c.object_ref().uid.as_deref(), Some("u"));
+    }
+}
