@@ -67,6 +67,39 @@ impl Version {
     }
 }
 
+/// [`Version`] serialized from a ConfigMap it borrows: the same JSON as `Version::of` gives, without
+/// a copy of up to 1 MiB of data before it is serialized (the history is kept right after a write,
+/// when the pass holds the most).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionOf<'a> {
+    time: &'a str,
+    resource_version: &'a str,
+    data: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed: Option<&'a String>,
+}
+
+impl Version {
+    /// The resourceVersion and the JSON of the version of `cm` recorded at `time`.
+    pub fn json_of(cm: &ConfigMap, time: &str) -> (String, String) {
+        let empty = BTreeMap::new();
+        let resource_version = cm.metadata.resource_version.as_deref().unwrap_or_default();
+        let v = VersionOf {
+            time,
+            resource_version,
+            data: cm.data.as_ref().unwrap_or(&empty),
+            managed: cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(OWNERSHIP_ANNOTATION)),
+        };
+        let json = serde_json::to_string(&v).expect("a version serializes");
+        (resource_version.to_string(), json)
+    }
+}
+
 /// Data keys of the history ConfigMap: `v` and a zero-padded sequence number.
 fn key(seq: u64) -> String {
     format!("v{seq:010}")
@@ -141,16 +174,28 @@ pub fn record(
     if index.holds(&v.resource_version) {
         return None;
     }
+    let text = serde_json::to_string(v).expect("a version serializes");
+    record_json(index, &v.resource_version, text, max_versions, max_bytes)
+}
+
+/// [`record`] of a version given as its resourceVersion and JSON (see [`Version::json_of`]).
+pub fn record_json(
+    index: &Index,
+    resource_version: &str,
+    text: String,
+    max_versions: usize,
+    max_bytes: usize,
+) -> Option<(BTreeMap<String, Option<String>>, Index)> {
+    if index.holds(resource_version) {
+        return None;
+    }
     let next = index
         .versions
         .keys()
         .filter_map(|k| seq(k))
         .max()
         .map_or(1, |n| n + 1);
-    let (key, text) = (
-        key(next),
-        serde_json::to_string(v).expect("a version serializes"),
-    );
+    let key = key(next);
     let mut after = index.clone();
     after.foreign.clear();
     let mut patch: BTreeMap<String, Option<String>> =
@@ -159,7 +204,7 @@ pub fn record(
         return Some((patch, after));
     }
     after.versions.insert(key.clone(), key.len() + text.len());
-    after.newest = Some(v.resource_version.clone());
+    after.newest = Some(resource_version.to_string());
     let mut size: usize = after.versions.values().sum();
     while after.versions.len() > max_versions.max(1) || size > max_bytes {
         let Some((oldest, bytes)) = after.versions.pop_first() else {

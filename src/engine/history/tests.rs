@@ -152,3 +152,22 @@ fn an_unreadable_version_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_version_serialized_from_the_configmap_it_borrows_is_the_version_of_it() {
+    let mut c = cm(&[("mapRoles", NODE), ("other", "x\"\n")], "42");
+    for _ in 0..2 {
+        let (rv, json) = Version::json_of(&c, "t1");
+        assert_eq!(rv, "42");
+        assert_eq!(
+            json,
+            serde_json::to_string(&Version::of(&c, "t1".into())).unwrap()
+        );
+        let back: Version = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Version::of(&c, "t1".into()));
+        // Again with an ownership record.
+        c.metadata.annotations =
+            Some([(OWNERSHIP_ANNOTATION.to_string(), "rec".to_string())].into());
+    }
+    assert!(Version::json_of(&c, "t").1.contains("\"managed\":\"rec\""));
+}

@@ -595,6 +595,8 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref());
+    // What was read is not needed any more: the history of the write below is the pass's peak.
+    drop(current);
     // The version just written goes into the history now, after aws-auth and the statuses: the
     // next write finds its predecessor kept already and does not wait for the history. If this
     // fails, that write keeps it itself.
@@ -704,9 +706,10 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
     let todo = if index.holds(rv) {
         None
     } else {
-        let version = history::Version::of(current, Timestamp::now().to_string());
+        let (rv, json) = history::Version::json_of(current, &Timestamp::now().to_string());
         let (versions, bytes) = (ctx.history.history_versions, ctx.history.history_bytes);
-        history::record(&index, &version, versions, bytes).filter(|(patch, _)| !patch.is_empty())
+        history::record_json(&index, &rv, json, versions, bytes)
+            .filter(|(patch, _)| !patch.is_empty())
     };
     let Some((patch, index)) = todo else {
         *ctx.history_state.lock().expect("history lock") = state;
