@@ -720,10 +720,23 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
         // A merge patch of the items that change, answered with metadata only: neither the
         // request nor the answer carries the whole history.
         Some(s) => {
-            let body = serde_json::json!({
-                "metadata": { "resourceVersion": s.resource_version },
-                "data": patch,
-            });
+            // Serialized from the patch itself: a JSON value of it would copy the version first.
+            #[derive(serde::Serialize, Debug)]
+            struct Body<'a> {
+                metadata: Meta<'a>,
+                data: &'a std::collections::BTreeMap<String, Option<String>>,
+            }
+            #[derive(serde::Serialize, Debug)]
+            #[serde(rename_all = "camelCase")]
+            struct Meta<'a> {
+                resource_version: &'a str,
+            }
+            let body = Body {
+                metadata: Meta {
+                    resource_version: &s.resource_version,
+                },
+                data: &patch,
+            };
             let pp = PatchParams {
                 field_manager: Some(MANAGER.into()),
                 ..Default::default()
@@ -844,7 +857,19 @@ async fn replace_answered_with_metadata(
     pp: &PostParams,
     mut cm: ConfigMap,
 ) -> kube::Result<ConfigMap> {
-    let body = serde_json::to_vec(&cm).map_err(kube::Error::SerdeError)?;
+    // Sized for the data and its escapes up front: grown by doubling, a 700 KB body would hold
+    // up to twice that at the pass's peak.
+    let text: usize = cm
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let notes: usize = (cm.metadata.annotations.iter().flatten())
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let mut body = Vec::with_capacity((text + notes) * 9 / 8 + 4096);
+    serde_json::to_writer(&mut body, &cm).map_err(kube::Error::SerdeError)?;
     let mut req = kube::core::Request::new(ctx.configmaps.resource_url())
         .replace(&ctx.name, pp, body)
         .map_err(kube::Error::BuildRequest)?;
