@@ -8,6 +8,7 @@ use kube::api::ObjectMeta;
 
 use crate::api::Reason;
 use crate::engine::authmap::arn;
+use crate::engine::authmap::memo::known as memo_known;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::render::{
     RenderMismatch, account_text, mapping_text, mapping_text_len, prove_mapping_texts, quoted_len,
@@ -464,13 +465,13 @@ pub(crate) fn section_entries(read: &AwsAuthRead, section: Section) -> Vec<(usiz
             .roles
             .entries
             .iter()
-            .map(|e| (e.line, Entry::Mapping(e.value.clone())))
+            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value.clone()))))
             .collect(),
         Section::MapUsers => read
             .users
             .entries
             .iter()
-            .map(|e| (e.line, Entry::Mapping(e.value.clone())))
+            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value.clone()))))
             .collect(),
         Section::MapAccounts => read
             .accounts
@@ -620,17 +621,37 @@ impl Prepared {
             .into_iter()
             .filter(|&s| read.readable(s))
             .collect();
+        // A key made only of entry texts the renderer has proven (the operator's own output)
+        // shares their mappings with the renderer's memo and the grants' decisions: one mapping
+        // per entry, not three.
+        let known = |s: Section| {
+            let shared = memo_known(s, data.get(s.key())?)?;
+            Some(
+                shared
+                    .into_iter()
+                    .map(|(line, m)| (line, Entry::Mapping(m)))
+                    .collect(),
+            )
+        };
         // The entries move out of the reader's result; the plan asks it only about findings.
         let mut take = |s: Section| -> Vec<(usize, Entry)> {
             match s {
-                Section::MapRoles => std::mem::take(&mut read.roles.entries)
-                    .into_iter()
-                    .map(|e| (e.line, Entry::Mapping(e.value)))
-                    .collect(),
-                Section::MapUsers => std::mem::take(&mut read.users.entries)
-                    .into_iter()
-                    .map(|e| (e.line, Entry::Mapping(e.value)))
-                    .collect(),
+                Section::MapRoles => {
+                    let read = std::mem::take(&mut read.roles.entries);
+                    known(s).unwrap_or_else(|| {
+                        read.into_iter()
+                            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
+                            .collect()
+                    })
+                }
+                Section::MapUsers => {
+                    let read = std::mem::take(&mut read.users.entries);
+                    known(s).unwrap_or_else(|| {
+                        read.into_iter()
+                            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
+                            .collect()
+                    })
+                }
                 Section::MapAccounts => std::mem::take(&mut read.accounts.entries)
                     .into_iter()
                     .map(|e| (e.line, Entry::Account(e.value)))
@@ -1196,7 +1217,7 @@ fn render_managed(section: Section, entries: &[Managed]) -> Result<String, Rende
         return render_accounts(&accounts);
     }
     use std::sync::atomic::Ordering;
-    let texts: Vec<(std::borrow::Cow<str>, &Mapping, Option<&Candidate>)> = entries
+    let texts: Vec<(std::borrow::Cow<str>, &Arc<Mapping>, Option<&Candidate>)> = entries
         .iter()
         .filter_map(|m| match m.entry {
             Entry::Mapping(mapping) => Some((
@@ -1211,7 +1232,7 @@ fn render_managed(section: Section, entries: &[Managed]) -> Result<String, Rende
         })
         .collect();
     // A grant's text proven in an earlier pass needs no look-up in the renderer's memo.
-    let unproven: Vec<(&str, &Mapping)> = texts
+    let unproven: Vec<(&str, &Arc<Mapping>)> = texts
         .iter()
         .filter(|(_, _, c)| !c.is_some_and(|c| c.proven.load(Ordering::Relaxed)))
         .map(|(t, m, _)| (t.as_ref(), *m))

@@ -21,7 +21,8 @@ pub struct ValidGrant {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Entry {
-    Mapping(Mapping),
+    /// Shared: a grant's decision, the renderer's memo and the read of aws-auth hold one mapping.
+    Mapping(std::sync::Arc<Mapping>),
     Account(String),
 }
 
@@ -102,11 +103,11 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
         section,
         key: arn::principal_key(&canonical).expect("validated ARN canonicalizes"),
         canonical: canonical.clone(),
-        entry: Entry::Mapping(Mapping {
+        entry: Entry::Mapping(std::sync::Arc::new(Mapping {
             arn: canonical,
             username: username.to_string(),
             groups: spec.groups.clone(),
-        }),
+        })),
     })
 }
 

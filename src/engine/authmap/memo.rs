@@ -8,7 +8,7 @@
 //! fingerprint (see [`crate::engine::fingerprint`]), not as text: the entry texts are already
 //! held by the grants' decisions and by aws-auth itself.
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::read::Located;
 use super::{Mapping, Section};
@@ -18,7 +18,7 @@ use crate::engine::fingerprint::{Fingerprints, hash128};
 const MAX_ENTRIES: usize = 50_000;
 
 /// Per mapping key (mapRoles, mapUsers): entry text (its fingerprint) -> the mapping it reads as.
-type Verified = [HashMap<u128, Mapping, Fingerprints>; 2];
+type Verified = [HashMap<u128, Arc<Mapping>, Fingerprints>; 2];
 
 static VERIFIED: LazyLock<Mutex<Verified>> = LazyLock::new(Default::default);
 
@@ -31,8 +31,8 @@ fn text_key(text: &str) -> u128 {
 }
 
 /// Records entry texts whose key was re-read and matched exactly.
-pub(crate) fn remember<'a>(section: Section, texts: impl Iterator<Item = (&'a str, Mapping)>) {
-    let texts: Vec<(u128, Mapping)> = texts.map(|(t, m)| (text_key(t), m)).collect();
+pub(crate) fn remember<'a>(section: Section, texts: impl Iterator<Item = (&'a str, Arc<Mapping>)>) {
+    let texts: Vec<(u128, Arc<Mapping>)> = texts.map(|(t, m)| (text_key(t), m)).collect();
     let mut all = VERIFIED.lock().expect("memo lock");
     let m = &mut all[slot(section)];
     if m.len() > MAX_ENTRIES {
@@ -49,8 +49,8 @@ pub(crate) fn forget() {
 /// The entry texts not yet known to read as their mappings.
 pub(crate) fn unverified<'a>(
     section: Section,
-    entries: &[(&'a str, &'a Mapping)],
-) -> Vec<(&'a str, &'a Mapping)> {
+    entries: &[(&'a str, &'a Arc<Mapping>)],
+) -> Vec<(&'a str, &'a Arc<Mapping>)> {
     let keys: Vec<u128> = entries.iter().map(|(t, _)| text_key(t)).collect();
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
@@ -64,6 +64,20 @@ pub(crate) fn unverified<'a>(
 
 /// The entries of a key made only of verified entry texts (`None`: it is not, read it in full).
 pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Mapping>>> {
+    let known = known(section, text)?;
+    Some(
+        known
+            .into_iter()
+            .map(|(line, m)| Located {
+                line,
+                value: (*m).clone(),
+            })
+            .collect(),
+    )
+}
+
+/// [`read_known`], each entry's line with the mapping the memo shares.
+pub(crate) fn known(section: Section, text: &str) -> Option<Vec<(usize, Arc<Mapping>)>> {
     if !text.starts_with("- ") || !text.ends_with('\n') {
         return None;
     }
@@ -88,11 +102,6 @@ pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Map
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
     keys.into_iter()
-        .map(|(line, key)| {
-            m.get(&key).map(|mapping| Located {
-                line,
-                value: mapping.clone(),
-            })
-        })
+        .map(|(line, key)| m.get(&key).map(|mapping| (line, mapping.clone())))
         .collect()
 }

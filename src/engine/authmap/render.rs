@@ -1,5 +1,6 @@
 //! The renderer: block YAML that the authenticator reads back exactly, verified before it is returned.
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::goyaml;
 use super::read::{read_accounts, read_mappings};
@@ -60,7 +61,8 @@ pub fn account_text(account: &str) -> String {
 /// Renders `mapRoles` or `mapUsers` and proves the authenticator reads back exactly `entries`.
 pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, RenderMismatch> {
     let texts: Vec<String> = entries.iter().map(|e| mapping_text(section, e)).collect();
-    let pairs: Vec<(&str, &Mapping)> = texts.iter().map(String::as_str).zip(entries).collect();
+    let shared: Vec<Arc<Mapping>> = entries.iter().cloned().map(Arc::new).collect();
+    let pairs: Vec<(&str, &Arc<Mapping>)> = texts.iter().map(String::as_str).zip(&shared).collect();
     prove_mapping_texts(section, &pairs)?;
     Ok(texts.concat())
 }
@@ -70,17 +72,17 @@ pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, 
 /// read again.
 pub(crate) fn prove_mapping_texts(
     section: Section,
-    entries: &[(&str, &Mapping)],
+    entries: &[(&str, &Arc<Mapping>)],
 ) -> Result<(), RenderMismatch> {
     debug_assert!(entries.iter().all(|(t, m)| *t == mapping_text(section, m)));
     // Only the entries not verified yet are read back, together: each entry text stands alone.
     let new = super::memo::unverified(section, entries);
     if !new.is_empty() {
         let text: String = new.iter().map(|(t, _)| *t).collect();
-        let want: Vec<Mapping> = new.iter().map(|(_, m)| (*m).clone()).collect();
+        let want: Vec<Mapping> = new.iter().map(|(_, m)| Mapping::clone(m)).collect();
         let back = read_mappings(section, Some(&text));
         verify(section, back.readable(), &back.values(), &want)?;
-        super::memo::remember(section, new.iter().map(|(t, m)| (*t, (*m).clone())));
+        super::memo::remember(section, new.iter().map(|(t, m)| (*t, Arc::clone(m))));
     }
     Ok(())
 }
