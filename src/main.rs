@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Run(args) => {
-            limit_malloc_arenas();
+            tune_malloc();
             aws_auth_operator::operator::telemetry::init(args.log_format);
             runtime().block_on(controller::run(*args)).map(|()| true)
         }
@@ -82,27 +82,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives a thread that finds the allocator busy an arena of its own (up to eight per core),
-/// and memory freed into one arena is not reused by another: during a burst the runtime's
-/// threads each grow their own. Two arenas keep the peak about 1 MiB lower with 1,000 grants at
-/// no measured cost in latency (BENCHMARKS.md). `MALLOC_ARENA_MAX` in the environment still wins.
-/// Called before any thread starts.
+/// Two glibc allocator settings, each left to the environment when it sets it, called before any
+/// thread starts (BENCHMARKS.md has the figures):
+/// - glibc gives a thread that finds the allocator busy an arena of its own (up to eight per
+///   core), and memory freed into one arena is not reused by another: during a burst the
+///   runtime's threads each grow their own. Two arenas (`MALLOC_ARENA_MAX`).
+/// - Blocks of 128 KiB and more (aws-auth's text, the bodies that carry it: up to 1 MiB each) are
+///   mapped and unmapped on their own (`MALLOC_MMAP_THRESHOLD_`). glibc would otherwise raise
+///   that threshold after the first such block is freed and carve the next ones from the heap,
+///   where they leave holes as large as themselves.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+fn tune_malloc() {
     unsafe extern "C" {
         fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
     }
     const M_ARENA_MAX: std::ffi::c_int = -8;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt sets one allocator parameter; nothing else runs yet.
-        unsafe {
-            mallopt(M_ARENA_MAX, 2);
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    let settings = [
+        ("MALLOC_ARENA_MAX", M_ARENA_MAX, 2),
+        ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, 128 * 1024),
+    ];
+    for (env, param, value) in settings {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: mallopt sets one allocator parameter; nothing else runs yet.
+            unsafe {
+                mallopt(param, value);
+            }
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn tune_malloc() {}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime starts")
