@@ -635,28 +635,23 @@ impl Prepared {
         };
         // The entries move out of the reader's result; the plan asks it only about findings.
         let mut take = |s: Section| -> Vec<(usize, Entry)> {
-            match s {
-                Section::MapRoles => {
-                    let read = std::mem::take(&mut read.roles.entries);
-                    known(s).unwrap_or_else(|| {
-                        read.into_iter()
-                            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
-                            .collect()
-                    })
+            let mappings = match s {
+                Section::MapRoles => &mut read.roles.entries,
+                Section::MapUsers => &mut read.users.entries,
+                Section::MapAccounts => {
+                    return std::mem::take(&mut read.accounts.entries)
+                        .into_iter()
+                        .map(|e| (e.line, Entry::Account(e.value)))
+                        .collect();
                 }
-                Section::MapUsers => {
-                    let read = std::mem::take(&mut read.users.entries);
-                    known(s).unwrap_or_else(|| {
-                        read.into_iter()
-                            .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
-                            .collect()
-                    })
-                }
-                Section::MapAccounts => std::mem::take(&mut read.accounts.entries)
+            };
+            let mappings = std::mem::take(mappings);
+            known(s).unwrap_or_else(|| {
+                mappings
                     .into_iter()
-                    .map(|e| (e.line, Entry::Account(e.value)))
-                    .collect(),
-            }
+                    .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
+                    .collect()
+            })
         };
         let entries = readable
             .into_iter()

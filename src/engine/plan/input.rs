@@ -89,38 +89,27 @@ pub fn object_version(uid: &str, resource_version: &str) -> u128 {
     hash128(|mut h| (uid, resource_version).hash(&mut h))
 }
 
-impl<T: GrantRef + ?Sized> GrantRef for &T {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn created(&self) -> Option<&Time> {
-        (**self).created()
-    }
-    fn spec(&self) -> &IamAccessGrantSpec {
-        (**self).spec()
-    }
-    fn reported(&self) -> Reported<'_> {
-        (**self).reported()
-    }
-    fn version(&self) -> Option<u128> {
-        (**self).version()
-    }
+/// References and shared pointers to a grant are grants.
+macro_rules! through_pointer {
+    ($($pointer:ty),*) => {$(
+        impl<T: GrantRef + ?Sized> GrantRef for $pointer {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn created(&self) -> Option<&Time> {
+                (**self).created()
+            }
+            fn spec(&self) -> &IamAccessGrantSpec {
+                (**self).spec()
+            }
+            fn reported(&self) -> Reported<'_> {
+                (**self).reported()
+            }
+            fn version(&self) -> Option<u128> {
+                (**self).version()
+            }
+        }
+    )*};
 }
 
-impl<T: GrantRef + ?Sized> GrantRef for Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn created(&self) -> Option<&Time> {
-        (**self).created()
-    }
-    fn spec(&self) -> &IamAccessGrantSpec {
-        (**self).spec()
-    }
-    fn reported(&self) -> Reported<'_> {
-        (**self).reported()
-    }
-    fn version(&self) -> Option<u128> {
-        (**self).version()
-    }
-}
+through_pointer!(&T, Arc<T>);
