@@ -159,27 +159,13 @@ impl Index {
     }
 }
 
-/// The change to the history's `data` that records `v` (a JSON merge patch: the new version, and
-/// `None` for each item dropped), with the index after it; `None` when `v` is the newest version
-/// already (a write that failed and was retried). At most `max_versions` versions and `max_bytes`
+/// The change to the history's `data` that records a version, given as its resourceVersion and
+/// JSON (see [`Version::json_of`]): a JSON merge patch (the new version, and `None` for each item
+/// dropped), with the index after it; `None` when that version is the newest one already (a write that failed and was retried). At most `max_versions` versions and `max_bytes`
 /// bytes are kept, the oldest dropped first; a version larger than the whole budget is not kept
 /// and costs no other version (the history says so through its absence rather than failing
 /// every write).
 pub fn record(
-    index: &Index,
-    v: &Version,
-    max_versions: usize,
-    max_bytes: usize,
-) -> Option<(BTreeMap<String, Option<String>>, Index)> {
-    if index.holds(&v.resource_version) {
-        return None;
-    }
-    let text = serde_json::to_string(v).expect("a version serializes");
-    record_json(index, &v.resource_version, text, max_versions, max_bytes)
-}
-
-/// [`record`] of a version given as its resourceVersion and JSON (see [`Version::json_of`]).
-pub fn record_json(
     index: &Index,
     resource_version: &str,
     text: String,

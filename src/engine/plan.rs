@@ -1468,7 +1468,7 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
 
 mod input;
 mod memo;
-pub use input::{GrantRef, Reported, object_version};
+pub use input::{GrantRef, Reported};
 pub use memo::Memo;
 pub(crate) use memo::grant_inputs;
 #[cfg(test)]

@@ -21,6 +21,17 @@ fn cm(data: &[(&str, &str)], rv: &str) -> ConfigMap {
     }
 }
 
+/// [`record`] of a version as it is.
+fn record(
+    index: &Index,
+    v: &Version,
+    versions: usize,
+    bytes: usize,
+) -> Option<(BTreeMap<String, Option<String>>, Index)> {
+    let json = serde_json::to_string(v).unwrap();
+    super::record(index, &v.resource_version, json, versions, bytes)
+}
+
 /// Applies a merge patch of `data` as the API server does, and checks the index stays true.
 fn recorded(
     h: &BTreeMap<String, String>,

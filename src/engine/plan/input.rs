@@ -9,7 +9,7 @@ use crate::engine::fingerprint::hash128;
 
 /// What a grant's status says it holds in aws-auth: the plan keeps an invalid grant's last
 /// applied entry by it (see [`super::last_applied`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Reported<'a> {
     /// The Ready condition says Applied or Invalid (an entry was applied and may still be held).
     pub holds: bool,
@@ -20,11 +20,7 @@ pub struct Reported<'a> {
 impl<'a> Reported<'a> {
     pub fn of(status: Option<&'a crate::api::IamAccessGrantStatus>) -> Self {
         let Some(s) = status else {
-            return Reported {
-                holds: false,
-                section: None,
-                canonical_arn: None,
-            };
+            return Reported::default();
         };
         Reported {
             holds: s.conditions.iter().any(|c| {
@@ -75,18 +71,11 @@ impl GrantRef for IamAccessGrant {
     }
 
     fn version(&self) -> Option<u128> {
+        use std::hash::Hash;
         let m = &self.metadata;
-        Some(object_version(
-            m.uid.as_deref()?,
-            m.resource_version.as_deref()?,
-        ))
+        let (uid, rv) = (m.uid.as_deref()?, m.resource_version.as_deref()?);
+        Some(hash128(|mut h| (uid, rv).hash(&mut h)))
     }
-}
-
-/// The version key of an object from the API server (see [`GrantRef::version`]).
-pub fn object_version(uid: &str, resource_version: &str) -> u128 {
-    use std::hash::Hash;
-    hash128(|mut h| (uid, resource_version).hash(&mut h))
 }
 
 /// References and shared pointers to a grant are grants.

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 
 use crate::api::{IamAccessGrant, IamAccessGrantSpec, IamAccessGrantStatus, READY};
 use crate::engine::fingerprint::hash128;
-use crate::engine::plan::{GrantRef, Reported, object_version};
+use crate::engine::plan::{GrantRef, Reported};
 
 /// One grant as cached.
 #[derive(Debug)]
@@ -51,15 +51,12 @@ pub fn status_print(s: &IamAccessGrantStatus) -> u128 {
 impl Cached {
     pub fn new(g: IamAccessGrant) -> Self {
         let inputs = plan_inputs(&g);
+        let (name, version) = (GrantRef::name(&g).into(), g.version());
         let IamAccessGrant {
             metadata: m,
             spec,
             status,
         } = g;
-        let version = match (&m.uid, &m.resource_version) {
-            (Some(uid), Some(rv)) => Some(object_version(uid, rv)),
-            _ => None,
-        };
         let status = status.map(|s| {
             let reported = Reported::of(Some(&s));
             Status {
@@ -77,7 +74,7 @@ impl Cached {
             }
         });
         Cached {
-            name: m.name.or(m.generate_name).unwrap_or_default().into(),
+            name,
             uid: m.uid,
             version,
             generation: m.generation,

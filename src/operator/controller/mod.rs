@@ -708,8 +708,7 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
     } else {
         let (rv, json) = history::Version::json_of(current, &Timestamp::now().to_string());
         let (versions, bytes) = (ctx.history.history_versions, ctx.history.history_bytes);
-        history::record_json(&index, &rv, json, versions, bytes)
-            .filter(|(patch, _)| !patch.is_empty())
+        history::record(&index, &rv, json, versions, bytes).filter(|(patch, _)| !patch.is_empty())
     };
     let Some((patch, index)) = todo else {
         *ctx.history_state.lock().expect("history lock") = state;
