@@ -905,7 +905,6 @@ fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error:
         let decided = status::Decided::new(g, reason, message, verdict, &now);
         let print = cache::status_print(&decided.status());
         (g.status_print() != Some(print)).then(|| status_queue::Update {
-            name: verdict.grant.clone(),
             grant: g.clone(),
             decided,
         })

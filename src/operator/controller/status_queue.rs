@@ -19,8 +19,6 @@ use crate::operator::leader::Gate;
 
 /// One decided status: the grant as the pass saw it and what its status is made of.
 pub struct Update {
-    /// The grant's name, shared with the plan's verdict.
-    pub name: Arc<str>,
     pub grant: Arc<Cached>,
     pub decided: status::Decided,
 }
@@ -39,7 +37,7 @@ impl StatusQueue {
     pub fn push(&self, updates: impl IntoIterator<Item = Update>) {
         let mut pending = self.pending.lock().expect("status queue lock");
         for u in updates {
-            pending.insert(u.name.clone(), u);
+            pending.insert(u.grant.name.clone(), u);
         }
         drop(pending);
         self.wake.notify_one();
@@ -73,18 +71,15 @@ impl StatusQueue {
 }
 
 async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u: Update) {
-    let Update {
-        name,
-        grant,
-        decided,
-    } = u;
+    let Update { grant, decided } = u;
+    let name = &grant.name;
     if !gate.is_open() {
         return;
     }
     let reason = decided.reason;
     let patch = serde_json::json!({ "status": decided.status() });
     match grants
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => {}
