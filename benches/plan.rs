@@ -14,26 +14,27 @@ use aws_auth_operator::engine::plan::{Memo, PlanConfig, plan_in};
 /// Shared, as the controller hands its cache's grants to the plan (versions of objects from the
 /// API server: each with a uid and a resourceVersion).
 fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
-    (0..n)
-        .map(|i| {
-            let kind = if i % 2 == 0 { "role" } else { "user" };
-            let mut g = IamAccessGrant::new(
-                &format!("grant-{i}"),
-                IamAccessGrantSpec {
-                    arn: Some(format!("arn:aws:iam::111122223333:{kind}/team-{i}")),
-                    username: Some(format!("team-{i}:{{{{SessionName}}}}")),
-                    groups: vec!["developers".into(), format!("team-{i}")],
-                    ..Default::default()
-                },
-            );
-            g.metadata.creation_timestamp = Some(Time(
-                Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
-            ));
-            g.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
-            g.metadata.resource_version = Some((1000 + i).to_string());
-            Arc::new(g)
-        })
-        .collect()
+    (0..n).map(grant).collect()
+}
+
+/// Grant number `i`: a role or a user, created one second after grant `i - 1`.
+fn grant(i: usize) -> Arc<IamAccessGrant> {
+    let kind = if i % 2 == 0 { "role" } else { "user" };
+    let mut g = IamAccessGrant::new(
+        &format!("grant-{i}"),
+        IamAccessGrantSpec {
+            arn: Some(format!("arn:aws:iam::111122223333:{kind}/team-{i}")),
+            username: Some(format!("team-{i}:{{{{SessionName}}}}")),
+            groups: vec!["developers".into(), format!("team-{i}")],
+            ..Default::default()
+        },
+    );
+    g.metadata.creation_timestamp = Some(Time(
+        Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
+    ));
+    g.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
+    g.metadata.resource_version = Some((1000 + i).to_string());
+    Arc::new(g)
 }
 
 fn peak_rss_kib() -> u64 {
@@ -100,12 +101,21 @@ fn main() {
         let first = plan(&gs, Some(&eks), &config).unwrap();
         let first_t = t.elapsed();
         let cm: ConfigMap = first.configmap(Some(&eks), "kube-system", "aws-auth", true);
-        // Over its own output: what the pass after a write works out.
+        let written = |p: &aws_auth_operator::engine::plan::Plan, before: &ConfigMap| {
+            p.configmap(Some(before), "kube-system", "aws-auth", true)
+        };
+        // Over its own output, read for the first time: what a pass works out after a write
+        // (each run's output comes from one more grant, so no run finds the text read before).
+        let mut extra = Vec::new();
+        let mut last = cm.clone();
         let own_t = median(
             (1..=runs)
                 .map(|k| {
+                    extra.push(grant(n + 1000 + k));
+                    let with: Vec<_> = gs.iter().chain(&extra).cloned().collect();
+                    last = written(&plan(&with, Some(&last), &config).unwrap(), &last);
                     let t = Instant::now();
-                    let p = plan(&gs, Some(&cm), &fresh(k)).unwrap();
+                    let p = plan(&with, Some(&last), &fresh(k)).unwrap();
                     assert!(!p.changed);
                     t.elapsed()
                 })
@@ -122,16 +132,20 @@ fn main() {
                 })
                 .collect(),
         );
-        // A single change: one grant more than aws-auth holds (what a pass after one apply sees).
+        // Single changes one after another: one grant more than aws-auth holds, over the text the
+        // last change wrote (what the operator's pass after one apply sees).
         let mut more = gs.clone();
-        more.extend(grants(n + 1).pop());
+        let mut last = written(&plan(&more, Some(&cm), &config).unwrap(), &cm);
         let added_t = median(
             (1..=runs)
                 .map(|k| {
+                    more.push(grant(n + 2000 + k));
                     let t = Instant::now();
-                    let p = plan(&more, Some(&cm), &fresh(k)).unwrap();
+                    let p = plan(&more, Some(&last), &config).unwrap();
+                    let took = t.elapsed();
                     assert!(p.changed && p.diff.len() == 1, "{:?}", p.diff);
-                    t.elapsed()
+                    last = written(&p, &last);
+                    took
                 })
                 .collect(),
         );

@@ -8,8 +8,7 @@ use kube::api::ObjectMeta;
 
 use crate::api::Reason;
 use crate::engine::authmap::arn;
-use crate::engine::authmap::memo::known as memo_known;
-use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
+use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data_sharing};
 use crate::engine::authmap::render::{
     RenderMismatch, account_text, mapping_text, mapping_text_len, prove_mapping_texts, quoted_len,
     render_accounts,
@@ -377,6 +376,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether this plan drops managed entries or holds their removal back: only such a plan
+    /// depends on `grants_unavailable`.
+    pub fn removes_managed(&self) -> bool {
+        self.removed > 0 || self.held.is_some() || self.confirmed.is_some()
+    }
+
     /// The aws-auth ConfigMap this plan stands for. `for_write` keeps the server's fields
     /// (resourceVersion is the write precondition); otherwise it is a clean manifest.
     pub fn configmap(
@@ -616,28 +621,20 @@ pub(super) struct Prepared {
 
 impl Prepared {
     fn new(data: &BTreeMap<String, String>) -> Self {
-        let mut read = read_data(data);
+        // A key made only of entry texts the renderer has proven (the operator's own output)
+        // shares their mappings with the renderer's memo and the grants' decisions: one mapping
+        // per entry, not three.
+        let (mut read, [known_roles, known_users]) = read_data_sharing(data);
+        let mut known = [known_roles, known_users];
         let readable: Vec<Section> = Section::ALL
             .into_iter()
             .filter(|&s| read.readable(s))
             .collect();
-        // A key made only of entry texts the renderer has proven (the operator's own output)
-        // shares their mappings with the renderer's memo and the grants' decisions: one mapping
-        // per entry, not three.
-        let known = |s: Section| {
-            let shared = memo_known(s, data.get(s.key())?)?;
-            Some(
-                shared
-                    .into_iter()
-                    .map(|(line, m)| (line, Entry::Mapping(m)))
-                    .collect(),
-            )
-        };
         // The entries move out of the reader's result; the plan asks it only about findings.
         let mut take = |s: Section| -> Vec<(usize, Entry)> {
-            let mappings = match s {
-                Section::MapRoles => &mut read.roles.entries,
-                Section::MapUsers => &mut read.users.entries,
+            let (mappings, shared) = match s {
+                Section::MapRoles => (&mut read.roles.entries, &mut known[0]),
+                Section::MapUsers => (&mut read.users.entries, &mut known[1]),
                 Section::MapAccounts => {
                     return std::mem::take(&mut read.accounts.entries)
                         .into_iter()
@@ -645,13 +642,16 @@ impl Prepared {
                         .collect();
                 }
             };
-            let mappings = std::mem::take(mappings);
-            known(s).unwrap_or_else(|| {
-                mappings
+            match shared.take() {
+                Some(shared) => shared
+                    .into_iter()
+                    .map(|(line, m)| (line, Entry::Mapping(m)))
+                    .collect(),
+                None => std::mem::take(mappings)
                     .into_iter()
                     .map(|e| (e.line, Entry::Mapping(Arc::new(e.value))))
-                    .collect()
-            })
+                    .collect(),
+            }
         };
         let entries = readable
             .into_iter()

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::read::Located;
 use super::{Mapping, Section};
 use crate::engine::fingerprint::{Fingerprints, hash128};
 
@@ -62,21 +61,8 @@ pub(crate) fn unverified<'a>(
         .collect()
 }
 
-/// The entries of a key made only of verified entry texts (`None`: it is not, read it in full).
-pub(crate) fn read_known(section: Section, text: &str) -> Option<Vec<Located<Mapping>>> {
-    let known = known(section, text)?;
-    Some(
-        known
-            .into_iter()
-            .map(|(line, m)| Located {
-                line,
-                value: (*m).clone(),
-            })
-            .collect(),
-    )
-}
-
-/// [`read_known`], each entry's line with the mapping the memo shares.
+/// The entries of a key made only of verified entry texts, each entry's line with the mapping
+/// the memo shares (`None`: it is not, read it in full).
 pub(crate) fn known(section: Section, text: &str) -> Option<Vec<(usize, Arc<Mapping>)>> {
     if !text.starts_with("- ") || !text.ends_with('\n') {
         return None;

@@ -8,6 +8,7 @@
 //! YAML 1.1 resolution rules itself.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -170,6 +171,17 @@ impl AwsAuthRead {
 
 /// Reads ConfigMap `data` exactly as the authenticator does.
 pub fn read_data(data: &BTreeMap<String, String>) -> AwsAuthRead {
+    let text = |s: Section| data.get(s.key()).map(String::as_str);
+    AwsAuthRead {
+        roles: read_mappings(Section::MapRoles, text(Section::MapRoles)),
+        users: read_mappings(Section::MapUsers, text(Section::MapUsers)),
+        accounts: read_accounts(text(Section::MapAccounts)),
+        notes: key_notes(data),
+    }
+}
+
+/// Wrong-case keys, which EKS ignores.
+fn key_notes(data: &BTreeMap<String, String>) -> Vec<Finding> {
     let mut notes = Vec::new();
     for key in data.keys() {
         for section in Section::ALL {
@@ -189,24 +201,70 @@ pub fn read_data(data: &BTreeMap<String, String>) -> AwsAuthRead {
             }
         }
     }
-    let text = |s: Section| data.get(s.key()).map(String::as_str);
-    AwsAuthRead {
-        roles: read_mappings(Section::MapRoles, text(Section::MapRoles)),
-        users: read_mappings(Section::MapUsers, text(Section::MapUsers)),
-        accounts: read_accounts(text(Section::MapAccounts)),
-        notes,
-    }
+    notes
 }
 
 /// Reads one `mapRoles` or `mapUsers` value (`None`: the key is absent).
 pub fn read_mappings(section: Section, text: Option<&str>) -> SectionRead<Mapping> {
+    match read_mappings_sharing(section, text) {
+        (mut out, Some(known)) => {
+            out.entries = known
+                .into_iter()
+                .map(|(line, m)| Located {
+                    line,
+                    value: (*m).clone(),
+                })
+                .collect();
+            out
+        }
+        (out, None) => out,
+    }
+}
+
+/// A mapping key made only of entry texts the renderer verified: their lines and the mappings
+/// the renderer's memo shares.
+pub(crate) type Known = Vec<(usize, Arc<Mapping>)>;
+
+/// [`read_data`], except that a mapping key made only of verified entry texts comes back as
+/// the shared mappings (its `entries` left empty), not as copies.
+pub(crate) fn read_data_sharing(
+    data: &BTreeMap<String, String>,
+) -> (AwsAuthRead, [Option<Known>; 2]) {
+    let text = |s: Section| data.get(s.key()).map(String::as_str);
+    let (roles, known_roles) = read_mappings_sharing(Section::MapRoles, text(Section::MapRoles));
+    let (users, known_users) = read_mappings_sharing(Section::MapUsers, text(Section::MapUsers));
+    let read = AwsAuthRead {
+        roles,
+        users,
+        accounts: read_accounts(text(Section::MapAccounts)),
+        notes: key_notes(data),
+    };
+    (read, [known_roles, known_users])
+}
+
+fn read_mappings_sharing(
+    section: Section,
+    text: Option<&str>,
+) -> (SectionRead<Mapping>, Option<Known>) {
     let mut out = SectionRead::new(section, text.is_some());
     let text = text.filter(|t| !skippable(t));
-    if let Some(entries) = text.and_then(|t| super::memo::read_known(section, t)) {
-        warn_about_entries(section, &entries, &mut out.findings);
-        out.entries = entries;
-        return out;
+    if let Some(known) = text.and_then(|t| super::memo::known(section, t)) {
+        warn_about_entries(
+            section,
+            known.iter().map(|(l, m)| (*l, &**m)),
+            &mut out.findings,
+        );
+        return (out, Some(known));
     }
+    (read_parsed(section, text, out), None)
+}
+
+/// The full read of a mapping key's text (after the checks above).
+fn read_parsed(
+    section: Section,
+    text: Option<&str>,
+    mut out: SectionRead<Mapping>,
+) -> SectionRead<Mapping> {
     let Some(root) = parse_key(section, text, &mut out.findings) else {
         return out;
     };
@@ -230,7 +288,11 @@ pub fn read_mappings(section: Section, text: Option<&str>) -> SectionRead<Mappin
     if out.findings.iter().any(|f| f.effect == Effect::KeyDropped) {
         return out;
     }
-    warn_about_entries(section, &entries, &mut out.findings);
+    warn_about_entries(
+        section,
+        entries.iter().map(|e| (e.line, &e.value)),
+        &mut out.findings,
+    );
     out.entries = entries;
     out
 }
@@ -811,7 +873,11 @@ fn describe(n: &Node) -> &'static str {
 }
 
 /// Entries that parse fine but that EKS will not use the way they read.
-fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: &mut Vec<Finding>) {
+fn warn_about_entries<'a>(
+    section: Section,
+    entries: impl Iterator<Item = (usize, &'a Mapping)>,
+    findings: &mut Vec<Finding>,
+) {
     let key = section.key();
     let mut warn = |line, message: String| {
         findings.push(Finding {
@@ -824,21 +890,21 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
     };
     let mut exact: HashMap<&str, usize> = HashMap::new();
     let mut folded: HashMap<String, (usize, &str)> = HashMap::new();
-    for e in entries {
-        let a = e.value.arn.as_str();
+    for (line, m) in entries {
+        let a = m.arn.as_str();
         if a.trim() != a || a.contains(char::is_whitespace) {
             warn(
-                e.line,
+                line,
                 format!(
                     "ARN `{a}` contains whitespace, which EKS keeps verbatim: it never matches",
                     a = shown(a)
                 ),
             );
         } else if let Err(err) = arn::principal_key(a) {
-            warn(e.line, format!("{err}: this entry never matches"));
+            warn(line, format!("{err}: this entry never matches"));
         } else if section == Section::MapRoles && arn::role_path(a).is_some() {
             warn(
-                e.line,
+                line,
                 format!(
                     "role ARN has a path, which EKS never matches; use {}",
                     arn::strip_role_path(a)
@@ -847,9 +913,9 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
         }
         if section == Section::MapRoles {
             let lower = arn::fold_case(a);
-            if let Some((first, _)) = folded.insert(lower, (e.line, a)) {
+            if let Some((first, _)) = folded.insert(lower, (line, a)) {
                 warn(
-                    e.line,
+                    line,
                     format!(
                         "duplicate entry for `{a}` (also on line {first}): EKS uses the last one",
                         a = shown(a)
@@ -857,20 +923,20 @@ fn warn_about_entries(section: Section, entries: &[Located<Mapping>], findings: 
                 );
             }
         } else {
-            if let Some(first) = exact.insert(a, e.line) {
+            if let Some(first) = exact.insert(a, line) {
                 warn(
-                    e.line,
+                    line,
                     format!(
                         "duplicate entry for `{a}` (also on line {first}): EKS uses the last one",
                         a = shown(a)
                     ),
                 );
             }
-            if let Some((first, other)) = folded.insert(arn::fold_case(a), (e.line, a))
+            if let Some((first, other)) = folded.insert(arn::fold_case(a), (line, a))
                 && other != a
             {
                 warn(
-                    e.line,
+                    line,
                     format!(
                         "`{a}` differs only in case from `{other}` (line {first}): EKS keeps both and picks one at random",
                         a = shown(a),

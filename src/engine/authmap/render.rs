@@ -261,18 +261,19 @@ mod tests {
             })
             .collect();
         let text = render_mappings(Section::MapRoles, &entries).unwrap();
-        let known = super::super::memo::read_known(Section::MapRoles, &text).expect("known");
-        assert_eq!(known.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 5, 9]);
+        let known = super::super::memo::known(Section::MapRoles, &text).expect("known");
+        assert_eq!(
+            known.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            [1, 5, 9]
+        );
         assert_eq!(
             read_mappings(Section::MapRoles, Some(&text)).values(),
             entries
         );
         // Anything else in the text, and it is read in full.
+        assert!(super::super::memo::known(Section::MapRoles, &format!("# c\n{text}")).is_none());
         assert!(
-            super::super::memo::read_known(Section::MapRoles, &format!("# c\n{text}")).is_none()
-        );
-        assert!(
-            super::super::memo::read_known(Section::MapRoles, &text.replace("memo-1", "memo-9"))
+            super::super::memo::known(Section::MapRoles, &text.replace("memo-1", "memo-9"))
                 .is_none()
         );
     }

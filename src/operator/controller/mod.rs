@@ -128,7 +128,7 @@ struct Context {
     /// aws-auth's resourceVersion as its (metadata) watch last saw it; none while unknown.
     aws_auth_seen: Arc<std::sync::Mutex<Option<String>>>,
     /// aws-auth as this instance last wrote it (what it sent, with the server's metadata).
-    last_written: std::sync::Mutex<Option<Arc<ConfigMap>>>,
+    last_written: Arc<std::sync::Mutex<Option<Arc<ConfigMap>>>>,
     /// What the passes' plans reuse from one pass to the next (the webhook's plans keep nothing).
     memo: Memo,
 }
@@ -233,6 +233,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Api::namespaced(client.clone(), &args.aws_auth_namespace);
     let aws_auth_seen: Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let seen = aws_auth_seen.clone();
+    let last_written: Arc<std::sync::Mutex<Option<Arc<ConfigMap>>>> = Default::default();
+    let own = last_written.clone();
     let cm_events = watcher(cm_meta, cm_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "aws-auth"))
@@ -249,6 +251,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
             *seen.lock().expect("aws-auth seen lock") = rv;
         })
         .touched_objects()
+        // The operator's own write needs no pass: the pass that wrote it planned it, and planning
+        // again on a plan's own output changes nothing. (Seen before the write's answer, it
+        // still starts one, which then finds nothing to do.)
+        .try_filter(move |o| {
+            let ours = own
+                .lock()
+                .expect("last written lock")
+                .as_ref()
+                .is_some_and(|w| {
+                    w.metadata.resource_version.is_some()
+                        && w.metadata.resource_version == o.metadata.resource_version
+                });
+            futures::future::ready(!ours)
+        })
         .map_ok(|_| ())
         .boxed();
     let notify = changes.clone();
@@ -291,7 +307,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         removals: Default::default(),
         removal_window: args.removal_window,
         aws_auth_seen,
-        last_written: Default::default(),
+        last_written,
         memo: Memo::default(),
         recorder: Recorder::new(
             client,
@@ -524,28 +540,27 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let exclusive = ctx.statuses.aws_auth_first.write().await;
     // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
     let grants: Vec<Arc<Cached>> = ctx.grant_cache.state();
-    // Checked after the grants are taken: deleting the CRD marks it first and deletes the grants
-    // after, so a list emptied by that is always seen together with the mark.
     let mut config = ctx.config.clone();
-    // Both reads at once; the CRD's metadata is all the check needs.
-    let reuse = ctx.still_written();
-    let read_aws_auth = async {
-        match reuse {
-            Some(w) => Ok(Some(w)),
-            None => ctx
-                .configmaps
-                .get_opt(&ctx.name)
-                .await
-                .map(|c| c.map(Arc::new)),
-        }
+    let current = match ctx.still_written() {
+        Some(w) => Some(w),
+        None => ctx.configmaps.get_opt(&ctx.name).await?.map(Arc::new),
     };
-    let (crd, current) = tokio::join!(ctx.crds.get_metadata_opt(CRD_NAME), read_aws_auth);
-    let (crd, current) = (crd?, current?);
-    config.grants_unavailable = grants_unavailable(crd.map(|c| c.metadata));
     config.recently_removed = ctx.recently_removed();
     let t_read = started.elapsed();
-    let p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
+    let mut p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
         .map_err(|e| SyncError::Transient(e.into()))?;
+    // Whether the grant list can be trusted matters only to a plan that removes managed entries,
+    // so only such a plan asks the CRD. Asked after the grants were taken: deleting the CRD
+    // marks it first and deletes the grants after, so a list emptied by that is always seen
+    // together with the mark.
+    if p.removes_managed() {
+        let crd = ctx.crds.get_metadata_opt(CRD_NAME).await?;
+        config.grants_unavailable = grants_unavailable(crd.map(|c| c.metadata));
+        if config.grants_unavailable.is_some() {
+            p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
+                .map_err(|e| SyncError::Transient(e.into()))?;
+        }
+    }
     let t_plan = started.elapsed();
     let (written, write_error) = if p.changed {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
