@@ -3,7 +3,7 @@
 //! its Ready condition's gist and a fingerprint), not the API object: at thousands of grants the
 //! objects' metadata structs, condition messages and per-object keys were most of the memory.
 use std::collections::HashMap;
-use std::hash::Hasher;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -42,10 +42,43 @@ struct Status {
     print: u128,
 }
 
-/// The fingerprint of a status as the API holds it (its JSON).
+/// The fingerprint of a status as the API holds it: every field, times to the second (as the
+/// API keeps them). [`crate::operator::controller::status::Decided`] hashes its parts the same
+/// way without building the status, so a pass over thousands of unchanged grants builds none.
 pub fn status_print(s: &IamAccessGrantStatus) -> u128 {
-    let json = serde_json::to_vec(s).unwrap_or_default();
-    hash128(|h| h.write(&json))
+    let conditions: Vec<ConditionParts> = s
+        .conditions
+        .iter()
+        .map(|c| {
+            (
+                c.type_.as_str(),
+                c.status.as_str(),
+                c.reason.as_str(),
+                c.message.as_str(),
+                c.observed_generation,
+                c.last_transition_time.0.as_second(),
+            )
+        })
+        .collect();
+    print_parts(
+        s.observed_generation,
+        s.canonical_arn.as_deref(),
+        s.section.as_deref(),
+        &conditions,
+    )
+}
+
+/// A condition's fields: type, status, reason, message, observedGeneration, lastTransitionTime.
+pub type ConditionParts<'a> = (&'a str, &'a str, &'a str, &'a str, Option<i64>, i64);
+
+/// [`status_print`] of a status made of these parts.
+pub fn print_parts(
+    observed_generation: Option<i64>,
+    canonical_arn: Option<&str>,
+    section: Option<&str>,
+    conditions: &[ConditionParts],
+) -> u128 {
+    hash128(|mut h| (observed_generation, canonical_arn, section, conditions).hash(&mut h))
 }
 
 impl Cached {

@@ -918,8 +918,7 @@ fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error:
             (r, _) => (r, truncate_shared(&verdict.message)),
         };
         let decided = status::Decided::new(g, reason, message, verdict, &now);
-        let print = cache::status_print(&decided.status());
-        (g.status_print() != Some(print)).then(|| status_queue::Update {
+        (g.status_print() != Some(decided.print())).then(|| status_queue::Update {
             grant: g.clone(),
             decided,
         })

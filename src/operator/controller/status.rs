@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::cache::Cached;
+use super::cache::{self, Cached};
 use crate::api::{IamAccessGrantStatus, READY, Reason};
 use crate::engine::authmap::Section;
 use crate::engine::plan::Verdict;
@@ -62,6 +62,27 @@ impl Decided {
     }
 }
 
+impl Decided {
+    /// The fingerprint of [`Decided::status`], without building it (see [`cache::status_print`]).
+    pub fn print(&self) -> u128 {
+        let generation = self.generation;
+        let ready = (
+            READY,
+            ready_status(self.reason),
+            self.reason.as_str(),
+            &*self.message,
+            generation,
+            self.last_transition_time.0.as_second(),
+        );
+        cache::print_parts(
+            generation,
+            self.canonical_arn.as_deref(),
+            self.section.map(Section::key),
+            &[ready],
+        )
+    }
+}
+
 fn ready_status(reason: Reason) -> &'static str {
     if reason.is_ready() { "True" } else { "False" }
 }
@@ -109,5 +130,40 @@ mod tests {
         let s3 = decide(&g, Reason::Applied, "ok", &t1);
         assert_eq!(s3.conditions[0].last_transition_time, t1);
         assert_eq!(s3.section.as_deref(), Some("mapRoles"));
+    }
+
+    /// A pass compares decided statuses with the cached ones by these prints, without building
+    /// them: the print of the parts must be the print of the status they build, and tell apart
+    /// statuses that differ in any field.
+    #[test]
+    fn a_decided_status_prints_as_the_status_it_builds() {
+        let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+        let mut g = IamAccessGrant::new("g", IamAccessGrantSpec::default());
+        g.metadata.generation = Some(2);
+        let cached = Cached::new(g.clone());
+        let mut prints = Vec::new();
+        for (reason, message) in [
+            (Reason::Applied, "ok"),
+            (Reason::Applied, "ok, other words"),
+            (Reason::Invalid, "ok"),
+        ] {
+            let d = Decided::new(&cached, reason, message.into(), &verdict(), &now);
+            assert_eq!(d.print(), cache::status_print(&d.status()));
+            prints.push(d.print());
+        }
+        let mut v = verdict();
+        v.section = None;
+        let d = Decided::new(&cached, Reason::Applied, "ok".into(), &v, &now);
+        assert_eq!(d.print(), cache::status_print(&d.status()));
+        prints.push(d.print());
+        // Once the API holds it (times to the second), the cached grant prints the same.
+        g.status = Some(d.status());
+        assert_eq!(Cached::new(g.clone()).status_print(), Some(d.print()));
+        g.metadata.generation = Some(3);
+        let d = Decided::new(&Cached::new(g), Reason::Applied, "ok".into(), &v, &now);
+        prints.push(d.print());
+        prints.sort();
+        prints.dedup();
+        assert_eq!(prints.len(), 5, "every difference shows in the print");
     }
 }
