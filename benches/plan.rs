@@ -19,7 +19,7 @@ fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
 
 /// Grant number `i`: a role or a user, created one second after grant `i - 1`.
 fn grant(i: usize) -> Arc<IamAccessGrant> {
-    let kind = if i % 2 == 0 { "role" } else { "user" };
+    let kind = if i.is_multiple_of(2) { "role" } else { "user" };
     let mut g = IamAccessGrant::new(
         &format!("grant-{i}"),
         IamAccessGrantSpec {
