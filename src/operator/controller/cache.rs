@@ -2,7 +2,7 @@
 //! and its events read (name, uid, version, generation, creation time, spec, and of the status
 //! its Ready condition's gist and a fingerprint), not the API object: at thousands of grants the
 //! objects' metadata structs, condition messages and per-object keys were most of the memory.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
@@ -182,15 +182,18 @@ fn plan_inputs(g: &IamAccessGrant) -> u64 {
 }
 
 /// The grants, shared with the passes that read them.
+/// By name, so that a pass gets the grants in the order the plan's verdicts are in.
+type Grants = BTreeMap<Arc<str>, Arc<Cached>>;
+
 #[derive(Default)]
 pub struct Cache {
-    grants: RwLock<HashMap<Arc<str>, Arc<Cached>>>,
+    grants: RwLock<Grants>,
     ready: std::sync::OnceLock<()>,
     listed: tokio::sync::Notify,
 }
 
 impl Cache {
-    /// Every grant, shared (not copied).
+    /// Every grant, shared (not copied), in name order.
     pub fn state(&self) -> Vec<Arc<Cached>> {
         self.read().values().cloned().collect()
     }
@@ -204,11 +207,11 @@ impl Cache {
     }
 
     // The map holds only whole entries; one left by a panicking writer is still whole.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Cached>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Grants> {
         self.grants.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Cached>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Grants> {
         self.grants.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -228,7 +231,7 @@ impl Cache {
 /// when complete, so a pass never sees half a list (an incomplete list would remove entries).
 pub struct Writer {
     cache: Arc<Cache>,
-    relist: Option<HashMap<Arc<str>, Arc<Cached>>>,
+    relist: Option<Grants>,
 }
 
 impl Writer {
@@ -255,7 +258,7 @@ impl Writer {
                 true
             }
             watcher::Event::Init => {
-                self.relist = Some(HashMap::new());
+                self.relist = Some(BTreeMap::new());
                 false
             }
             watcher::Event::InitApply(g) => {

@@ -25,7 +25,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
 use crate::engine::history::{self, HistoryArgs};
-use crate::engine::plan::{HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, plan_in};
+use crate::engine::plan::{HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, Verdict, plan_in};
 use crate::operator::http;
 use crate::operator::leader::{Election, Gate, LeaderArgs};
 use crate::operator::telemetry::{
@@ -903,8 +903,7 @@ async fn replace_answered_with_metadata(
 /// Decides each grant's status and hands the changed ones to the status worker.
 fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error: Option<&Error>) {
     let now = Time(Timestamp::now());
-    let updates = grants.iter().filter_map(|g| {
-        let verdict = p.verdict(&g.name)?;
+    let updates = with_verdicts(grants, p).filter_map(|(g, verdict)| {
         let (reason, message) = match (verdict.reason, write_error) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
@@ -930,6 +929,30 @@ fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error:
 const MAX_MESSAGE: usize = 1000;
 
 /// [`truncate`], sharing a message within the cap as it is (the plan's verdicts hold it already).
+/// Each grant with its verdict. The cache hands the grants over in name order and the verdicts
+/// are in name order too, so one walk pairs them (a binary search per grant compared thousands
+/// of names with long common prefixes); a grant out of that order is looked up.
+fn with_verdicts<'a>(
+    grants: &'a [Arc<Cached>],
+    p: &'a Plan,
+) -> impl Iterator<Item = (&'a Arc<Cached>, &'a Verdict)> {
+    let mut next = 0;
+    grants.iter().filter_map(move |g| {
+        let name = &*g.name;
+        // Every verdict before `next` sorts before a name seen already.
+        if next > 0 && *p.verdicts[next - 1].grant >= *name {
+            return p.verdict(name).map(|v| (g, v));
+        }
+        while p.verdicts.get(next).is_some_and(|v| *v.grant < *name) {
+            next += 1;
+        }
+        p.verdicts
+            .get(next)
+            .filter(|v| *v.grant == *name)
+            .map(|v| (g, v))
+    })
+}
+
 fn truncate_shared(s: &Arc<str>) -> Arc<str> {
     if s.len() <= MAX_MESSAGE {
         return s.clone();
@@ -961,6 +984,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not established yet"), "{e}");
+    }
+
+    /// Grants in name order are paired with their verdicts by one walk; any other order still
+    /// finds each grant's verdict, and a grant without one gets none.
+    #[test]
+    fn every_grant_gets_its_verdict_in_any_order() {
+        let grant = |n: &str| {
+            let arn = format!("arn:aws:iam::111122223333:role/{n}");
+            IamAccessGrant::new(n, crate::api::IamAccessGrantSpec::arn(&arn, n, &["g"]))
+        };
+        let grants: Vec<IamAccessGrant> = ["a", "b", "c", "d"].map(grant).into();
+        let p = crate::engine::plan::plan(&grants, None, &PlanConfig::default()).unwrap();
+        let cached = |order: &[&str]| -> Vec<Arc<Cached>> {
+            order
+                .iter()
+                .map(|n| Arc::new(Cached::new(grant(n))))
+                .collect()
+        };
+        for order in [
+            &["a", "b", "c", "d"][..],
+            &["d", "c", "b", "a"],
+            &["c", "a", "d", "b"],
+            &["b", "zz", "a", "d", "c"],
+        ] {
+            let gs = cached(order);
+            let paired: Vec<(&str, &str)> = with_verdicts(&gs, &p)
+                .map(|(g, v)| (&*g.name, &*v.grant))
+                .collect();
+            let mut want: Vec<(&str, &str)> = order
+                .iter()
+                .filter(|n| **n != "zz")
+                .map(|n| (*n, *n))
+                .collect();
+            want.sort();
+            let mut got = paired.clone();
+            got.sort();
+            assert_eq!(got, want, "{order:?}");
+        }
     }
 
     #[test]
