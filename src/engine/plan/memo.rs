@@ -187,12 +187,14 @@ impl Memo {
         p
     }
 
-    /// Reads aws-auth's `data` now, for the next plan over it: the operator's own write, read
-    /// once the write is out instead of in the next single change's way.
+    /// Reads aws-auth's `data` and ownership record now, for the next plan over them: the
+    /// operator's own write, read once the write is out instead of in the next change's way.
     pub fn read_ahead(&self, current: &ConfigMap) {
         let empty = BTreeMap::new();
         let data = current.data.as_ref().unwrap_or(&empty);
         self.prepared(data_print(Some(current)), || Prepared::new(data));
+        // Its ownership record too (a parse error is the next plan's note, found again there).
+        let _ = self.ownership(Some(current));
     }
 
     /// The ownership record of `current`, parsed (the last one again when its text is the same).

@@ -610,12 +610,12 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref());
+    // What was read is not needed any more: the history of the write below is the pass's peak.
+    drop(current);
     // The next pass plans over what was just written: read it now, not in the next change's way.
     if let Some(w) = &written {
         ctx.memo.read_ahead(w);
     }
-    // What was read is not needed any more: the history of the write below is the pass's peak.
-    drop(current);
     // The version just written goes into the history now, after aws-auth and the statuses: the
     // next write finds its predecessor kept already and does not wait for the history. If this
     // fails, that write keeps it itself.
