@@ -391,6 +391,30 @@ impl Plan {
         name: &str,
         for_write: bool,
     ) -> ConfigMap {
+        self.configmap_of(self.data.clone(), current, namespace, name, for_write)
+    }
+
+    /// [`Plan::configmap`] for the write, moving the plan's data into it: the plan keeps no
+    /// second copy of up to 1 MiB of text while the write and the rest of the pass run (the
+    /// pass needs the verdicts, the diff and the rails after the write, not the data).
+    pub fn take_configmap_for_write(
+        &mut self,
+        current: Option<&ConfigMap>,
+        namespace: &str,
+        name: &str,
+    ) -> ConfigMap {
+        let data = std::mem::take(&mut self.data);
+        self.configmap_of(data, current, namespace, name, true)
+    }
+
+    fn configmap_of(
+        &self,
+        data: BTreeMap<String, String>,
+        current: Option<&ConfigMap>,
+        namespace: &str,
+        name: &str,
+        for_write: bool,
+    ) -> ConfigMap {
         let mut meta = current
             .map(|c| c.metadata.clone())
             .unwrap_or_else(|| ObjectMeta {
@@ -430,7 +454,7 @@ impl Plan {
         }
         ConfigMap {
             metadata: meta,
-            data: Some(self.data.clone()),
+            data: Some(data),
             binary_data: current.and_then(|c| c.binary_data.clone()),
             immutable: current.and_then(|c| c.immutable),
         }

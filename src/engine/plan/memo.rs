@@ -177,10 +177,21 @@ impl Memo {
         self.state().plan = Some((key, plan));
     }
 
+    /// Lets go of the last plan: a plan that is written changes its own inputs, so it is not
+    /// asked for again, and the write can then move its data instead of copying it.
+    pub fn forget_plan(&self) {
+        self.state().plan = None;
+    }
+
     /// The read of aws-auth's `data` fingerprinted `key`: the last one, or `read` made now.
     pub(super) fn prepared(&self, key: u128, read: impl FnOnce() -> Prepared) -> Arc<Prepared> {
-        if let Some((_, p)) = self.state().read.as_ref().filter(|(k, _)| *k == key) {
-            return p.clone();
+        {
+            let mut st = self.state();
+            if let Some((_, p)) = st.read.as_ref().filter(|(k, _)| *k == key) {
+                return p.clone();
+            }
+            // The old read goes before the new one is made: the two are not held at once.
+            st.read = None;
         }
         let p = Arc::new(read());
         self.state().read = Some((key, p.clone()));

@@ -122,6 +122,24 @@ fn planning_again_on_the_output_changes_nothing() {
 }
 
 #[test]
+fn the_configmap_for_the_write_moves_the_data_and_is_the_same_configmap() {
+    let mut cm = aws_auth(&[("mapRoles", NODE_ROLES), ("other", "kept")]);
+    cm.metadata.resource_version = Some("7".into());
+    let grants = [grant(
+        "a",
+        0,
+        role("arn:aws:iam::111122223333:role/A", "a", &["g"]),
+    )];
+    let mut p = Arc::unwrap_or_clone(plan(&grants, Some(&cm), &cfg()).unwrap());
+    let copied = p.configmap(Some(&cm), "kube-system", "aws-auth", true);
+    let moved = p.take_configmap_for_write(Some(&cm), "kube-system", "aws-auth");
+    assert_eq!(moved, copied);
+    assert_eq!(moved.metadata.resource_version.as_deref(), Some("7"));
+    assert!(moved.data.unwrap()["mapRoles"].contains("role/A"));
+    assert!(p.data.is_empty(), "the plan keeps no copy");
+}
+
+#[test]
 fn a_key_whose_meaning_does_not_change_is_not_rewritten() {
     let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
     let grants = [grant(

@@ -565,7 +565,8 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let (written, write_error) = if p.changed {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
         ctx.forget_written();
-        match write(ctx, &p, current.as_deref()).await? {
+        ctx.memo.forget_plan();
+        match write(ctx, &mut p, current.as_deref()).await? {
             Ok(w) => {
                 let w = Arc::new(w);
                 *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
@@ -820,7 +821,7 @@ struct HistoryState {
 /// object is `Err(Conflict)` (re-plan at once); other API failures come back as `Ok(Err(e))`.
 async fn write(
     ctx: &Context,
-    p: &Plan,
+    p: &mut Arc<Plan>,
     current: Option<&ConfigMap>,
 ) -> Result<Result<ConfigMap, Error>, SyncError> {
     let started = std::time::Instant::now();
@@ -833,7 +834,12 @@ async fn write(
         }
     }
     let history_took = started.elapsed();
-    let cm = p.configmap(current, &ctx.namespace, &ctx.name, true);
+    // The memo has let go of the plan, so its data moves into the ConfigMap sent (one copy of up
+    // to 1 MiB of text for the rest of the pass, not two).
+    let cm = match Arc::get_mut(p) {
+        Some(p) => p.take_configmap_for_write(current, &ctx.namespace, &ctx.name),
+        None => p.configmap(current, &ctx.namespace, &ctx.name, true),
+    };
     leading(ctx)?;
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
