@@ -14,7 +14,7 @@ use aws_auth_operator::engine::authmap::Mapping;
 use aws_auth_operator::engine::authmap::Section;
 use aws_auth_operator::engine::authmap::read::read_mappings;
 use aws_auth_operator::engine::authmap::render::render_mappings;
-use support::{NODE_ROLES, World, eventually, role};
+use support::{NODE_ROLES, World, event_notes_by_uid, eventually, role};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -43,6 +43,20 @@ async fn grant_lifecycle_keeps_the_node_role() {
     .await;
     let msg = w.wait_reason("admins", "Applied").await;
     assert!(msg.contains("mapRoles maps"), "{msg}");
+    // The transition is recorded as an Event the API server accepts (about a cluster-scoped
+    // object, so in kube-system).
+    let uid = (w.grants.get(&w.full_name("admins")).await.unwrap())
+        .metadata
+        .uid
+        .unwrap();
+    eventually("an Applied event about the grant", LONG, || async {
+        let notes = event_notes_by_uid(&w.client, &uid, "Applied").await;
+        notes
+            .iter()
+            .any(|n| n.contains("mapRoles maps"))
+            .then_some(())
+    })
+    .await;
     let metrics = op.http_get("/metrics").unwrap().1;
     assert!(
         metrics.contains("aws_auth_operator_grants{reason=\"Applied\"} 1"),

@@ -386,8 +386,22 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Reasons of the events recorded about one object in kube-system.
+/// Notes of the events with `reason` recorded in kube-system about one object, by name.
 pub async fn event_notes(client: &Client, object: &str, reason: &str) -> Vec<String> {
+    events_about(client, reason, |r| r.name.as_deref() == Some(object)).await
+}
+
+/// Notes of the events with `reason` recorded in kube-system about the object with this uid (an
+/// earlier run's object of the same name does not count).
+pub async fn event_notes_by_uid(client: &Client, uid: &str, reason: &str) -> Vec<String> {
+    events_about(client, reason, |r| r.uid.as_deref() == Some(uid)).await
+}
+
+async fn events_about(
+    client: &Client,
+    reason: &str,
+    regarding: impl Fn(&k8s_openapi::api::core::v1::ObjectReference) -> bool,
+) -> Vec<String> {
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), "kube-system");
     events
@@ -397,8 +411,7 @@ pub async fn event_notes(client: &Client, object: &str, reason: &str) -> Vec<Str
         .unwrap_or_default()
         .into_iter()
         .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
-                && e.reason.as_deref() == Some(reason)
+            e.regarding.as_ref().is_some_and(&regarding) && e.reason.as_deref() == Some(reason)
         })
         .filter_map(|e| e.note)
         .collect()

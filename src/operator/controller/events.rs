@@ -38,7 +38,7 @@ impl Recorder {
         }
     }
 
-    /// Creates the event about `reference` (cluster-scoped objects' events go to `default`).
+    /// Creates the event about `reference` (cluster-scoped objects' events go to `kube-system`).
     pub async fn publish(
         &self,
         ev: &Event,
@@ -66,11 +66,13 @@ fn to_k8s(
     K8sEvent {
         metadata: ObjectMeta {
             name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+            // An event with an eventTime about a cluster-scoped object (a grant) is accepted in
+            // kube-system by every API server; `default` only from v1.22 (older ones answer 422).
             namespace: Some(
                 reference
                     .namespace
                     .clone()
-                    .unwrap_or_else(|| "default".into()),
+                    .unwrap_or_else(|| "kube-system".into()),
             ),
             ..Default::default()
         },
@@ -131,6 +133,6 @@ mod tests {
             ..Default::default()
         };
         let e = to_k8s(&ev, &cluster_scoped, &reporter, now);
-        assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(e.metadata.namespace.as_deref(), Some("kube-system"));
     }
 }
