@@ -139,13 +139,22 @@ impl Cached {
 
     /// What events about this grant refer to.
     pub fn object_ref(&self) -> ObjectReference {
-        ObjectReference {
-            api_version: Some(IamAccessGrant::api_version(&()).into_owned()),
-            kind: Some(IamAccessGrant::kind(&()).into_owned()),
-            name: Some(self.name.to_string()),
-            uid: self.uid.clone(),
-            ..Default::default()
-        }
+        grant_ref(&self.name, self.uid.clone())
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+}
+
+/// A reference to the grant with this name and uid (what an event is about).
+pub fn grant_ref(name: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(IamAccessGrant::api_version(&()).into_owned()),
+        kind: Some(IamAccessGrant::kind(&()).into_owned()),
+        name: Some(name.to_string()),
+        uid,
+        ..Default::default()
     }
 }
 

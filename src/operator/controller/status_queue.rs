@@ -1,8 +1,10 @@
 //! Status patches and their events, sent by one background worker. A pass hands over the
 //! statuses it decided and goes on: with thousands of grants in a burst, the next pass's write of
 //! aws-auth does not wait for the previous pass's patches. A newer decision for a grant replaces
-//! one not sent yet, and a grant's updates go out in the order they were decided.
-use std::collections::HashMap;
+//! one not sent yet, and a grant's updates go out in the order they were decided. Statuses go
+//! before events: a status is what `kubectl wait`, Argo CD and Flux read, an event only tells the
+//! story, so the events of a burst are sent once no status is waiting.
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -11,16 +13,25 @@ use kube::runtime::events::{Event, EventType};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use super::cache::Cached;
+use super::cache::{Cached, grant_ref};
 use super::events::Recorder;
 use super::status;
-use crate::api::IamAccessGrant;
+use crate::api::{IamAccessGrant, Reason};
 use crate::operator::leader::Gate;
 
 /// One decided status: the grant as the pass saw it and what its status is made of.
 pub struct Update {
     pub grant: Arc<Cached>,
     pub decided: status::Decided,
+}
+
+/// An event waiting for the statuses: the transition of one grant to `reason`. It holds the
+/// grant's name and uid, not the cached grant (a status update replaces that in the cache).
+struct Transition {
+    name: Arc<str>,
+    uid: Option<Box<str>>,
+    reason: Reason,
+    message: Arc<str>,
 }
 
 #[derive(Default)]
@@ -47,8 +58,11 @@ impl StatusQueue {
     /// while the gate is closed (not the leader): those updates are dropped, and the next leader
     /// decides afresh.
     pub async fn run(self: Arc<Self>, grants: Api<IamAccessGrant>, recorder: Recorder, gate: Gate) {
+        let mut transitions: VecDeque<Transition> = VecDeque::new();
         loop {
-            self.wake.notified().await;
+            if transitions.is_empty() {
+                self.wake.notified().await;
+            }
             loop {
                 let batch: Vec<Update> = {
                     let mut pending = self.pending.lock().expect("status queue lock");
@@ -57,24 +71,39 @@ impl StatusQueue {
                 if batch.is_empty() {
                     break;
                 }
-                futures::stream::iter(batch.into_iter().map(|u| async {
+                let sent = futures::stream::iter(batch.into_iter().map(|u| async {
                     let _shared = self.aws_auth_first.read().await;
-                    send(&grants, &recorder, &gate, u).await
+                    send(&grants, &gate, u).await
                 }))
                 // The API server takes many small patches; this bounds requests in flight.
-                .buffer_unordered(32)
-                .collect::<Vec<()>>()
+                .buffer_unordered(IN_FLIGHT)
+                .filter_map(std::future::ready)
+                .collect::<Vec<Transition>>()
                 .await;
+                transitions.extend(sent);
             }
+            // One round of events, then statuses again if any came meanwhile.
+            let round = transitions.len().min(IN_FLIGHT * 4);
+            futures::stream::iter(transitions.drain(..round).map(|t| async {
+                let _shared = self.aws_auth_first.read().await;
+                record(&recorder, t).await
+            }))
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
         }
     }
 }
 
-async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u: Update) {
+/// Requests in flight at once, for statuses and for events.
+const IN_FLIGHT: usize = 32;
+
+/// Patches one status; the transition to record when the grant's reason changed.
+async fn send(grants: &Api<IamAccessGrant>, gate: &Gate, u: Update) -> Option<Transition> {
     let Update { grant, decided } = u;
     let name = &grant.name;
     if !gate.is_open() {
-        return;
+        return None;
     }
     let reason = decided.reason;
     let patch = serde_json::json!({ "status": decided.status() });
@@ -83,23 +112,38 @@ async fn send(grants: &Api<IamAccessGrant>, recorder: &Recorder, gate: &Gate, u:
         .await
     {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.is_not_found() => return,
+        Err(kube::Error::Api(s)) if s.is_not_found() => return None,
         Err(e) => warn!(grant = %name, error = %e, "status update failed"),
     }
-    if grant.ready_reason() != Some(reason.as_str()) {
-        let ev = Event {
-            type_: if reason.is_ready() {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: reason.as_str().into(),
-            note: Some(decided.message.to_string()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&ev, &grant.object_ref()).await {
-            debug!(grant = %name, error = %e, "event not recorded");
-        }
+    (grant.ready_reason() != Some(reason.as_str())).then(|| Transition {
+        name: grant.name.clone(),
+        uid: grant.uid().map(Box::from),
+        reason,
+        message: decided.message,
+    })
+}
+
+/// Records a grant's transition as an Event (the recorder writes nothing while not leading).
+async fn record(recorder: &Recorder, t: Transition) {
+    let Transition {
+        name,
+        uid,
+        reason,
+        message,
+    } = t;
+    let ev = Event {
+        type_: if reason.is_ready() {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: reason.as_str().into(),
+        note: Some(message.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let regarding = grant_ref(&name, uid.map(String::from));
+    if let Err(e) = recorder.publish(&ev, &regarding).await {
+        debug!(grant = %name, error = %e, "event not recorded");
     }
 }
