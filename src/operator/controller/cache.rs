@@ -137,11 +137,6 @@ impl Cached {
         self.status.as_ref().map(|s| s.print)
     }
 
-    /// What events about this grant refer to.
-    pub fn object_ref(&self) -> ObjectReference {
-        grant_ref(&self.name, self.uid.clone())
-    }
-
     pub fn uid(&self) -> Option<&str> {
         self.uid.as_deref()
     }
@@ -380,6 +375,7 @@ mod tests {
         let mut other = status.clone();
         other.conditions[0].message = "n".into();
         assert_ne!(c.status_print(), Some(status_print(&other)));
-        assert_eq!(c.object_ref().uid.as_deref(), Some("u"));
+        let regarding = grant_ref(&c.name, c.uid().map(String::from));
+        assert_eq!(regarding.uid.as_deref(), Some("u"));
     }
 }
