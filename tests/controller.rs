@@ -526,3 +526,57 @@ async fn a_failing_write_reports_pending_and_applied_only_after_it_succeeds() {
     w.wait_reason("p", "Applied").await;
     assert_eq!(w.read().await.unwrap().roles.values().len(), 2);
 }
+
+/// Passes that follow each other while the statuses of the first are still on their way (the
+/// watch has not brought them back) write each grant's status once and record its event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_status_and_event_is_written_once_while_passes_follow_each_other() {
+    const N: usize = 400;
+    const MORE: usize = 5;
+    let w = World::new("once").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let op = w.operator(&[]);
+    let in_aws_auth = |n: usize| {
+        let w = &w;
+        async move {
+            eventually("grants in aws-auth", LONG, || async {
+                (w.read().await?.roles.values().len() == n + 1).then_some(())
+            })
+            .await
+        }
+    };
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let w = &w;
+            async move {
+                let arn = format!("arn:aws:iam::111122223333:role/once-{i}");
+                w.create(&format!("once-{i}"), role(&arn, "once", &["team"]))
+                    .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    in_aws_auth(N).await;
+    // Each of these is a pass of its own, while hundreds of statuses are still being written.
+    for i in 0..MORE {
+        let arn = format!("arn:aws:iam::111122223333:role/once-more-{i}");
+        w.create(&format!("more-{i}"), role(&arn, "once", &["team"]))
+            .await;
+        in_aws_auth(N + i + 1).await;
+    }
+    let count = |series: &str| op.metric(series).unwrap_or(0.0) as usize;
+    let statuses = "aws_auth_operator_status_updates_total";
+    let events = "aws_auth_operator_events_total";
+    eventually("every status and event written", LONG, || async {
+        (count(statuses) >= N + MORE && count(events) >= N + MORE).then_some(())
+    })
+    .await;
+    // Anything written twice would come within this.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(statuses), N + MORE, "status updates");
+    assert_eq!(count(events), N + MORE, "events");
+    for name in ["once-0", "once-399", "more-4"] {
+        w.wait_reason(name, "Applied").await;
+    }
+}

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub sync_duration: Family<ResultLabel, Histogram>,
     pub syncs: Family<ResultLabel, Counter>,
     pub writes: Counter,
+    pub status_updates: Counter,
+    pub events: Counter,
     pub conflicts: Counter,
     pub failures: Family<CategoryLabel, Counter>,
     pub grants: Family<ReasonLabel, Gauge>,
@@ -80,6 +82,8 @@ impl Default for Metrics {
             }),
             syncs: Family::default(),
             writes: Counter::default(),
+            status_updates: Counter::default(),
+            events: Counter::default(),
             conflicts: Counter::default(),
             failures: Family::default(),
             grants: Family::default(),
@@ -97,6 +101,12 @@ impl Default for Metrics {
         );
         r.register("syncs", "Sync passes by result", m.syncs.clone());
         r.register("writes", "Writes of aws-auth", m.writes.clone());
+        r.register(
+            "status_updates",
+            "Grant statuses written",
+            m.status_updates.clone(),
+        );
+        r.register("events", "Events recorded about grants", m.events.clone());
         r.register(
             "conflicts",
             "Writes refused because aws-auth changed since it was read (409)",
@@ -188,6 +198,7 @@ mod tests {
         m.set_grants([("Applied", 3), ("Invalid", 1)]);
         m.set_grants([("Applied", 4)]);
         m.writes.inc();
+        m.status_updates.inc();
         m.leader.set(1);
         let text = m.render();
         for line in [
@@ -197,6 +208,8 @@ mod tests {
             "aws_auth_operator_failures_total{category=\"kube\"} 1",
             "aws_auth_operator_grants{reason=\"Applied\"} 4",
             "aws_auth_operator_writes_total 1",
+            "aws_auth_operator_status_updates_total 1",
+            "aws_auth_operator_events_total 0",
             "aws_auth_operator_leader 1",
             "# TYPE aws_auth_operator_last_successful_sync_timestamp_seconds gauge",
             "# EOF",

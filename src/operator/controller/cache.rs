@@ -4,14 +4,14 @@
 //! objects' metadata structs, condition messages and per-object keys were most of the memory.
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::runtime::watcher;
 
-use crate::api::{IamAccessGrant, IamAccessGrantSpec, IamAccessGrantStatus, READY};
+use crate::api::{IamAccessGrant, IamAccessGrantSpec, IamAccessGrantStatus, READY, Reason};
 use crate::engine::fingerprint::hash128;
 use crate::engine::plan::{GrantRef, Reported};
 
@@ -27,6 +27,19 @@ pub struct Cached {
     status: Option<Status>,
     /// A digest of what the plan reads of it (see [`plan_inputs`]).
     inputs: u64,
+    /// The status last handed to the status worker for this version, until the watch brings the
+    /// version that holds it: a pass in between compares its decision with this one, not with
+    /// the status the version was read with (that sent thousands of statuses and events twice).
+    sending: Mutex<Option<Box<Sending>>>,
+}
+
+/// The gist of a status on its way to the API server.
+#[derive(Debug)]
+struct Sending {
+    print: u128,
+    reason: Reason,
+    ready: bool,
+    since: Time,
 }
 
 /// What the operator reads of a grant's status.
@@ -115,26 +128,61 @@ impl Cached {
             spec,
             status,
             inputs,
+            sending: Mutex::new(None),
         }
     }
 
-    /// The Ready condition's reason, if the grant reports one.
-    pub fn ready_reason(&self) -> Option<&str> {
-        self.status.as_ref()?.ready.as_ref().map(|(_, r, _)| &**r)
+    fn sending(&self) -> std::sync::MutexGuard<'_, Option<Box<Sending>>> {
+        self.sending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the Ready condition is True, and since when.
-    pub fn ready(&self) -> Option<(bool, &Time)> {
-        self.status
-            .as_ref()?
-            .ready
-            .as_ref()
-            .map(|(t, _, at)| (*t, at))
+    /// Whether the Ready condition's reason is `reason`: the status on its way, else the one read.
+    pub fn reports(&self, reason: Reason) -> bool {
+        if let Some(s) = &*self.sending() {
+            return s.reason == reason;
+        }
+        let read = self.status.as_ref().and_then(|s| s.ready.as_ref());
+        read.is_some_and(|(_, r, _)| **r == *reason.as_str())
     }
 
-    /// The fingerprint of the status the grant has (see [`status_print`]).
+    /// Whether the Ready condition is True, and since when: the status on its way, else the one
+    /// read.
+    pub fn ready(&self) -> Option<(bool, Time)> {
+        if let Some(s) = &*self.sending() {
+            return Some((s.ready, s.since.clone()));
+        }
+        let read = self.status.as_ref()?.ready.as_ref();
+        read.map(|(t, _, at)| (*t, at.clone()))
+    }
+
+    /// The fingerprint of the status the grant has (see [`status_print`]), or of the one on its
+    /// way.
     pub fn status_print(&self) -> Option<u128> {
+        if let Some(s) = &*self.sending() {
+            return Some(s.print);
+        }
         self.status.as_ref().map(|s| s.print)
+    }
+
+    /// Notes a status handed to the API server; whether its reason is new (an event is due).
+    pub fn send(&self, print: u128, reason: Reason, ready: bool, since: Time) -> bool {
+        let new_reason = !self.reports(reason);
+        *self.sending() = Some(Box::new(Sending {
+            print,
+            reason,
+            ready,
+            since,
+        }));
+        new_reason
+    }
+
+    /// Forgets a status the API server did not take, unless a later one is on its way already:
+    /// the next pass decides against the status the grant has.
+    pub fn not_sent(&self, print: u128) {
+        let mut sending = self.sending();
+        if sending.as_ref().is_some_and(|s| s.print == print) {
+            *sending = None;
+        }
     }
 
     pub fn uid(&self) -> Option<&str> {
@@ -367,8 +415,8 @@ mod tests {
         };
         g.status = Some(status.clone());
         let c = Cached::new(g.clone());
-        assert_eq!(c.ready_reason(), Some("Applied"));
-        assert_eq!(c.ready(), Some((true, &at)));
+        assert!(c.reports(Reason::Applied));
+        assert_eq!(c.ready(), Some((true, at.clone())));
         assert_eq!(c.status_print(), Some(status_print(&status)));
         assert_eq!(c.reported(), g.reported());
         assert_eq!(c.version(), g.version());

@@ -337,6 +337,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         ctx.grants.clone(),
         ctx.recorder.clone(),
         gate.clone(),
+        ctx.metrics.clone(),
     ));
     let lead = async {
         let mut gate = gate.clone();
@@ -917,7 +918,7 @@ fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error:
         let (reason, message) = match (verdict.reason, write_error) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
-            (Reason::Applied, Some(_)) if g.ready_reason() == Some(Reason::Applied.as_str()) => {
+            (Reason::Applied, Some(_)) if g.reports(Reason::Applied) => {
                 return None;
             }
             (Reason::Applied, Some(e)) => (

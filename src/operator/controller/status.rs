@@ -31,7 +31,7 @@ impl Decided {
         now: &Time,
     ) -> Self {
         let last_transition_time = match grant.ready() {
-            Some((ready, at)) if ready == reason.is_ready() => at.clone(),
+            Some((ready, at)) if ready == reason.is_ready() => at,
             _ => now.clone(),
         };
         Decided {
@@ -79,6 +79,20 @@ impl Decided {
             self.canonical_arn.as_deref(),
             self.section.map(Section::key),
             &[ready],
+        )
+    }
+}
+
+impl Decided {
+    /// Notes on the grant that this status is on its way (see [`Cached::send`]); whether its
+    /// reason is new.
+    pub fn sending_for(&self, grant: &Cached) -> bool {
+        let ready = self.reason.is_ready();
+        grant.send(
+            self.print(),
+            self.reason,
+            ready,
+            self.last_transition_time.clone(),
         )
     }
 }
@@ -165,5 +179,33 @@ mod tests {
         prints.sort();
         prints.dedup();
         assert_eq!(prints.len(), 5, "every difference shows in the print");
+    }
+
+    /// Until the watch brings back the version a status was written to, a pass sees the grant
+    /// as read: it must compare with the status on its way, or it sends the same status (and its
+    /// event) again, with a later transition time.
+    #[test]
+    fn a_status_on_its_way_is_what_the_next_pass_compares_with() {
+        let t0 = Time(Timestamp::from_second(1_700_000_000).unwrap());
+        let t1 = Time(Timestamp::from_second(1_700_000_002).unwrap());
+        let g = Cached::new(IamAccessGrant::new("g", IamAccessGrantSpec::default()));
+        let first = Decided::new(&g, Reason::Invalid, "bad".into(), &verdict(), &t0);
+        assert_ne!(g.status_print(), Some(first.print()));
+        assert!(first.sending_for(&g), "a new reason: an event is due");
+        let again = Decided::new(&g, Reason::Invalid, "bad".into(), &verdict(), &t1);
+        assert_eq!(g.status_print(), Some(again.print()), "nothing to send");
+        assert!(g.reports(Reason::Invalid));
+        // Another reason on the same side of Ready keeps the time; its event is due.
+        let other = Decided::new(&g, Reason::Conflict, "taken".into(), &verdict(), &t1);
+        assert_eq!(other.status().conditions[0].last_transition_time, t0);
+        assert!(other.sending_for(&g));
+        assert!(!other.sending_for(&g), "the same reason again: no event");
+        // Refused: an older status failing leaves the later one; the later one failing is
+        // forgotten, and the grant is compared with what was read again.
+        g.not_sent(first.print());
+        assert!(g.reports(Reason::Conflict));
+        g.not_sent(other.print());
+        assert_eq!(g.status_print(), None);
+        assert!(!g.reports(Reason::Conflict));
     }
 }

@@ -18,6 +18,7 @@ use super::events::Recorder;
 use super::status;
 use crate::api::{IamAccessGrant, Reason};
 use crate::operator::leader::Gate;
+use crate::operator::telemetry::Metrics;
 
 /// One decided status: the grant as the pass saw it and what its status is made of.
 pub struct Update {
@@ -57,36 +58,51 @@ impl StatusQueue {
     /// Sends what is pending, 32 requests at a time, until the task is dropped. Nothing is sent
     /// while the gate is closed (not the leader): those updates are dropped, and the next leader
     /// decides afresh.
-    pub async fn run(self: Arc<Self>, grants: Api<IamAccessGrant>, recorder: Recorder, gate: Gate) {
+    pub async fn run(
+        self: Arc<Self>,
+        grants: Api<IamAccessGrant>,
+        recorder: Recorder,
+        gate: Gate,
+        metrics: Arc<Metrics>,
+    ) {
         let mut transitions: VecDeque<Transition> = VecDeque::new();
         loop {
             if transitions.is_empty() {
                 self.wake.notified().await;
             }
             loop {
-                let batch: Vec<Update> = {
+                // Noted as on its way under the lock a pass decides under: a pass from now on
+                // compares with these statuses, not with what the watch has not brought back yet.
+                let batch: Vec<(Update, bool)> = {
                     let mut pending = self.pending.lock().expect("status queue lock");
-                    pending.drain().map(|(_, u)| u).collect()
+                    (pending.drain())
+                        .map(|(_, u)| {
+                            let new_reason = u.decided.sending_for(&u.grant);
+                            (u, new_reason)
+                        })
+                        .collect()
                 };
                 if batch.is_empty() {
                     break;
                 }
-                let sent = futures::stream::iter(batch.into_iter().map(|u| async {
-                    let _shared = self.aws_auth_first.read().await;
-                    send(&grants, &gate, u).await
-                }))
-                // The API server takes many small patches; this bounds requests in flight.
-                .buffer_unordered(IN_FLIGHT)
-                .filter_map(std::future::ready)
-                .collect::<Vec<Transition>>()
-                .await;
+                let (queue, grants, gate, metrics) = (&self, &grants, &gate, &metrics);
+                let sent =
+                    futures::stream::iter(batch.into_iter().map(|(u, new_reason)| async move {
+                        let _shared = queue.aws_auth_first.read().await;
+                        send(grants, gate, metrics, u, new_reason).await
+                    }))
+                    // The API server takes many small patches; this bounds requests in flight.
+                    .buffer_unordered(IN_FLIGHT)
+                    .filter_map(std::future::ready)
+                    .collect::<Vec<Transition>>()
+                    .await;
                 transitions.extend(sent);
             }
             // One round of events, then statuses again if any came meanwhile.
             let round = transitions.len().min(IN_FLIGHT * 4);
             futures::stream::iter(transitions.drain(..round).map(|t| async {
                 let _shared = self.aws_auth_first.read().await;
-                record(&recorder, t).await
+                record(&recorder, &metrics, t).await
             }))
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<()>>()
@@ -99,10 +115,17 @@ impl StatusQueue {
 const IN_FLIGHT: usize = 32;
 
 /// Patches one status; the transition to record when the grant's reason changed.
-async fn send(grants: &Api<IamAccessGrant>, gate: &Gate, u: Update) -> Option<Transition> {
+async fn send(
+    grants: &Api<IamAccessGrant>,
+    gate: &Gate,
+    metrics: &Metrics,
+    u: Update,
+    new_reason: bool,
+) -> Option<Transition> {
     let Update { grant, decided } = u;
     let name = &grant.name;
     if !gate.is_open() {
+        grant.not_sent(decided.print());
         return None;
     }
     let reason = decided.reason;
@@ -111,11 +134,18 @@ async fn send(grants: &Api<IamAccessGrant>, gate: &Gate, u: Update) -> Option<Tr
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => {}
+        Ok(_) => {
+            metrics.status_updates.inc();
+        }
         Err(kube::Error::Api(s)) if s.is_not_found() => return None,
-        Err(e) => warn!(grant = %name, error = %e, "status update failed"),
+        Err(e) => {
+            // The next pass decides it again (and records the event then).
+            grant.not_sent(decided.print());
+            warn!(grant = %name, error = %e, "status update failed");
+            return None;
+        }
     }
-    (grant.ready_reason() != Some(reason.as_str())).then(|| Transition {
+    new_reason.then(|| Transition {
         name: grant.name.clone(),
         uid: grant.uid().map(Box::from),
         reason,
@@ -124,7 +154,7 @@ async fn send(grants: &Api<IamAccessGrant>, gate: &Gate, u: Update) -> Option<Tr
 }
 
 /// Records a grant's transition as an Event (the recorder writes nothing while not leading).
-async fn record(recorder: &Recorder, t: Transition) {
+async fn record(recorder: &Recorder, metrics: &Metrics, t: Transition) {
     let Transition {
         name,
         uid,
@@ -143,7 +173,10 @@ async fn record(recorder: &Recorder, t: Transition) {
         secondary: None,
     };
     let regarding = grant_ref(&name, uid.map(String::from));
-    if let Err(e) = recorder.publish(&ev, &regarding).await {
-        debug!(grant = %name, error = %e, "event not recorded");
+    match recorder.publish(&ev, &regarding).await {
+        Ok(()) => {
+            metrics.events.inc();
+        }
+        Err(e) => debug!(grant = %name, error = %e, "event not recorded"),
     }
 }
