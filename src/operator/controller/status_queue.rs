@@ -11,7 +11,7 @@ use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::cache::{Cached, grant_ref};
 use super::events::Recorder;
@@ -86,6 +86,7 @@ impl StatusQueue {
                     break;
                 }
                 let (queue, grants, gate, metrics) = (&self, &grants, &gate, &metrics);
+                let (count, started) = (batch.len(), std::time::Instant::now());
                 let sent =
                     futures::stream::iter(batch.into_iter().map(|(u, new_reason)| async move {
                         let _shared = queue.aws_auth_first.read().await;
@@ -96,10 +97,18 @@ impl StatusQueue {
                     .filter_map(std::future::ready)
                     .collect::<Vec<Transition>>()
                     .await;
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                info!(
+                    count,
+                    ms,
+                    waiting_events = transitions.len(),
+                    "statuses sent"
+                );
                 transitions.extend(sent);
             }
-            // One round of events, then statuses again if any came meanwhile.
-            let round = transitions.len().min(IN_FLIGHT * 4);
+            // One round of events, then statuses again if any came meanwhile: a round as large
+            // as the requests in flight, so a status waits for no more than one event each.
+            let round = transitions.len().min(IN_FLIGHT);
             futures::stream::iter(transitions.drain(..round).map(|t| async {
                 let _shared = self.aws_auth_first.read().await;
                 record(&recorder, &metrics, t).await
