@@ -124,6 +124,9 @@ pub struct Index {
     pub versions: BTreeMap<String, usize>,
     /// aws-auth's resourceVersion in the newest version.
     pub newest: Option<String>,
+    /// aws-auth's resourceVersion of the last version found too large to keep: it is not
+    /// serialized again before every write (up to 1 MiB each time, for nothing).
+    pub passed_over: Option<String>,
     /// Items that are not versions; the next record removes them.
     pub foreign: Vec<String>,
 }
@@ -153,9 +156,12 @@ impl Index {
         index
     }
 
-    /// Whether the newest version holds aws-auth at this resourceVersion already.
+    /// Whether aws-auth at this resourceVersion needs no recording: the newest version holds it
+    /// already, or it was found too large to keep.
     pub fn holds(&self, resource_version: &str) -> bool {
-        !resource_version.is_empty() && self.newest.as_deref() == Some(resource_version)
+        let rv = Some(resource_version);
+        !resource_version.is_empty()
+            && (self.newest.as_deref() == rv || self.passed_over.as_deref() == rv)
     }
 }
 
@@ -187,6 +193,7 @@ pub fn record(
     let mut patch: BTreeMap<String, Option<String>> =
         index.foreign.iter().map(|k| (k.clone(), None)).collect();
     if key.len() + text.len() > max_bytes {
+        after.passed_over = Some(resource_version.to_string());
         return Some((patch, after));
     }
     after.versions.insert(key.clone(), key.len() + text.len());

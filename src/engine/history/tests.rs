@@ -81,7 +81,14 @@ fn record_keeps_the_newest_within_count_and_bytes() {
     let huge = Version::of(&cm(&[("mapRoles", &NODE.repeat(50))], "y"), "t".into());
     let (patch, index) = record(&Index::of(&small), &huge, 20, one * 3).unwrap();
     assert!(patch.is_empty());
-    assert_eq!(index, Index::of(&small));
+    let before = Index::of(&small);
+    assert_eq!(
+        (&index.versions, &index.newest),
+        (&before.versions, &before.newest)
+    );
+    // Nor is it serialized again before the next write (its resourceVersion is held as passed).
+    assert!(index.holds("y") && !before.holds("y"));
+    assert!(record(&index, &huge, 20, one * 3).is_none());
 }
 
 #[test]

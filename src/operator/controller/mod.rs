@@ -729,11 +729,19 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
     } else {
         let (rv, json) = history::Version::json_of(current, &Timestamp::now().to_string());
         let (versions, bytes) = (ctx.history.history_versions, ctx.history.history_bytes);
-        history::record(&index, &rv, json, versions, bytes).filter(|(patch, _)| !patch.is_empty())
+        history::record(&index, &rv, json, versions, bytes)
     };
-    let Some((patch, index)) = todo else {
-        *ctx.history_state.lock().expect("history lock") = state;
-        return Ok(());
+    let (patch, index) = match todo {
+        Some((patch, index)) if !patch.is_empty() => (patch, index),
+        todo => {
+            // Nothing to send; a version too large to keep is noted as passed over.
+            let mut state = state;
+            if let (Some((_, index)), Some(s)) = (todo, state.as_mut()) {
+                s.index = index;
+            }
+            *ctx.history_state.lock().expect("history lock") = state;
+            return Ok(());
+        }
     };
     leading(ctx)?;
     let res = match &state {
