@@ -1,8 +1,9 @@
 //! Convergence against the local kube-apiserver (`hack/local-cluster.sh`): N grants applied in
 //! one burst, then single changes with N present. Prints apply time, time until every grant is in
-//! aws-auth and Ready (by watches), aws-auth writes, status updates and events, the operator's peak
-//! RSS and CPU, and single-change latency (p50/p95, from the API server accepting the grant to the
-//! first aws-auth version holding it).
+//! aws-auth and Ready (by watches) and until every event is recorded (the operator idle again),
+//! aws-auth writes, status updates and events, the operator's peak RSS and CPU, and single-change
+//! latency with the operator idle (p50/p95, from the API server accepting the grant to the first
+//! aws-auth version holding it).
 //!
 //! `hack/bench.sh` runs it (release build, N = 100, 1,000, 5,000). The test suite runs it once at
 //! a small N so it cannot rot; it prints figures and asserts only that everything converged.
@@ -69,6 +70,7 @@ struct Row {
     apply: Duration,
     in_aws_auth: Duration,
     ready: Duration,
+    events_done: Duration,
     writes: u64,
     statuses: u64,
     events: u64,
@@ -153,12 +155,18 @@ async fn run(n: usize, samples: usize) -> Row {
     let in_aws_auth = wait(in_aws_auth).await;
     let ready = wait(ready).await;
     let lp = ListParams::default().labels(&format!("{}={}", support::TEST_LABEL, w.name));
+    // The operator is idle once every grant's transition to Applied is recorded as an event
+    // (events go after the statuses): asked of the operator, not of the API server.
+    let events_done = eventually("all events recorded", LONG, || async {
+        (metric(&op, "aws_auth_operator_events_total") >= n as u64).then(|| start.elapsed())
+    })
+    .await;
     let writes = metric(&op, "aws_auth_operator_writes_total");
     let statuses = metric(&op, "aws_auth_operator_status_updates_total");
     let events = metric(&op, "aws_auth_operator_events_total");
     let (rss_kib, cpu) = usage(op.pid());
 
-    // Single changes with N present, each after a quiet spell. Each is timed to the first aws-auth
+    // Single changes with N present and the operator idle, each after a quiet spell. Each is timed to the first aws-auth
     // version that holds it, by a metadata-only watch: the ownership record (an annotation) is
     // written with the data, so it tells the version without the benchmark receiving and decoding
     // the 700 KB object each time (which is the watcher's time, not the operator's).
@@ -212,6 +220,7 @@ async fn run(n: usize, samples: usize) -> Row {
         apply,
         in_aws_auth,
         ready,
+        events_done,
         writes,
         statuses,
         events,
@@ -238,11 +247,12 @@ async fn main() {
             .collect();
     }
     println!(
-        "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>8}  {:>7}  {:>9}  {:>7}  {:>10}  {:>10}",
+        "{:>6}  {:>9}  {:>12}  {:>9}  {:>10}  {:>7}  {:>8}  {:>7}  {:>9}  {:>7}  {:>10}  {:>10}",
         "grants",
         "apply",
         "in aws-auth",
         "all Ready",
+        "all events",
         "writes",
         "statuses",
         "events",
@@ -255,11 +265,12 @@ async fn main() {
     for n in sizes {
         let r = run(n, samples).await;
         println!(
-            "{:>6}  {:>9}  {:>12}  {:>9}  {:>7}  {:>8}  {:>7}  {:>6.1} MiB  {:>5.2} s  {:>10}  {:>10}",
+            "{:>6}  {:>9}  {:>12}  {:>9}  {:>10}  {:>7}  {:>8}  {:>7}  {:>6.1} MiB  {:>5.2} s  {:>10}  {:>10}",
             r.n,
             ms(r.apply),
             ms(r.in_aws_auth),
             ms(r.ready),
+            ms(r.events_done),
             r.writes,
             r.statuses,
             r.events,
