@@ -14,6 +14,7 @@ use aws_auth_operator::engine::authmap::Mapping;
 use aws_auth_operator::engine::authmap::Section;
 use aws_auth_operator::engine::authmap::read::read_mappings;
 use aws_auth_operator::engine::authmap::render::render_mappings;
+use aws_auth_operator::engine::plan::{OWNERSHIP_ANNOTATION, Ownership};
 use support::{NODE_ROLES, World, event_notes_by_uid, eventually, role};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -549,7 +550,8 @@ async fn each_status_and_event_is_written_once_while_passes_follow_each_other() 
         .map(|i| {
             let w = &w;
             async move {
-                let arn = format!("arn:aws:iam::111122223333:role/once-{i}");
+                // Names long enough for an ownership record past 8 KiB: written deflated.
+                let arn = format!("arn:aws:iam::111122223333:role/once-{i}-of-a-burst-of-400");
                 w.create(&format!("once-{i}"), role(&arn, "once", &["team"]))
                     .await
             }
@@ -578,5 +580,13 @@ async fn each_status_and_event_is_written_once_while_passes_follow_each_other() 
     assert_eq!(count(events), N + MORE, "events");
     for name in ["once-0", "once-399", "more-4"] {
         w.wait_reason(name, "Applied").await;
+    }
+    let cm = w.configmap().await.unwrap();
+    let record = &cm.metadata.annotations.as_ref().unwrap()[OWNERSHIP_ANNOTATION];
+    assert!(record.starts_with(r#"{"deflate":""#), "{record}");
+    let owned = Ownership::from_configmap(Some(&cm)).unwrap();
+    for i in [0, 399] {
+        let key = format!("arn:aws:iam::111122223333:role/once-{i}-of-a-burst-of-400");
+        assert!(owned.owns(Section::MapRoles, &key));
     }
 }

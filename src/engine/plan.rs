@@ -242,7 +242,10 @@ impl Ownership {
                 "annotation {OWNERSHIP_ANNOTATION} is not valid: {e}; every entry is treated as not managed"
             )
         };
-        let json: serde_json::Value = serde_json::from_str(value).map_err(|e| invalid(&e))?;
+        let mut json: serde_json::Value = serde_json::from_str(value).map_err(|e| invalid(&e))?;
+        if json.get("v") == Some(&3.into()) {
+            json = inflate_record(&json).map_err(|e| invalid(&e))?;
+        }
         // Version 2 groups the principals by what precedes their last `/`; the first version
         // (a plain list per key) is still read, and rewritten as version 2 at the next write.
         let raw: BTreeMap<String, BTreeSet<String>> = if json.get("v").is_some() {
@@ -279,8 +282,34 @@ impl Ownership {
     }
 
     /// Version 2: `{"v":2,"mapRoles":{"arn:aws:iam::111122223333:role/":["a","b"]}}`, the common
-    /// part of each principal written once.
+    /// part of each principal written once. Past [`DEFLATE_ABOVE`] bytes, version 3:
+    /// `{"v":3,"deflate":"<base64>"}`, the version 2 text deflated (a tenth of it at thousands of
+    /// grants of one naming scheme, a third for varied names).
     pub fn to_annotation(&self) -> String {
+        let text = self.to_record_v2();
+        if text.len() <= DEFLATE_ABOVE {
+            return text;
+        }
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(text.as_bytes()).expect("deflating into memory");
+        let deflated = z.finish().expect("deflating into memory");
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, deflated);
+        format!(r#"{{"deflate":"{b64}","v":3}}"#)
+    }
+
+    /// Whether `text`, a record of these principals, is in the format [`Self::to_annotation`]
+    /// writes them in (the deflated text is not compared: the principals are the same already).
+    pub fn is_written_as(&self, text: &str) -> bool {
+        let v2 = self.to_record_v2();
+        if v2.len() <= DEFLATE_ABOVE {
+            text == v2
+        } else {
+            text.starts_with(r#"{"deflate":""#)
+        }
+    }
+
+    fn to_record_v2(&self) -> String {
         let mut out = serde_json::Map::new();
         out.insert("v".into(), 2.into());
         for (section, keys) in self.0.iter().filter(|(_, v)| !v.is_empty()) {
@@ -305,6 +334,40 @@ impl Ownership {
         non_empty(self).eq(non_empty(other))
     }
 }
+
+/// Ownership records longer than this are written deflated (version 3); shorter ones stay as
+/// readable JSON.
+pub const DEFLATE_ABOVE: usize = 8 * 1024;
+
+/// The version 2 record inside a version 3 one. Inflating stops past the largest version 2 record
+/// the annotation limit allows, so a record made by hand cannot make the operator allocate more.
+fn inflate_record(json: &serde_json::Value) -> Result<serde_json::Value, String> {
+    use std::io::Read;
+    let b64 = json
+        .get("deflate")
+        .and_then(|d| d.as_str())
+        .ok_or("version 3 has no `deflate` text")?;
+    let deflated = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+        .map_err(|e| format!("`deflate` is not base64: {e}"))?;
+    let mut text = Vec::new();
+    let read = flate2::read::DeflateDecoder::new(&deflated[..])
+        .take(MAX_INFLATED as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("`deflate` does not inflate: {e}"))?;
+    if read > MAX_INFLATED {
+        return Err(format!("`deflate` inflates past {MAX_INFLATED} bytes"));
+    }
+    let inner: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("the inflated record: {e}"))?;
+    if inner.get("v") != Some(&2.into()) {
+        return Err("the inflated record is not version 2".into());
+    }
+    Ok(inner)
+}
+
+/// The plan counts the record at its version 2 size against the 256 KiB annotation limit, so no
+/// record it writes inflates past that.
+const MAX_INFLATED: usize = 256 * 1024;
 
 /// A principal key split after its last `/` (the part the ownership record shares).
 fn split_key(k: &str) -> (&str, &str) {
@@ -1198,10 +1261,10 @@ fn plan_anew<G: GrantRef>(
         Some(_) => {
             &data != cur_data
                 || !ownership.same_keys(&owned_before)
-                // A record in the first format is rewritten in the compact one.
+                // A record in an older format is rewritten in the current one.
                 || annotations
                     .and_then(|a| a.get(OWNERSHIP_ANNOTATION))
-                    .is_some_and(|a| *a != ownership.to_annotation())
+                    .is_some_and(|a| !ownership.is_written_as(a))
                 || rails_changed
         }
     };
