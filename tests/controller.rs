@@ -590,3 +590,96 @@ async fn each_status_and_event_is_written_once_while_passes_follow_each_other() 
         assert!(owned.owns(Section::MapRoles, &key));
     }
 }
+
+/// The write of aws-auth is sent as protobuf: the API server must store exactly what the JSON
+/// write would (every metadata field, data with line breaks and non-ASCII text, binaryData,
+/// immutable), keep the live managedFields (the body carries none), and still refuse a stale
+/// resourceVersion.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_protobuf_write_is_stored_exactly_as_sent() {
+    use aws_auth_operator::operator::controller::protobuf;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    let w = World::new("protobuf").await;
+    let created = w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let mut cm = created.clone();
+    let m = &mut cm.metadata;
+    m.labels = Some(BTreeMap::from([("team".into(), "platform".into())]));
+    m.annotations = Some(BTreeMap::from([
+        ("note".into(), "line one\nline \"two\" ✓".into()),
+        ("empty".into(), String::new()),
+    ]));
+    m.finalizers = Some(vec!["example.com/keep".into()]);
+    m.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: "6f1c6ad5-3b0b-4b5e-9d7e-1b3a5c1d2e4f".into(),
+        controller: Some(false),
+        block_owner_deletion: None,
+    }]);
+    let long = "- rolearn: \"arn:aws:iam::111122223333:role/ü\"\n  username: \"x\"\n".repeat(3000);
+    cm.data = Some(BTreeMap::from([
+        ("mapRoles".into(), long),
+        ("mapUsers".into(), "[]\n".into()),
+        ("empty".into(), String::new()),
+    ]));
+    cm.binary_data = Some(BTreeMap::from([(
+        "blob".into(),
+        ByteString(vec![0, 1, 2, 255]),
+    )]));
+    cm.immutable = Some(false);
+
+    let put = |cm: ConfigMap| {
+        let api = w.configmaps.clone();
+        let name = w.name.clone();
+        async move {
+            let pp = PostParams {
+                field_manager: Some("protobuf-test".into()),
+                ..Default::default()
+            };
+            let mut req = kube::core::Request::new(api.resource_url())
+                .replace(&name, &pp, protobuf::configmap(&cm))
+                .unwrap();
+            req.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(protobuf::CONTENT_TYPE),
+            );
+            api.into_client().request::<ConfigMap>(req).await
+        }
+    };
+    put(cm.clone()).await.expect("protobuf PUT accepted");
+    let stored = w.configmap().await.unwrap();
+    let (s, c) = (&stored.metadata, &cm.metadata);
+    assert_eq!(s.labels, c.labels);
+    assert_eq!(s.annotations, c.annotations);
+    assert_eq!(s.finalizers, c.finalizers);
+    assert_eq!(s.owner_references, c.owner_references);
+    assert_eq!(s.uid, created.metadata.uid);
+    assert_eq!(s.creation_timestamp, created.metadata.creation_timestamp);
+    assert_ne!(s.resource_version, c.resource_version);
+    assert_eq!(stored.data, cm.data);
+    assert_eq!(stored.binary_data, cm.binary_data);
+    // The creator's managedFields entry is kept, and the update has one of its own.
+    let managers: Vec<_> = (s.managed_fields.iter().flatten())
+        .map(|f| f.manager.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(managers.len(), 2, "{managers:?}");
+    assert!(
+        managers.contains(&"protobuf-test".to_string()),
+        "{managers:?}"
+    );
+
+    // The resourceVersion sent is still the precondition.
+    let stale = put(cm.clone())
+        .await
+        .expect_err("stale resourceVersion refused");
+    assert!(
+        matches!(&stale, kube::Error::Api(s) if s.is_conflict()),
+        "{stale}"
+    );
+
+    // World::new removes the finalizer before it deletes the ConfigMap.
+}

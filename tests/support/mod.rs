@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use tokio::sync::OnceCell;
 
@@ -100,6 +100,11 @@ impl World {
         let _ = w
             .grants
             .delete_collection(&DeleteParams::default(), &lp)
+            .await;
+        // A finalizer a test put on aws-auth (and did not live to remove) would keep it.
+        let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+        let _ = (w.configmaps)
+            .patch(&w.name, &PatchParams::default(), &Patch::Merge(&unfinalize))
             .await;
         let _ = w.configmaps.delete(&w.name, &DeleteParams::default()).await;
         // And its history, so that a test run twice on one API server starts from nothing.
