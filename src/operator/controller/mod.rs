@@ -21,7 +21,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use tokio::sync::Notify;
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
@@ -35,7 +34,7 @@ use crate::operator::telemetry::{
 use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use cache::Cached;
-use debounce::Debounce;
+use debounce::{Changes, Debounce};
 
 pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
 const MANAGER: &str = "aws-auth-operator";
@@ -65,6 +64,10 @@ pub struct RunArgs {
     /// Sync at the latest this long after the first unsynced change, even during a burst.
     #[arg(long, env = "AWS_AUTH_DEBOUNCE_MAX", default_value = "2s", value_parser = parse_duration)]
     pub debounce_max: Duration,
+    /// Sync once this many changes wait, even during a burst: the statuses of a long burst then
+    /// go out while it lasts, not thousands at its end.
+    #[arg(long, env = "AWS_AUTH_DEBOUNCE_MAX_CHANGES", default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub debounce_max_changes: usize,
     /// Managed entries removed within this long count together toward the removal breaker
     /// (--max-removals, --max-removal-percent), however many passes removed them.
     #[arg(long, env = "AWS_AUTH_REMOVAL_WINDOW", default_value = "10m", value_parser = parse_duration)]
@@ -213,7 +216,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let grants: Api<IamAccessGrant> = Api::all(client.clone());
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.aws_auth_namespace);
     let grant_cache = Arc::new(cache::Cache::default());
-    let changes = Arc::new(Notify::new());
+    let changes = Arc::new(Changes::default());
 
     let mut grant_watch = watcher::Config::default();
     if let Some(sel) = &args.grant_selector {
@@ -273,7 +276,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let mut all = futures::stream::select(grant_events, cm_events);
         while let Some(ev) = all.next().await {
             match ev {
-                Ok(()) => notify.notify_one(),
+                Ok(()) => notify.note(),
                 Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
             }
         }
@@ -322,6 +325,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let debounce = Debounce {
         quiet: args.debounce,
         max_wait: args.debounce_max,
+        max_changes: args.debounce_max_changes,
     };
     let resync = {
         let notify = changes.clone();
@@ -330,7 +334,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                notify.notify_one();
+                notify.note();
             }
         })
     };
@@ -347,7 +351,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             // What a new leader wrote before, others may have replaced since: it reads afresh.
             ctx.forget_written();
             // A new leader syncs at once: its predecessor may have stopped mid-burst.
-            changes.notify_one();
+            changes.note();
             tokio::select! {
                 r = reconcile_forever(&ctx, &debounce, &changes) => return r,
                 // Dropping the pass cancels its requests at their next await.
@@ -472,7 +476,7 @@ fn crd_ready(crd: Option<CustomResourceDefinition>) -> Result<()> {
     Ok(())
 }
 
-async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Notify) -> Result<()> {
+async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Changes) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
     // Long enough ago that the first change is synced on its leading edge.
     let now = tokio::time::Instant::now();
