@@ -76,6 +76,17 @@ mod tests {
         max_changes: 1000,
     };
 
+    /// `count` changes, one every `ms` milliseconds, the first at once.
+    fn feed(n: &Arc<Changes>, count: usize, ms: u64) -> tokio::task::JoinHandle<()> {
+        let n = n.clone();
+        tokio::spawn(async move {
+            for _ in 0..count {
+                n.note();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_first_change_after_a_quiet_spell_syncs_at_once() {
         let n = Arc::new(Changes::default());
@@ -99,15 +110,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_long_burst_syncs_at_the_maximum_wait() {
         let n = Arc::new(Changes::default());
-        let feeder = {
-            let n = n.clone();
-            tokio::spawn(async move {
-                for _ in 0..100 {
-                    n.note();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        };
+        let feeder = feed(&n, 100, 50);
         let start = Instant::now();
         D.settle(&n, Instant::now()).await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
@@ -117,15 +120,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_short_burst_syncs_a_quiet_period_after_its_end() {
         let n = Arc::new(Changes::default());
-        let feeder = {
-            let n = n.clone();
-            tokio::spawn(async move {
-                for _ in 0..5 {
-                    n.note();
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        };
+        let feeder = feed(&n, 5, 100);
         let start = Instant::now();
         D.settle(&n, Instant::now()).await;
         // Last change at 400 ms, then 200 ms of quiet.
@@ -140,15 +135,7 @@ mod tests {
             max_changes: 10,
             ..D
         };
-        let feeder = {
-            let n = n.clone();
-            tokio::spawn(async move {
-                for _ in 0..100 {
-                    n.note();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        };
+        let feeder = feed(&n, 100, 50);
         let start = Instant::now();
         d.settle(&n, Instant::now()).await;
         // The tenth change arrives at 450 ms; the maximum wait (2 s) is not reached.
