@@ -900,23 +900,27 @@ async fn replace_answered_with_metadata(
     let mut req = kube::core::Request::new(ctx.configmaps.resource_url())
         .replace(&ctx.name, pp, body)
         .map_err(kube::Error::BuildRequest)?;
-    let headers = req.headers_mut();
-    headers.insert(
+    req.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(protobuf::CONTENT_TYPE),
     );
-    headers.insert(
-        hyper::header::ACCEPT,
-        hyper::header::HeaderValue::from_static(
-            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
-        ),
-    );
+    answered_with_metadata(&mut req);
     req.extensions_mut().insert("replace");
     let client = ctx.configmaps.clone().into_client();
     let meta: kube::core::PartialObjectMeta<ConfigMap> = client.request(req).await?;
     // The answer's managedFields are the server's; what was sent carried none (protobuf.rs).
     cm.metadata = meta.metadata;
     Ok(cm)
+}
+
+/// Asks the API server to answer with the object's metadata only (PartialObjectMetadata).
+fn answered_with_metadata(req: &mut hyper::Request<Vec<u8>>) {
+    req.headers_mut().insert(
+        hyper::header::ACCEPT,
+        hyper::header::HeaderValue::from_static(
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ),
+    );
 }
 
 /// Decides each grant's status and hands the changed ones to the status worker.

@@ -139,10 +139,7 @@ async fn send(
     }
     let reason = decided.reason;
     let patch = serde_json::json!({ "status": decided.status() });
-    match grants
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    match patch_status(grants, name, &patch).await {
         Ok(_) => {
             metrics.status_updates.inc();
         }
@@ -160,6 +157,30 @@ async fn send(
         reason,
         message: decided.message,
     })
+}
+
+/// A merge patch of the status, answered with metadata only: the grant comes back by the watch,
+/// and a burst's thousands of answers are not encoded by the API server and decoded here too.
+async fn patch_status(
+    grants: &Api<IamAccessGrant>,
+    name: &str,
+    patch: &serde_json::Value,
+) -> kube::Result<()> {
+    let mut req = kube::core::Request::new(grants.resource_url())
+        .patch_subresource(
+            "status",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    super::answered_with_metadata(&mut req);
+    req.extensions_mut().insert("patch_status");
+    let client = grants.clone().into_client();
+    client
+        .request::<kube::core::PartialObjectMeta<IamAccessGrant>>(req)
+        .await
+        .map(drop)
 }
 
 /// Records a grant's transition as an Event (the recorder writes nothing while not leading).
