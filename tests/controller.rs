@@ -640,13 +640,7 @@ async fn the_protobuf_write_is_stored_exactly_as_sent() {
                 field_manager: Some("protobuf-test".into()),
                 ..Default::default()
             };
-            let mut req = kube::core::Request::new(api.resource_url())
-                .replace(&name, &pp, protobuf::configmap(&cm))
-                .unwrap();
-            req.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(protobuf::CONTENT_TYPE),
-            );
+            let req = protobuf::replace(&api, &name, &pp, &cm).unwrap();
             api.into_client().request::<ConfigMap>(req).await
         }
     };

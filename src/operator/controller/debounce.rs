@@ -50,15 +50,13 @@ impl Debounce {
     pub async fn settle(&self, changes: &Changes, idle_since: Instant) {
         changes.signal.notified().await;
         let first = Instant::now();
-        if first.duration_since(idle_since) >= self.quiet {
-            changes.waiting.store(0, Ordering::Relaxed);
-            return;
-        }
-        let mut last = first;
-        while changes.waiting() < self.max_changes {
-            tokio::select! {
-                _ = sleep_until(self.deadline(first, last)) => break,
-                _ = changes.signal.notified() => last = Instant::now(),
+        if first.duration_since(idle_since) < self.quiet {
+            let mut last = first;
+            while changes.waiting() < self.max_changes {
+                tokio::select! {
+                    _ = sleep_until(self.deadline(first, last)) => break,
+                    _ = changes.signal.notified() => last = Instant::now(),
+                }
             }
         }
         changes.waiting.store(0, Ordering::Relaxed);

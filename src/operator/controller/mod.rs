@@ -896,16 +896,8 @@ async fn replace_answered_with_metadata(
     pp: &PostParams,
     mut cm: ConfigMap,
 ) -> kube::Result<ConfigMap> {
-    let body = protobuf::configmap(&cm);
-    let mut req = kube::core::Request::new(ctx.configmaps.resource_url())
-        .replace(&ctx.name, pp, body)
-        .map_err(kube::Error::BuildRequest)?;
-    req.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(protobuf::CONTENT_TYPE),
-    );
+    let mut req = protobuf::replace(&ctx.configmaps, &ctx.name, pp, &cm)?;
     answered_with_metadata(&mut req);
-    req.extensions_mut().insert("replace");
     let client = ctx.configmaps.clone().into_client();
     let meta: kube::core::PartialObjectMeta<ConfigMap> = client.request(req).await?;
     // The answer's managedFields are the server's; what was sent carried none (protobuf.rs).

@@ -5,8 +5,8 @@
 //! mostly escaped YAML); as protobuf it is a length and a copy. Built-in types take
 //! `application/vnd.kubernetes.protobuf` on every API server, so the write of aws-auth sends it.
 //! The encoding is small and fixed (k8s.io/api core/v1 and apimachinery meta/v1 generated.proto),
-//! and is written here rather than pulled in with a code generator. A real API server decoding
-//! it is the test (tests/controller.rs), not this file.
+//! and is written here rather than pulled in with a code generator. The tests below pin the
+//! bytes; the test that counts is a real API server decoding them (tests/controller.rs).
 //!
 //! `managedFields` is not sent: an update without it keeps the live object's (the field manager
 //! falls back to them), which is what sending them back unchanged does too.
@@ -154,8 +154,7 @@ fn object_meta(o: &mut dyn Out, m: &ObjectMeta) {
 
 fn configmap_message(o: &mut dyn Out, cm: &ConfigMap) {
     message(o, 1, &|o| object_meta(o, &cm.metadata));
-    let data = cm.data.iter().flatten();
-    map(o, 2, data.map(|(k, v)| (k.as_str(), v.as_bytes())));
+    map(o, 2, pairs(&cm.data));
     let binary = cm.binary_data.iter().flatten();
     map(o, 3, binary.map(|(k, v)| (k.as_str(), &v.0[..])));
     boolean(o, 4, cm.immutable);
@@ -168,6 +167,25 @@ fn envelope(o: &mut dyn Out, cm: &ConfigMap) {
         bytes(o, 2, b"ConfigMap");
     });
     message(o, 2, &|o| configmap_message(o, cm));
+}
+
+/// A replace (PUT) of `name` with `cm` as its protobuf body; the resourceVersion `cm` carries is
+/// the precondition.
+pub fn replace(
+    api: &kube::Api<ConfigMap>,
+    name: &str,
+    pp: &kube::api::PostParams,
+    cm: &ConfigMap,
+) -> kube::Result<hyper::Request<Vec<u8>>> {
+    let mut req = kube::core::Request::new(api.resource_url())
+        .replace(name, pp, configmap(cm))
+        .map_err(kube::Error::BuildRequest)?;
+    req.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    req.extensions_mut().insert("replace");
+    Ok(req)
 }
 
 /// The ConfigMap as the body of a create or update, sized exactly before it is written.
