@@ -221,7 +221,11 @@ pub fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
                 .map(|(_, e)| e)
                 .collect::<Vec<_>>()
         };
-        out.extend(entry_diff(s, &entries(&b), &entries(&a)));
+        out.extend(
+            entry_diff(s, &entries(&b), &entries(&a))
+                .iter()
+                .map(ToString::to_string),
+        );
         if (!b.readable(s) || !a.readable(s)) && before.get(s.key()) != after.get(s.key()) {
             out.push(format!(
                 "~ {s}: text changed (unreadable in one of the two)"

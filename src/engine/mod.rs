@@ -4,5 +4,6 @@ pub mod authmap;
 pub(crate) mod fingerprint;
 pub mod glob;
 pub mod history;
+mod parallel;
 pub mod plan;
 pub mod validate;

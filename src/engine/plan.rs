@@ -425,8 +425,8 @@ pub struct Plan {
     pub changed: bool,
     /// One per grant, ordered by grant name.
     pub verdicts: Vec<Verdict>,
-    /// Entry-level changes, `+ ` added, `- ` removed.
-    pub diff: Vec<String>,
+    /// Entry-level changes.
+    pub diff: Vec<Change>,
     /// Everything the reader found in the current aws-auth, plus ownership-record problems.
     pub findings: Vec<Finding>,
     pub notes: Vec<String>,
@@ -1499,19 +1499,53 @@ fn last_applied(r: Reported) -> Option<(Section, String, String)> {
     Some((section, key, arn.to_string()))
 }
 
+/// One entry-level change of a plan: shown `+ mapRoles: ARN username="..." groups=[...]` for an
+/// entry added, `- ...` for one removed. Kept as the entry, not as text: a first plan adds
+/// thousands of entries and only a few of the lines are ever shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Change {
+    pub added: bool,
+    pub section: Section,
+    pub entry: Entry,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (sign, section) = (if self.added { '+' } else { '-' }, self.section);
+        match &self.entry {
+            Entry::Mapping(m) => write!(
+                f,
+                "{sign} {section}: {} username={:?} groups=[{}]",
+                m.arn,
+                m.username,
+                m.groups.join(",")
+            ),
+            Entry::Account(a) => write!(f, "{sign} {section}: {a}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl PartialEq<&str> for Change {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string().as_str() == *other
+    }
+}
+
 pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
     section: Section,
     before: &[E],
     after: &[E],
-) -> Vec<String> {
-    let line = |sign: char, e: &Entry| match e {
-        Entry::Mapping(m) => format!(
-            "{sign} {section}: {} username={:?} groups=[{}]",
-            m.arn,
-            m.username,
-            m.groups.join(",")
-        ),
-        Entry::Account(a) => format!("{sign} {section}: {a}"),
+) -> Vec<Change> {
+    let line = |added: bool, e: &Entry| Change {
+        added,
+        section,
+        entry: e.clone(),
     };
     // What both share at the start and at the end is unchanged; a single change among
     // thousands of entries leaves a few in between.
@@ -1529,6 +1563,12 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
         .take_while(|(a, b)| same(a, b))
         .count();
     let (before, after) = (&before[..before.len() - tail], &after[..after.len() - tail]);
+    // Nothing on one side (a first plan adds every entry): no matching to do.
+    if before.is_empty() || after.is_empty() {
+        let added = before.is_empty();
+        let side = if added { after } else { before };
+        return side.iter().map(|e| line(added, e.borrow())).collect();
+    }
     // A multiset difference of the rest, linear in the number of entries.
     let mut remaining: HashMap<&Entry, usize> = HashMap::new();
     for e in after {
@@ -1538,7 +1578,7 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
     for e in before.iter().map(E::borrow) {
         match remaining.get_mut(e) {
             Some(n) if *n > 0 => *n -= 1,
-            _ => out.push(line('-', e)),
+            _ => out.push(line(false, e)),
         }
     }
     // Added entries in the order they appear.
@@ -1547,7 +1587,7 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
             && *n > 0
         {
             *n -= 1;
-            out.push(line('+', e));
+            out.push(line(true, e));
         }
     }
     out

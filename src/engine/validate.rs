@@ -114,6 +114,32 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
 /// Accepts exactly the ARNs EKS can match: `arn:P:iam::ACCOUNT:role/NAME` and
 /// `arn:P:iam::ACCOUNT:user/[PATH/]NAME`. Everything else is refused with the form to use.
 pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
+    match plain_iam_arn(raw) {
+        Some(valid) => Ok(valid),
+        None => validate_arn_in_full(raw),
+    }
+}
+
+/// The ARN nearly every grant has, `arn:P:iam::ACCOUNT:role/NAME` or `arn:P:iam::ACCOUNT:user/NAME`
+/// with a valid name, recognised in one pass: valid and its own canonical form. `None` for
+/// anything else, which [`validate_arn_in_full`] accepts or explains (a test checks that the two
+/// agree wherever this answers).
+fn plain_iam_arn(raw: &str) -> Option<(Section, String)> {
+    let (partition, rest) = raw.strip_prefix("arn:")?.split_once(':')?;
+    let (account, resource) = rest.strip_prefix("iam::")?.split_once(':')?;
+    if !arn::PARTITIONS.contains(&partition) || !is_account_id(account) {
+        return None;
+    }
+    let (section, name) = match resource.split_once('/')? {
+        ("role", name) => (Section::MapRoles, name),
+        ("user", name) => (Section::MapUsers, name),
+        _ => return None,
+    };
+    is_iam_name(name).then(|| (section, raw.to_string()))
+}
+
+/// [`validate_arn`] without its shortcut.
+fn validate_arn_in_full(raw: &str) -> Result<(Section, String), Invalid> {
     const F: &str = "spec.arn";
     let shown_raw = shown(raw);
     if raw.chars().any(char::is_whitespace) {
@@ -207,9 +233,9 @@ pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
 /// IAM's rule for user and role names: 1-64 letters, digits and `+=,.@_-`.
 pub fn is_iam_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=' | b',' | b'.' | b'@' | b'_' | b'-')
+        })
 }
 
 fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
@@ -227,6 +253,19 @@ fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
 }
 
 fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
+    if is_plain_text(value) {
+        return Ok(());
+    }
+    check_text_in_full(field, value, node_role)
+}
+
+/// Printable ASCII without spaces or braces (most names and groups): passes every check of
+/// [`check_text_in_full`], with no template token to look for.
+fn is_plain_text(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| matches!(b, 0x21..=0x7e) && b != b'{')
+}
+
+fn check_text_in_full(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
     let shown_value = shown(value);
     if value.is_empty() {
         return Err(invalid(
@@ -371,5 +410,96 @@ mod tests {
             ..Default::default()
         };
         assert!(err(a).message.contains("remove username"));
+    }
+
+    mod shortcuts {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// One part of an ARN: mostly a right one, sometimes a wrong one.
+        fn piece(right: &[&'static str], wrong: &[&'static str]) -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => prop::sample::select(right.to_vec()),
+                1 => prop::sample::select(wrong.to_vec()),
+            ]
+            .prop_map(String::from)
+        }
+
+        /// ARNs near the plain form: each part right, wrong, or in another case.
+        fn near_plain_arn() -> impl Strategy<Value = String> {
+            (
+                piece(&["arn:"], &["arn", "ARN:", ""]),
+                piece(
+                    &["aws", "aws-cn", "aws-us-gov", "aws-eusc"],
+                    &["AWS", "aw", ""],
+                ),
+                piece(
+                    &[":iam::"],
+                    &[":iam:us-east-1:", ":sts::", ":IAM::", "::", ":iam:"],
+                ),
+                piece(
+                    &["111122223333"],
+                    &["11112222333", "1111222233334", "11112222333x", ""],
+                ),
+                piece(
+                    &[":role/", ":user/"],
+                    &[
+                        ":group/",
+                        ":Role/",
+                        ":assumed-role/",
+                        ":root",
+                        ":federated-user/",
+                        ":role",
+                        ":user/ops/",
+                        "/",
+                    ],
+                ),
+                prop_oneof![
+                    3 => "[A-Za-z0-9+=,.@_-]{1,64}",
+                    1 => "[A-Za-z0-9+=,.@_/* \\\\-é]{0,70}",
+                ],
+            )
+                .prop_map(|(a, p, s, acct, kind, name)| format!("{a}{p}{s}{acct}{kind}{name}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn the_plain_arn_shortcut_answers_as_the_full_checks(raw in near_plain_arn()) {
+                if let Some(fast) = plain_iam_arn(&raw) {
+                    prop_assert_eq!(Ok(fast), validate_arn_in_full(&raw));
+                }
+            }
+
+            #[test]
+            fn plain_text_passes_the_full_checks(
+                value in "[ -~\\t\\u{85}é]{0,12}",
+                node_role in any::<bool>(),
+            ) {
+                if is_plain_text(&value) {
+                    prop_assert_eq!(check_text_in_full("f", &value, node_role), Ok(()));
+                }
+            }
+        }
+
+        #[test]
+        fn the_common_forms_take_the_shortcut() {
+            for raw in [
+                "arn:aws:iam::111122223333:role/Admins",
+                "arn:aws-cn:iam::111122223333:user/bob@example.com",
+            ] {
+                assert!(plain_iam_arn(raw).is_some(), "{raw}");
+                assert_eq!(plain_iam_arn(raw).map(Ok), Some(validate_arn_in_full(raw)));
+            }
+            for raw in [
+                "arn:aws:iam::111122223333:user/ops/bob",
+                "arn:aws:iam::111122223333:role/team/admins",
+                "arn:aws:sts::111122223333:assumed-role/Admins/alice",
+            ] {
+                assert!(plain_iam_arn(raw).is_none(), "{raw}");
+            }
+        }
     }
 }

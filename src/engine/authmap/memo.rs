@@ -29,9 +29,8 @@ fn text_key(text: &str) -> u128 {
     hash128(|h| h.write(text.as_bytes()))
 }
 
-/// Records entry texts whose key was re-read and matched exactly.
-pub(crate) fn remember<'a>(section: Section, texts: impl Iterator<Item = (&'a str, Arc<Mapping>)>) {
-    let texts: Vec<(u128, Arc<Mapping>)> = texts.map(|(t, m)| (text_key(t), m)).collect();
+/// Records entry texts (by the fingerprints [`unverified`] gave them) read back exactly.
+pub(crate) fn remember(section: Section, texts: impl Iterator<Item = (u128, Arc<Mapping>)>) {
     let mut all = VERIFIED.lock().expect("memo lock");
     let m = &mut all[slot(section)];
     if m.len() > MAX_ENTRIES {
@@ -45,11 +44,11 @@ pub(crate) fn forget() {
     *VERIFIED.lock().expect("memo lock") = Default::default();
 }
 
-/// The entry texts not yet known to read as their mappings.
+/// The entry texts not yet known to read as their mappings, each with its fingerprint.
 pub(crate) fn unverified<'a>(
     section: Section,
     entries: &[(&'a str, &'a Arc<Mapping>)],
-) -> Vec<(&'a str, &'a Arc<Mapping>)> {
+) -> Vec<(u128, &'a str, &'a Arc<Mapping>)> {
     let keys: Vec<u128> = entries.iter().map(|(t, _)| text_key(t)).collect();
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
@@ -57,7 +56,7 @@ pub(crate) fn unverified<'a>(
         .iter()
         .zip(keys)
         .filter(|((_, mapping), key)| m.get(key) != Some(*mapping))
-        .map(|(e, _)| *e)
+        .map(|(&(t, mapping), key)| (key, t, mapping))
         .collect()
 }
 

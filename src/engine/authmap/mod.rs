@@ -1,5 +1,6 @@
 //! The aws-auth domain, pure: ARNs, templates, the authenticator-faithful reader, the renderer.
 pub mod arn;
+mod canonical;
 pub mod goyaml;
 pub mod lookup;
 pub(crate) mod memo;

@@ -256,7 +256,26 @@ fn read_mappings_sharing(
         );
         return (out, Some(known));
     }
+    // The renderer's layout (its output read after a restart, say) needs no parse.
+    if let Some(entries) = text.and_then(|t| super::canonical::read(section, t)) {
+        warn_about_entries(
+            section,
+            entries.iter().map(|(l, m)| (*l, m)),
+            &mut out.findings,
+        );
+        out.entries = entries
+            .into_iter()
+            .map(|(line, value)| Located { line, value })
+            .collect();
+        return (out, None);
+    }
     (read_parsed(section, text, out), None)
+}
+
+/// [`read_mappings`] with neither fast path: the parse every other reading must agree with.
+pub(crate) fn read_mappings_in_full(section: Section, text: Option<&str>) -> SectionRead<Mapping> {
+    let out = SectionRead::new(section, text.is_some());
+    read_parsed(section, text.filter(|t| !skippable(t)), out)
 }
 
 /// The full read of a mapping key's text (after the checks above).

@@ -3,7 +3,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::goyaml;
-use super::read::{read_accounts, read_mappings};
+use super::read::{read_accounts, read_mappings_in_full};
 use super::{Mapping, Section};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,8 +17,22 @@ pub struct RenderMismatch {
 /// would refuse (outside YAML 1.1's printable set) or read as a line break, so no value can
 /// change the document's shape or make EKS drop the key.
 pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+    let mut out = String::with_capacity(quoted_len(s));
+    quote_into(&mut out, s);
+    out
+}
+
+/// [`quote`], appended to `out`.
+fn quote_into(out: &mut String, s: &str) {
     out.push('"');
+    // Most values are printable ASCII with nothing to escape: copied whole.
+    if s.bytes()
+        .all(|b| matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -33,23 +47,28 @@ pub fn quote(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// One `mapRoles`/`mapUsers` entry; a key's text is its entries' texts in order.
 pub fn mapping_text(section: Section, e: &Mapping) -> String {
     // Sized exactly: thousands of these are kept between passes.
     let mut out = String::with_capacity(mapping_text_len(section, e));
-    let _ = writeln!(out, "- {}: {}", section.arn_field(), quote(&e.arn));
+    out.push_str("- ");
+    out.push_str(section.arn_field());
+    out.push_str(": ");
+    quote_into(&mut out, &e.arn);
     if !e.username.is_empty() {
-        let _ = writeln!(out, "  username: {}", quote(&e.username));
+        out.push_str("\n  username: ");
+        quote_into(&mut out, &e.username);
     }
     if !e.groups.is_empty() {
-        out.push_str("  groups:\n");
+        out.push_str("\n  groups:");
         for g in &e.groups {
-            let _ = writeln!(out, "    - {}", quote(g));
+            out.push_str("\n    - ");
+            quote_into(&mut out, g);
         }
     }
+    out.push('\n');
     out
 }
 
@@ -75,15 +94,22 @@ pub(crate) fn prove_mapping_texts(
     entries: &[(&str, &Arc<Mapping>)],
 ) -> Result<(), RenderMismatch> {
     debug_assert!(entries.iter().all(|(t, m)| *t == mapping_text(section, m)));
-    // Only the entries not verified yet are read back, together: each entry text stands alone.
+    // Only the entries not verified yet are read back: each entry text stands alone. One in the
+    // renderer's layout is read by the layout's reader; any other goes to the full reader, which
+    // then says where it differs.
     let new = super::memo::unverified(section, entries);
-    if !new.is_empty() {
-        let text: String = new.iter().map(|(t, _)| *t).collect();
-        let want: Vec<Mapping> = new.iter().map(|(_, m)| Mapping::clone(m)).collect();
-        let back = read_mappings(section, Some(&text));
+    let odd: Vec<(&str, &Arc<Mapping>)> = new
+        .iter()
+        .filter(|(_, t, m)| !super::canonical::reads_as(section, t, m))
+        .map(|&(_, t, m)| (t, m))
+        .collect();
+    if !odd.is_empty() {
+        let text: String = odd.iter().map(|(t, _)| *t).collect();
+        let want: Vec<Mapping> = odd.iter().map(|(_, m)| Mapping::clone(m)).collect();
+        let back = read_mappings_in_full(section, Some(&text));
         verify(section, back.readable(), &back.values(), &want)?;
-        super::memo::remember(section, new.iter().map(|(t, m)| (*t, Arc::clone(m))));
     }
+    super::memo::remember(section, new.into_iter().map(|(k, _, m)| (k, Arc::clone(m))));
     Ok(())
 }
 
@@ -166,10 +192,11 @@ fn verify<T: PartialEq + std::fmt::Debug>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::engine::authmap::read::read_mappings;
 
-    fn m(arn: &str, username: &str, groups: &[&str]) -> Mapping {
+    pub(crate) fn m(arn: &str, username: &str, groups: &[&str]) -> Mapping {
         Mapping {
             arn: arn.into(),
             username: username.into(),

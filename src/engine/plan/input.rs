@@ -35,7 +35,7 @@ impl<'a> Reported<'a> {
 }
 
 /// A grant as the plan takes it.
-pub trait GrantRef {
+pub trait GrantRef: Sync {
     /// Its name (a manifest not created yet: its generateName).
     fn name(&self) -> &str;
     fn created(&self) -> Option<&Time>;
@@ -81,7 +81,7 @@ impl GrantRef for IamAccessGrant {
 /// References and shared pointers to a grant are grants.
 macro_rules! through_pointer {
     ($($pointer:ty),*) => {$(
-        impl<T: GrantRef + ?Sized> GrantRef for $pointer {
+        impl<T: GrantRef + Send + ?Sized> GrantRef for $pointer {
             fn name(&self) -> &str {
                 (**self).name()
             }

@@ -232,38 +232,56 @@ impl Memo {
     }
 
     /// What each grant decides on its own, `decide` called for the grants not seen with these
-    /// inputs and rails before. `grants` pairs each grant with its fingerprint.
+    /// inputs and rails before (spread over the cores when there are thousands, as in a first
+    /// plan). `grants` pairs each grant with its fingerprint.
     pub(super) fn own<'g, G: GrantRef>(
         &self,
         grants: &[(&'g G, GrantPrint)],
         rails: u128,
-        decide: impl Fn(&'g G) -> Own,
+        decide: impl Fn(&'g G) -> Own + Sync,
     ) -> Vec<Arc<Own>> {
+        let fresh = |e: &OwnEntry, print: &GrantPrint| !e.own.read_status || e.full == print.full;
+        let missing: Vec<(&'g G, GrantPrint)> = {
+            let st = self.state();
+            grants
+                .iter()
+                .filter(|(_, print)| {
+                    !st.own
+                        .get(&(rails, print.spec))
+                        .is_some_and(|e| fresh(e, print))
+                })
+                .copied()
+                .collect()
+        };
+        // Decided without the lock: nothing else is kept meanwhile that they depend on.
+        let made = super::super::parallel::map(&missing, |&(g, _)| Arc::new(decide(g)));
         let mut st = self.state();
         st.calls += 1;
         let call = st.calls;
-        let mut made = false;
+        let any_made = !made.is_empty();
+        for ((_, print), own) in missing.iter().zip(made) {
+            st.own.insert(
+                (rails, print.spec),
+                OwnEntry {
+                    own,
+                    full: print.full,
+                    seen: call,
+                },
+            );
+        }
         let out: Vec<Arc<Own>> = grants
             .iter()
-            .map(|&(g, print)| {
-                let mut make = || {
-                    made = true;
-                    OwnEntry {
-                        own: Arc::new(decide(g)),
-                        full: print.full,
-                        seen: call,
-                    }
-                };
-                let e = st.own.entry((rails, print.spec)).or_insert_with(&mut make);
-                if e.own.read_status && e.full != print.full {
-                    *e = make();
-                }
+            .map(|(_, print)| {
+                let e = st
+                    .own
+                    .get_mut(&(rails, print.spec))
+                    .expect("every grant's decision was just kept");
                 e.seen = call;
                 e.own.clone()
             })
             .collect();
         // Decisions no grant of this plan has (deleted or edited grants, old rails) are let go.
-        if made && st.own.len() > grants.len() {
+        if any_made && st.own.len() > grants.len() {
             st.own.retain(|_, e| e.seen == call);
         }
         out
