@@ -1,19 +1,20 @@
-//! 128-bit fingerprints: two independent keyed SipHash states, keys drawn at start, so no input
-//! can be crafted to collide. What is kept between passes is kept by the fingerprint of what it
-//! was made from.
+//! 128-bit fingerprints: a keyed SipHash (key drawn at start, so no input can be crafted to
+//! collide) of the input and of the input followed by one more byte, two pseudo-random values of
+//! distinct messages from one pass over the input. What is kept between passes is kept by the
+//! fingerprint of what it was made from.
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::LazyLock;
 
-static KEYS: LazyLock<(RandomState, RandomState)> =
-    LazyLock::new(|| (RandomState::new(), RandomState::new()));
+static KEY: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 
 /// The fingerprint of what `f` feeds a hasher.
-pub(crate) fn hash128(f: impl Fn(&mut dyn Hasher)) -> u128 {
-    let (a, b) = &*KEYS;
-    let (mut x, mut y) = (a.build_hasher(), b.build_hasher());
-    f(&mut x);
-    f(&mut y);
-    (u128::from(x.finish()) << 64) | u128::from(y.finish())
+pub(crate) fn hash128(f: impl FnOnce(&mut dyn Hasher)) -> u128 {
+    let mut h = KEY.build_hasher();
+    f(&mut h);
+    let low = h.finish();
+    // `finish` leaves the state as it is: the second value hashes the input and one byte more.
+    h.write_u8(0xff);
+    (u128::from(h.finish()) << 64) | u128::from(low)
 }
 
 /// Keys that are fingerprints already (uniform, unguessable): used as their own hash.

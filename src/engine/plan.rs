@@ -10,8 +10,8 @@ use crate::api::Reason;
 use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data_sharing};
 use crate::engine::authmap::render::{
-    RenderMismatch, account_text, mapping_text, mapping_text_len, prove_mapping_texts, quoted_len,
-    render_accounts,
+    RenderMismatch, TextProof, account_text, mapping_text, mapping_text_len, prove_texts,
+    quoted_len, render_accounts,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
 use crate::engine::validate::{Entry, ValidGrant, validate};
@@ -576,12 +576,18 @@ pub(crate) fn section_entries(read: &AwsAuthRead, section: Section) -> Vec<(usiz
 
 fn describe(section: Section, entry: &Entry) -> String {
     match entry {
-        Entry::Mapping(m) => format!(
-            "{section} maps {} to username \"{}\" with groups [{}]",
-            shown(&m.arn),
-            shown(&m.username),
-            shown(&m.groups.join(", "))
-        ),
+        // Joined, not formatted: a first plan describes every grant.
+        Entry::Mapping(m) => [
+            section.key(),
+            " maps ",
+            &shown(&m.arn),
+            " to username \"",
+            &shown(&m.username),
+            "\" with groups [",
+            &shown(&m.groups.join(", ")),
+            "]",
+        ]
+        .concat(),
         Entry::Account(a) => format!("{section} admits every principal of account {a}"),
     }
 }
@@ -791,6 +797,8 @@ pub(super) struct Candidate {
     canonical: Arc<str>,
     /// The entry as the renderer writes it (its length is the size budget's unit).
     text: String,
+    /// What proving `text` reads back as the entry needs (`None` for an account).
+    proof: Option<TextProof>,
     /// Set once `text` has been proven to read back as the entry (see [`render_managed`]).
     proven: std::sync::atomic::AtomicBool,
     /// The Applied verdict's message.
@@ -818,18 +826,20 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
             keep: None,
         })
     };
+    let validated = validate(g.spec());
     // The creator in any form (a session ARN, a path) is named as such before anything else, so
-    // no message ever suggests the ARN that would be refused next.
-    if let Some(raw) = g.spec().arn.as_deref()
-        && arn::principal_key(raw.trim()).is_ok_and(|k| config.cluster_creators.contains(&k))
+    // no message ever suggests the ARN that would be refused next. An ARN that validated as
+    // written has the principal key validation worked out.
+    if let Some(raw) = g.spec().arn.as_deref().map(str::trim)
+        && !config.cluster_creators.is_empty()
+        && match &validated {
+            Ok(v) if v.canonical == raw => config.cluster_creators.contains(&v.key),
+            _ => arn::principal_key(raw).is_ok_and(|k| config.cluster_creators.contains(&k)),
+        }
     {
-        return refused(
-            Reason::ClusterCreator,
-            cluster_creator_message(raw.trim()),
-            None,
-        );
+        return refused(Reason::ClusterCreator, cluster_creator_message(raw), None);
     }
-    let v = match validate(g.spec()) {
+    let v = match validated {
         Ok(v) => v,
         Err(invalid) => {
             let kept = last_applied(g.reported());
@@ -886,9 +896,13 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
         canonical,
         entry,
     } = v;
-    let text = match &entry {
-        Entry::Mapping(m) => mapping_text(section, m),
-        Entry::Account(a) => account_text(a),
+    let (text, proof) = match &entry {
+        Entry::Mapping(m) => {
+            let text = mapping_text(section, m);
+            let proof = TextProof::new(section, &text, m);
+            (text, Some(proof))
+        }
+        Entry::Account(a) => (account_text(a), None),
     };
     debug_assert_eq!(text.len(), entry_len(section, &entry));
     let prefix = split_key(&key).0;
@@ -898,6 +912,7 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
         key: OwnedKey::new(key),
         canonical: canonical.into(),
         text,
+        proof,
         proven: Default::default(),
         section,
         entry,
@@ -978,9 +993,10 @@ fn plan_anew<G: GrantRef>(
     // Oldest first: the oldest grant wins a principal.
     let mut order: Vec<(&G, memo::GrantPrint)> =
         grants.iter().zip(fp.grants.iter().copied()).collect();
-    order.sort_by(|(a, _), (b, _)| {
-        let (ta, tb) = (a.created(), b.created());
-        (ta.is_none(), ta, a.name()).cmp(&(tb.is_none(), tb, b.name()))
+    // Each grant's sort key is looked up once, not at every comparison.
+    order.sort_by_cached_key(|&(g, _)| {
+        let t = g.created();
+        (t.is_none(), t, g.name())
     });
     let owns = memo.own(&order, fp.rails, |g| decide_own(g, config));
 
@@ -1299,40 +1315,54 @@ fn render_managed(section: Section, entries: &[Managed]) -> Result<String, Rende
         return render_accounts(&accounts);
     }
     use std::sync::atomic::Ordering;
-    let texts: Vec<(std::borrow::Cow<str>, &Arc<Mapping>, Option<&Candidate>)> = entries
+    // A grant's entry comes with its text and proof; an unowned entry kept is rendered here.
+    let texts: Vec<Rendered> = entries
         .iter()
         .filter_map(|m| match m.entry {
-            Entry::Mapping(mapping) => Some((
-                m.grant.map_or_else(
-                    || mapping_text(section, mapping).into(),
-                    |c| c.text.as_str().into(),
-                ),
-                mapping,
-                m.grant,
-            )),
+            Entry::Mapping(mapping) => Some(match m.grant {
+                Some(
+                    c @ Candidate {
+                        proof: Some(proof), ..
+                    },
+                ) => (c.text.as_str().into(), *proof, mapping, Some(c)),
+                _ => {
+                    let text = mapping_text(section, mapping);
+                    let proof = TextProof::new(section, &text, mapping);
+                    (text.into(), proof, mapping, None)
+                }
+            }),
             Entry::Account(_) => None,
         })
         .collect();
     // A grant's text proven in an earlier pass needs no look-up in the renderer's memo.
-    let unproven: Vec<(&str, &Arc<Mapping>)> = texts
+    let unproven: Vec<(TextProof, &str, &Arc<Mapping>)> = texts
         .iter()
-        .filter(|(_, _, c)| !c.is_some_and(|c| c.proven.load(Ordering::Relaxed)))
-        .map(|(t, m, _)| (t.as_ref(), *m))
+        .filter(|(_, _, _, c)| !c.is_some_and(|c| c.proven.load(Ordering::Relaxed)))
+        .map(|(t, p, m, _)| (*p, t.as_ref(), *m))
         .collect();
-    prove_mapping_texts(section, &unproven)?;
-    for (_, _, c) in &texts {
+    prove_texts(section, &unproven)?;
+    for (_, _, _, c) in &texts {
         if let Some(c) = c {
             c.proven.store(true, Ordering::Relaxed);
         }
     }
     // Sized exactly: at 5,000 grants the text is ~700 KB, and growing it by doubling would
     // leave up to as much again allocated (and copied) at the pass's peak.
-    let mut out = String::with_capacity(texts.iter().map(|(t, _, _)| t.len()).sum());
-    for (t, _, _) in &texts {
+    let mut out = String::with_capacity(texts.iter().map(|(t, _, _, _)| t.len()).sum());
+    for (t, _, _, _) in &texts {
         out.push_str(t);
     }
     Ok(out)
 }
+
+/// An entry's text as [`render_managed`] writes it: the text, its proof, its mapping, and the
+/// grant it comes from, if any.
+type Rendered<'a> = (
+    std::borrow::Cow<'a, str>,
+    TextProof,
+    &'a Arc<Mapping>,
+    Option<&'a Candidate>,
+);
 
 /// The removal breaker. Managed entries present now and absent from the new plan are removals;
 /// while the grants cannot be trusted, or when there are more than `max_removals` and more than

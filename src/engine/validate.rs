@@ -86,7 +86,14 @@ fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGra
 }
 
 fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant, Invalid> {
-    let (section, canonical) = validate_arn(raw)?;
+    let (section, canonical, key) = match plain_iam_arn(raw) {
+        Some(plain) => plain,
+        None => {
+            let (section, canonical) = validate_arn_in_full(raw)?;
+            let key = arn::principal_key(&canonical).expect("validated ARN canonicalizes");
+            (section, canonical, key)
+        }
+    };
     let username = spec.username.as_deref().unwrap_or_default();
     if username.is_empty() {
         return Err(invalid(
@@ -101,7 +108,7 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
     }
     Ok(ValidGrant {
         section,
-        key: arn::principal_key(&canonical).expect("validated ARN canonicalizes"),
+        key,
         canonical: canonical.clone(),
         entry: Entry::Mapping(std::sync::Arc::new(Mapping {
             arn: canonical,
@@ -115,16 +122,17 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
 /// `arn:P:iam::ACCOUNT:user/[PATH/]NAME`. Everything else is refused with the form to use.
 pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
     match plain_iam_arn(raw) {
-        Some(valid) => Ok(valid),
+        Some((section, canonical, _)) => Ok((section, canonical)),
         None => validate_arn_in_full(raw),
     }
 }
 
 /// The ARN nearly every grant has, `arn:P:iam::ACCOUNT:role/NAME` or `arn:P:iam::ACCOUNT:user/NAME`
-/// with a valid name, recognised in one pass: valid and its own canonical form. `None` for
-/// anything else, which [`validate_arn_in_full`] accepts or explains (a test checks that the two
-/// agree wherever this answers).
-fn plain_iam_arn(raw: &str) -> Option<(Section, String)> {
+/// with a valid name, recognised in one pass: valid and its own canonical form, its principal key
+/// the ARN in lower case (no path to drop, an ASCII name). `None` for anything else, which
+/// [`validate_arn_in_full`] accepts or explains (a test checks that the two agree wherever this
+/// answers, and that the key is [`arn::principal_key`]'s).
+fn plain_iam_arn(raw: &str) -> Option<(Section, String, String)> {
     let (partition, rest) = raw.strip_prefix("arn:")?.split_once(':')?;
     let (account, resource) = rest.strip_prefix("iam::")?.split_once(':')?;
     if !arn::PARTITIONS.contains(&partition) || !is_account_id(account) {
@@ -135,7 +143,7 @@ fn plain_iam_arn(raw: &str) -> Option<(Section, String)> {
         ("user", name) => (Section::MapUsers, name),
         _ => return None,
     };
-    is_iam_name(name).then(|| (section, raw.to_string()))
+    is_iam_name(name).then(|| (section, raw.to_string(), raw.to_ascii_lowercase()))
 }
 
 /// [`validate_arn`] without its shortcut.
@@ -468,8 +476,9 @@ mod tests {
 
             #[test]
             fn the_plain_arn_shortcut_answers_as_the_full_checks(raw in near_plain_arn()) {
-                if let Some(fast) = plain_iam_arn(&raw) {
-                    prop_assert_eq!(Ok(fast), validate_arn_in_full(&raw));
+                if let Some((section, canonical, key)) = plain_iam_arn(&raw) {
+                    prop_assert_eq!(Ok(key), arn::principal_key(&canonical));
+                    prop_assert_eq!(Ok((section, canonical)), validate_arn_in_full(&raw));
                 }
             }
 
@@ -491,7 +500,10 @@ mod tests {
                 "arn:aws-cn:iam::111122223333:user/bob@example.com",
             ] {
                 assert!(plain_iam_arn(raw).is_some(), "{raw}");
-                assert_eq!(plain_iam_arn(raw).map(Ok), Some(validate_arn_in_full(raw)));
+                assert_eq!(
+                    plain_iam_arn(raw).map(|(s, c, _)| Ok((s, c))),
+                    Some(validate_arn_in_full(raw))
+                );
             }
             for raw in [
                 "arn:aws:iam::111122223333:user/ops/bob",

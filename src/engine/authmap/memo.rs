@@ -25,17 +25,22 @@ fn slot(section: Section) -> usize {
     usize::from(section != Section::MapRoles)
 }
 
-fn text_key(text: &str) -> u128 {
+pub(crate) fn text_key(text: &str) -> u128 {
     hash128(|h| h.write(text.as_bytes()))
 }
 
 /// Records entry texts (by the fingerprints [`unverified`] gave them) read back exactly.
-pub(crate) fn remember(section: Section, texts: impl Iterator<Item = (u128, Arc<Mapping>)>) {
+pub(crate) fn remember(
+    section: Section,
+    texts: impl ExactSizeIterator<Item = (u128, Arc<Mapping>)>,
+) {
     let mut all = VERIFIED.lock().expect("memo lock");
     let m = &mut all[slot(section)];
     if m.len() > MAX_ENTRIES {
-        m.clear();
+        *m = HashMap::default();
     }
+    // Grown once for a first plan's thousands, not rehashed at each doubling.
+    m.reserve(texts.len());
     m.extend(texts);
 }
 
@@ -44,19 +49,21 @@ pub(crate) fn forget() {
     *VERIFIED.lock().expect("memo lock") = Default::default();
 }
 
-/// The entry texts not yet known to read as their mappings, each with its fingerprint.
-pub(crate) fn unverified<'a>(
+/// The entries whose texts (by the fingerprint [`text_key`] gave them) are not yet known to read
+/// as their mappings.
+pub(crate) fn unverified<T>(
     section: Section,
-    entries: &[(&'a str, &'a Arc<Mapping>)],
-) -> Vec<(u128, &'a str, &'a Arc<Mapping>)> {
-    let keys: Vec<u128> = entries.iter().map(|(t, _)| text_key(t)).collect();
+    entries: &[T],
+    key_and_mapping: impl Fn(&T) -> (u128, &Arc<Mapping>),
+) -> Vec<&T> {
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
     entries
         .iter()
-        .zip(keys)
-        .filter(|((_, mapping), key)| m.get(key) != Some(*mapping))
-        .map(|(&(t, mapping), key)| (key, t, mapping))
+        .filter(|e| {
+            let (key, mapping) = key_and_mapping(e);
+            m.get(&key) != Some(mapping)
+        })
         .collect()
 }
 

@@ -51,8 +51,10 @@ fn quote_into(out: &mut String, s: &str) {
 
 /// One `mapRoles`/`mapUsers` entry; a key's text is its entries' texts in order.
 pub fn mapping_text(section: Section, e: &Mapping) -> String {
-    // Sized exactly: thousands of these are kept between passes.
-    let mut out = String::with_capacity(mapping_text_len(section, e));
+    // Sized for strings that need no escape (exact for those, which is nearly all of them),
+    // without scanning them twice; one that needed escapes is shrunk after: thousands of these
+    // are kept between passes.
+    let mut out = String::with_capacity(text_len_with(section, e, |s| 2 + s.len()));
     out.push_str("- ");
     out.push_str(section.arn_field());
     out.push_str(": ");
@@ -69,6 +71,9 @@ pub fn mapping_text(section: Section, e: &Mapping) -> String {
         }
     }
     out.push('\n');
+    if out.capacity() > out.len() {
+        out.shrink_to_fit();
+    }
     out
 }
 
@@ -86,22 +91,52 @@ pub fn render_mappings(section: Section, entries: &[Mapping]) -> Result<String, 
     Ok(texts.concat())
 }
 
+/// What the re-read check needs of one entry text: its fingerprint in the renderer's memo and
+/// whether the layout's reader reads it as its mapping. Worked out where the text is made (a
+/// first plan makes thousands, each grant's on whichever thread decides it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TextProof {
+    key: u128,
+    in_layout: bool,
+}
+
+impl TextProof {
+    pub(crate) fn new(section: Section, text: &str, m: &Mapping) -> Self {
+        debug_assert_eq!(text, mapping_text(section, m));
+        TextProof {
+            key: super::memo::text_key(text),
+            in_layout: super::canonical::reads_as(section, text, m),
+        }
+    }
+}
+
 /// Proves that entry texts, each the [`mapping_text`] of its mapping, read back as exactly their
-/// mappings wherever they stand in a key. Texts already proven so (see [`super::memo`]) are not
-/// read again.
+/// mappings wherever they stand in a key.
 pub(crate) fn prove_mapping_texts(
     section: Section,
     entries: &[(&str, &Arc<Mapping>)],
 ) -> Result<(), RenderMismatch> {
-    debug_assert!(entries.iter().all(|(t, m)| *t == mapping_text(section, m)));
-    // Only the entries not verified yet are read back: each entry text stands alone. One in the
-    // renderer's layout is read by the layout's reader; any other goes to the full reader, which
-    // then says where it differs.
-    let new = super::memo::unverified(section, entries);
+    let proofs: Vec<(TextProof, &str, &Arc<Mapping>)> = entries
+        .iter()
+        .map(|&(t, m)| (TextProof::new(section, t, m), t, m))
+        .collect();
+    prove_texts(section, &proofs)
+}
+
+/// [`prove_mapping_texts`] with each text's [`TextProof`] worked out already. Texts proven before
+/// (see [`super::memo`]) are not looked at again.
+pub(crate) fn prove_texts(
+    section: Section,
+    entries: &[(TextProof, &str, &Arc<Mapping>)],
+) -> Result<(), RenderMismatch> {
+    // Only the entries not verified yet are read back: each entry text stands alone. One the
+    // layout's reader read is proven; any other goes to the full reader, which then says where
+    // it differs.
+    let new = super::memo::unverified(section, entries, |(p, _, m)| (p.key, m));
     let odd: Vec<(&str, &Arc<Mapping>)> = new
         .iter()
-        .filter(|(_, t, m)| !super::canonical::reads_as(section, t, m))
-        .map(|&(_, t, m)| (t, m))
+        .filter(|(p, _, _)| !p.in_layout)
+        .map(|&&(_, t, m)| (t, m))
         .collect();
     if !odd.is_empty() {
         let text: String = odd.iter().map(|(t, _)| *t).collect();
@@ -109,7 +144,10 @@ pub(crate) fn prove_mapping_texts(
         let back = read_mappings_in_full(section, Some(&text));
         verify(section, back.readable(), &back.values(), &want)?;
     }
-    super::memo::remember(section, new.into_iter().map(|(k, _, m)| (k, Arc::clone(m))));
+    super::memo::remember(
+        section,
+        new.into_iter().map(|(p, _, m)| (p.key, Arc::clone(m))),
+    );
     Ok(())
 }
 
@@ -138,12 +176,17 @@ pub fn quoted_len(s: &str) -> usize {
 
 /// The length of [`mapping_text`]'s output, without building it.
 pub fn mapping_text_len(section: Section, e: &Mapping) -> usize {
-    let mut n = 5 + section.arn_field().len() + quoted_len(&e.arn);
+    text_len_with(section, e, quoted_len)
+}
+
+/// The length of [`mapping_text`]'s output with each string quoted in `quoted(s)` bytes.
+fn text_len_with(section: Section, e: &Mapping, quoted: impl Fn(&str) -> usize) -> usize {
+    let mut n = 5 + section.arn_field().len() + quoted(&e.arn);
     if !e.username.is_empty() {
-        n += 13 + quoted_len(&e.username);
+        n += 13 + quoted(&e.username);
     }
     if !e.groups.is_empty() {
-        n += 10 + e.groups.iter().map(|g| 7 + quoted_len(g)).sum::<usize>();
+        n += 10 + e.groups.iter().map(|g| 7 + quoted(g)).sum::<usize>();
     }
     n
 }

@@ -112,36 +112,42 @@ impl Memo {
             (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
             config.privileged_principals.hash(&mut h);
         });
-        // Each grant's inputs are gathered into one buffer and hashed in one pass per key: a few
-        // long writes instead of dozens of short ones.
-        let mut bytes = Bytes(Vec::with_capacity(256));
-        let mut hash = |g: &G| {
-            bytes.0.clear();
-            grant_inputs(g, false, &mut bytes);
-            let spec = hash128(|h| h.write(&bytes.0));
-            g.reported().hash(&mut bytes);
-            let full = hash128(|h| h.write(&bytes.0));
-            GrantPrint { full, spec }
-        };
         let mut st = self.state();
         st.calls += 1;
         let call = st.calls;
-        let mut versions = 0;
-        let grants: Vec<GrantPrint> = grants
+        // A version fingerprinted before is looked up; the others (all of them in a first plan)
+        // are fingerprinted without the lock, spread over the cores, then kept.
+        let versions: Vec<Option<u128>> = grants.iter().map(GrantRef::version).collect();
+        let mut known = 0;
+        let mut prints: Vec<Option<GrantPrint>> = versions
             .iter()
-            .map(|g| {
-                let Some(version) = g.version() else {
-                    return hash(g);
-                };
-                versions += 1;
-                let e = st.versions.entry(version).or_insert_with(|| Version {
-                    fingerprint: hash(g),
-                    seen: call,
-                });
+            .map(|v| {
+                let e = st.versions.get_mut(v.as_ref()?)?;
                 e.seen = call;
-                e.fingerprint
+                known += 1;
+                Some(e.fingerprint)
             })
             .collect();
+        drop(st);
+        let missing: Vec<usize> = (0..grants.len()).filter(|&i| prints[i].is_none()).collect();
+        let made = super::super::parallel::map(&missing, |&i| grant_print(&grants[i]));
+        let mut st = self.state();
+        let mut kept = known;
+        for (i, print) in missing.into_iter().zip(made) {
+            prints[i] = Some(print);
+            if let Some(v) = versions[i] {
+                kept += 1;
+                st.versions.insert(
+                    v,
+                    Version {
+                        fingerprint: print,
+                        seen: call,
+                    },
+                );
+            }
+        }
+        let versions = kept;
+        let grants: Vec<GrantPrint> = prints.into_iter().flatten().collect();
         // Versions no longer in the cache are let go.
         if st.versions.len() > versions {
             st.versions.retain(|_, e| e.seen == call);
@@ -286,6 +292,20 @@ impl Memo {
         }
         out
     }
+}
+
+/// A grant's fingerprints. Its inputs are gathered into one buffer and hashed in one pass per
+/// key (a few long writes instead of dozens of short ones); the status is hashed with the spec's
+/// fingerprint, not with the spec's bytes again.
+fn grant_print(g: &impl GrantRef) -> GrantPrint {
+    let mut bytes = Bytes(Vec::with_capacity(256));
+    grant_inputs(g, false, &mut bytes);
+    let spec = hash128(|h| h.write(&bytes.0));
+    bytes.0.clear();
+    bytes.0.extend_from_slice(&spec.to_le_bytes());
+    g.reported().hash(&mut bytes);
+    let full = hash128(|h| h.write(&bytes.0));
+    GrantPrint { full, spec }
 }
 
 /// What the read of aws-auth's `data` is kept by (none and empty differ).
