@@ -40,6 +40,32 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
     })
 }
 
+/// `items.iter().map(f).collect()` for a few big jobs (a job's size is `units(item)`): each on a
+/// thread of its own, up to [`THREADS`], when at least two are big enough to pay for a thread.
+pub(crate) fn each<T: Sync, R: Send>(
+    items: &[T],
+    units: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let big = items.iter().filter(|i| units(i) >= MIN_PER_THREAD).count();
+    if big < 2 || *THREADS < 2 || items.len() > *THREADS {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let others: Vec<_> = items[1..].iter().map(|i| s.spawn(move || f(i))).collect();
+        let mut out = Vec::with_capacity(items.len());
+        out.push(f(&items[0]));
+        for t in others {
+            match t.join() {
+                Ok(r) => out.push(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -55,6 +81,34 @@ mod tests {
             if n >= 1024 && *super::THREADS > 1 {
                 assert!(threads.lock().unwrap().len() > 1, "{n} items on one thread");
             }
+        }
+    }
+
+    #[test]
+    fn big_jobs_run_on_threads_of_their_own_and_keep_their_order() {
+        for sizes in [
+            vec![],
+            vec![5000],
+            vec![600, 10],
+            vec![600, 700],
+            vec![10, 2000, 3000],
+        ] {
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            let out = super::each(
+                &sizes,
+                |n| *n,
+                |n| {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    n + 1
+                },
+            );
+            assert_eq!(out, sizes.iter().map(|n| n + 1).collect::<Vec<_>>());
+            let big = sizes
+                .iter()
+                .filter(|n| **n >= super::MIN_PER_THREAD)
+                .count();
+            let spread = big >= 2 && *super::THREADS >= sizes.len();
+            assert_eq!(threads.lock().unwrap().len() > 1, spread, "{sizes:?}");
         }
     }
 }

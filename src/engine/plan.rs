@@ -14,6 +14,7 @@ use crate::engine::authmap::render::{
     quoted_len, render_accounts,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
+use crate::engine::parallel;
 use crate::engine::validate::{Entry, ValidGrant, validate};
 
 /// Annotation on aws-auth listing, per key, the principals this operator manages.
@@ -1229,6 +1230,7 @@ fn plan_anew<G: GrantRef>(
     };
     let mut ownership = Ownership::default();
     let mut diff = Vec::new();
+    let mut to_render: Vec<(Section, Vec<Managed>)> = Vec::new();
     for section in Section::ALL {
         if !read.readable(section) {
             if let Some(keys) = owned_before.0.get(&section) {
@@ -1265,8 +1267,12 @@ fn plan_anew<G: GrantRef>(
         if after.is_empty() {
             continue;
         }
-        let text = render_managed(section, &after)?;
-        data.insert(section.key().to_string(), text);
+        to_render.push((section, after));
+    }
+    // mapRoles and mapUsers each on a thread of their own when both are big (a first plan).
+    let texts = parallel::each(&to_render, |(_, a)| a.len(), |(s, a)| render_managed(*s, a));
+    for ((section, _), text) in to_render.iter().zip(texts) {
+        data.insert(section.key().to_string(), text?);
     }
 
     let annotations = current.and_then(|c| c.metadata.annotations.as_ref());

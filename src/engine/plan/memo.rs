@@ -133,6 +133,8 @@ impl Memo {
         let made = super::super::parallel::map(&missing, |&i| grant_print(&grants[i]));
         let mut st = self.state();
         let mut kept = known;
+        // Grown once, not rehashed at each doubling (a first plan keeps thousands).
+        st.versions.reserve(made.len());
         for (i, print) in missing.into_iter().zip(made) {
             prints[i] = Some(print);
             if let Some(v) = versions[i] {
@@ -265,6 +267,7 @@ impl Memo {
         st.calls += 1;
         let call = st.calls;
         let any_made = !made.is_empty();
+        st.own.reserve(made.len());
         for ((_, print), own) in missing.iter().zip(made) {
             st.own.insert(
                 (rails, print.spec),
