@@ -750,12 +750,13 @@ impl Prepared {
         let entries = readable
             .into_iter()
             .map(|s| {
-                let entries = take(s)
+                // Each entry's principal key, on the cores when there are thousands.
+                let taken = take(s);
+                let keys = parallel::map(&taken, |(_, e)| OwnedKey::new(entry_key(e)));
+                let entries = taken
                     .into_iter()
-                    .map(|(line, e)| {
-                        let key = OwnedKey::new(entry_key(&e));
-                        (line, e, key)
-                    })
+                    .zip(keys)
+                    .map(|((line, e), key)| (line, e, key))
                     .collect();
                 (s, entries)
             })

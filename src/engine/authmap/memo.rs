@@ -73,8 +73,9 @@ pub(crate) fn known(section: Section, text: &str) -> Option<Vec<(usize, Arc<Mapp
     if !text.starts_with("- ") || !text.ends_with('\n') {
         return None;
     }
-    // Split into entry texts and fingerprint them before taking the lock.
-    let mut keys = Vec::new();
+    // Split into entry texts and fingerprint them (on the cores when there are thousands)
+    // before taking the lock.
+    let mut parts: Vec<(usize, &str)> = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
     let mut line = 1;
@@ -86,11 +87,12 @@ pub(crate) fn known(section: Section, text: &str) -> Option<Vec<(usize, Arc<Mapp
         line += 1;
         let next = i + 1;
         if next == bytes.len() || text[next..].starts_with("- ") {
-            keys.push((start_line, text_key(&text[start..next])));
+            parts.push((start_line, &text[start..next]));
             start = next;
             start_line = line;
         }
     }
+    let keys = crate::engine::parallel::map(&parts, |&(line, t)| (line, text_key(t)));
     let all = VERIFIED.lock().expect("memo lock");
     let m = &all[slot(section)];
     keys.into_iter()

@@ -907,31 +907,37 @@ fn warn_about_entries<'a>(
             message,
         })
     };
-    let mut exact: HashMap<&str, usize> = HashMap::new();
-    let mut folded: HashMap<String, (usize, &str)> = HashMap::new();
-    for (line, m) in entries {
+    // What is said of each entry on its own, and its case-folded ARN, worked out on the cores
+    // when there are thousands (the operator reads its own output after every write); the
+    // duplicates are then found in order.
+    let entries: Vec<(usize, &Mapping)> = entries.collect();
+    let alone = crate::engine::parallel::map(&entries, |(_, m)| {
         let a = m.arn.as_str();
-        if a.trim() != a || a.contains(char::is_whitespace) {
-            warn(
-                line,
-                format!(
-                    "ARN `{a}` contains whitespace, which EKS keeps verbatim: it never matches",
-                    a = shown(a)
-                ),
-            );
+        let said = if a.trim() != a || a.contains(char::is_whitespace) {
+            Some(format!(
+                "ARN `{a}` contains whitespace, which EKS keeps verbatim: it never matches",
+                a = shown(a)
+            ))
         } else if let Err(err) = arn::principal_key(a) {
-            warn(line, format!("{err}: this entry never matches"));
+            Some(format!("{err}: this entry never matches"))
         } else if section == Section::MapRoles && arn::role_path(a).is_some() {
-            warn(
-                line,
-                format!(
-                    "role ARN has a path, which EKS never matches; use {}",
-                    arn::strip_role_path(a)
-                ),
-            );
+            Some(format!(
+                "role ARN has a path, which EKS never matches; use {}",
+                arn::strip_role_path(a)
+            ))
+        } else {
+            None
+        };
+        (said, arn::fold_case(a))
+    });
+    let mut exact: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+    let mut folded: HashMap<String, (usize, &str)> = HashMap::with_capacity(entries.len());
+    for (&(line, m), (said, lower)) in entries.iter().zip(alone) {
+        let a = m.arn.as_str();
+        if let Some(said) = said {
+            warn(line, said);
         }
         if section == Section::MapRoles {
-            let lower = arn::fold_case(a);
             if let Some((first, _)) = folded.insert(lower, (line, a)) {
                 warn(
                     line,
@@ -951,7 +957,7 @@ fn warn_about_entries<'a>(
                     ),
                 );
             }
-            if let Some((first, other)) = folded.insert(arn::fold_case(a), (line, a))
+            if let Some((first, other)) = folded.insert(lower, (line, a))
                 && other != a
             {
                 warn(

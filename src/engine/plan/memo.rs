@@ -112,12 +112,18 @@ impl Memo {
             (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
             config.privileged_principals.hash(&mut h);
         });
+        // A version fingerprinted before is looked up; the others (all of them in a first plan)
+        // are fingerprinted without the lock, spread over the cores, then kept. With nothing kept
+        // yet, the versions themselves are worked out on the cores too.
+        let first = self.state().versions.is_empty();
+        let versions: Vec<Option<u128>> = if first {
+            super::super::parallel::map(grants, GrantRef::version)
+        } else {
+            grants.iter().map(GrantRef::version).collect()
+        };
         let mut st = self.state();
         st.calls += 1;
         let call = st.calls;
-        // A version fingerprinted before is looked up; the others (all of them in a first plan)
-        // are fingerprinted without the lock, spread over the cores, then kept.
-        let versions: Vec<Option<u128>> = grants.iter().map(GrantRef::version).collect();
         let mut known = 0;
         let mut prints: Vec<Option<GrantPrint>> = versions
             .iter()

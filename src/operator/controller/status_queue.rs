@@ -55,9 +55,9 @@ impl StatusQueue {
         self.wake.notify_one();
     }
 
-    /// Sends what is pending, 32 requests at a time, until the task is dropped. Nothing is sent
-    /// while the gate is closed (not the leader): those updates are dropped, and the next leader
-    /// decides afresh.
+    /// Sends what is pending ([`STATUSES_IN_FLIGHT`] patches at a time) until the task is dropped.
+    /// Nothing is sent while the gate is closed (not the leader): those updates are dropped, and
+    /// the next leader decides afresh.
     pub async fn run(
         self: Arc<Self>,
         grants: Api<IamAccessGrant>,
@@ -93,7 +93,7 @@ impl StatusQueue {
                         send(grants, gate, metrics, u, new_reason).await
                     }))
                     // The API server takes many small patches; this bounds requests in flight.
-                    .buffer_unordered(IN_FLIGHT)
+                    .buffer_unordered(STATUSES_IN_FLIGHT)
                     .filter_map(std::future::ready)
                     .collect::<Vec<Transition>>()
                     .await;
@@ -107,21 +107,29 @@ impl StatusQueue {
                 transitions.extend(sent);
             }
             // One round of events, then statuses again if any came meanwhile: a round as large
-            // as the requests in flight, so a status waits for no more than one event each.
-            let round = transitions.len().min(IN_FLIGHT);
+            // as the events in flight, so a status waits for no more than one event each.
+            let round = transitions.len().min(EVENTS_IN_FLIGHT);
             futures::stream::iter(transitions.drain(..round).map(|t| async {
                 let _shared = self.aws_auth_first.read().await;
                 record(&recorder, &metrics, t).await
             }))
-            .buffer_unordered(IN_FLIGHT)
+            .buffer_unordered(EVENTS_IN_FLIGHT)
             .collect::<Vec<()>>()
             .await;
         }
     }
 }
 
-/// Requests in flight at once, for statuses and for events.
-const IN_FLIGHT: usize = 32;
+/// Status patches in flight at once. Each is small, but waits milliseconds on the API server
+/// (decoding the stored grant, the update, etcd's write, the watch): more in flight keep its
+/// cores busy. Measured at 5,000 grants, after a burst: 1.9 ms a status with 32
+/// in flight, 1.1 ms with 64, 1.0 ms with 128; but each request holds a connection of its own
+/// (HTTP/1.1), and 128 took the operator's peak past 40 MiB at 5,000 and 25 MiB at 1,000.
+const STATUSES_IN_FLIGHT: usize = 64;
+
+/// Events in flight at once: a round of events is sent only while no status waits, and a status
+/// that comes meanwhile waits for the round.
+const EVENTS_IN_FLIGHT: usize = 32;
 
 /// Patches one status; the transition to record when the grant's reason changed.
 async fn send(
