@@ -10,21 +10,22 @@ use k8s_openapi::jiff::Timestamp;
 
 use aws_auth_operator::api::{IamAccessGrant, IamAccessGrantSpec};
 use aws_auth_operator::engine::plan::{Memo, PlanConfig, plan_in};
+use aws_auth_operator::operator::controller::cache::Cached;
 
-/// Shared, as the controller hands its cache's grants to the plan (versions of objects from the
-/// API server: each with a uid and a resourceVersion).
-fn grants(n: usize) -> Vec<Arc<IamAccessGrant>> {
+/// The controller's cache entries, shared, as the controller hands them to the plan (versions of
+/// objects from the API server: each with a uid and a resourceVersion, fingerprinted when cached).
+fn grants(n: usize) -> Vec<Arc<Cached>> {
     (0..n).map(grant).collect()
 }
 
 /// Grant number `i`: a role or a user, created one second after grant `i - 1`.
-fn grant(i: usize) -> Arc<IamAccessGrant> {
+fn grant(i: usize) -> Arc<Cached> {
     grant_in(i, 111122223333)
 }
 
 /// Grant number `i` for a principal of `account` (a set of grants no planner has seen before,
 /// of the same shape and size).
-fn grant_in(i: usize, account: u64) -> Arc<IamAccessGrant> {
+fn grant_in(i: usize, account: u64) -> Arc<Cached> {
     let kind = if i.is_multiple_of(2) { "role" } else { "user" };
     let mut g = IamAccessGrant::new(
         &format!("grant-{i}"),
@@ -43,7 +44,7 @@ fn grant_in(i: usize, account: u64) -> Arc<IamAccessGrant> {
         account % 10_000
     ));
     g.metadata.resource_version = Some((1000 + i).to_string());
-    Arc::new(g)
+    Arc::new(Cached::new(g))
 }
 
 fn peak_rss_kib() -> u64 {
@@ -79,7 +80,7 @@ fn main() {
     // One planner's memory across the runs, as the controller keeps one across its passes.
     let memo = Memo::default();
     let plan =
-        |g: &[Arc<IamAccessGrant>], c: Option<&ConfigMap>, k: &PlanConfig| plan_in(&memo, g, c, k);
+        |g: &[Arc<Cached>], c: Option<&ConfigMap>, k: &PlanConfig| plan_in(&memo, g, c, k);
     let eks = eks_aws_auth();
     println!(
         "{:>7}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}  {:>9}",
