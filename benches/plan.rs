@@ -79,8 +79,7 @@ fn main() {
     let config = PlanConfig::default();
     // One planner's memory across the runs, as the controller keeps one across its passes.
     let memo = Memo::default();
-    let plan =
-        |g: &[Arc<Cached>], c: Option<&ConfigMap>, k: &PlanConfig| plan_in(&memo, g, c, k);
+    let plan = |g: &[Arc<Cached>], c: Option<&ConfigMap>, k: &PlanConfig| plan_in(&memo, g, c, k);
     let eks = eks_aws_auth();
     println!(
         "{:>7}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}  {:>9}",
