@@ -31,10 +31,7 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
         let mut out: Vec<R> = Vec::with_capacity(items.len());
         out.extend(items[..chunk].iter().map(f));
         for t in others {
-            match t.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+            out.extend(joined(t));
         }
         out
     })
@@ -56,14 +53,15 @@ pub(crate) fn each<T: Sync, R: Send>(
         let others: Vec<_> = items[1..].iter().map(|i| s.spawn(move || f(i))).collect();
         let mut out = Vec::with_capacity(items.len());
         out.push(f(&items[0]));
-        for t in others {
-            match t.join() {
-                Ok(r) => out.push(r),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
+        out.extend(others.into_iter().map(joined));
         out
     })
+}
+
+/// A thread's result; its panic goes on in the caller.
+fn joined<R>(t: std::thread::ScopedJoinHandle<'_, R>) -> R {
+    t.join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 #[cfg(test)]

@@ -86,14 +86,7 @@ fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGra
 }
 
 fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant, Invalid> {
-    let (section, canonical, key) = match plain_iam_arn(raw) {
-        Some(plain) => plain,
-        None => {
-            let (section, canonical) = validate_arn_in_full(raw)?;
-            let key = arn::principal_key(&canonical).expect("validated ARN canonicalizes");
-            (section, canonical, key)
-        }
-    };
+    let (section, canonical, key) = validate_arn(raw)?;
     let username = spec.username.as_deref().unwrap_or_default();
     if username.is_empty() {
         return Err(invalid(
@@ -120,11 +113,14 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
 
 /// Accepts exactly the ARNs EKS can match: `arn:P:iam::ACCOUNT:role/NAME` and
 /// `arn:P:iam::ACCOUNT:user/[PATH/]NAME`. Everything else is refused with the form to use.
-pub fn validate_arn(raw: &str) -> Result<(Section, String), Invalid> {
-    match plain_iam_arn(raw) {
-        Some((section, canonical, _)) => Ok((section, canonical)),
-        None => validate_arn_in_full(raw),
+/// Gives its section, the canonical ARN and its principal key.
+pub fn validate_arn(raw: &str) -> Result<(Section, String, String), Invalid> {
+    if let Some(plain) = plain_iam_arn(raw) {
+        return Ok(plain);
     }
+    let (section, canonical) = validate_arn_in_full(raw)?;
+    let key = arn::principal_key(&canonical).expect("validated ARN canonicalizes");
+    Ok((section, canonical, key))
 }
 
 /// The ARN nearly every grant has, `arn:P:iam::ACCOUNT:role/NAME` or `arn:P:iam::ACCOUNT:user/NAME`

@@ -113,24 +113,16 @@ impl Memo {
             config.privileged_principals.hash(&mut h);
         });
         // A version fingerprinted before is looked up; the others (all of them in a first plan)
-        // are fingerprinted without the lock, spread over the cores, then kept. With nothing kept
-        // yet, the versions themselves are worked out on the cores too.
-        let first = self.state().versions.is_empty();
-        let versions: Vec<Option<u128>> = if first {
-            super::super::parallel::map(grants, GrantRef::version)
-        } else {
-            grants.iter().map(GrantRef::version).collect()
-        };
+        // are fingerprinted without the lock, spread over the cores, then kept.
+        let versions: Vec<Option<u128>> = grants.iter().map(GrantRef::version).collect();
         let mut st = self.state();
         st.calls += 1;
         let call = st.calls;
-        let mut known = 0;
         let mut prints: Vec<Option<GrantPrint>> = versions
             .iter()
             .map(|v| {
                 let e = st.versions.get_mut(v.as_ref()?)?;
                 e.seen = call;
-                known += 1;
                 Some(e.fingerprint)
             })
             .collect();
@@ -138,13 +130,11 @@ impl Memo {
         let missing: Vec<usize> = (0..grants.len()).filter(|&i| prints[i].is_none()).collect();
         let made = super::super::parallel::map(&missing, |&i| grant_print(&grants[i]));
         let mut st = self.state();
-        let mut kept = known;
         // Grown once, not rehashed at each doubling (a first plan keeps thousands).
         st.versions.reserve(made.len());
         for (i, print) in missing.into_iter().zip(made) {
             prints[i] = Some(print);
             if let Some(v) = versions[i] {
-                kept += 1;
                 st.versions.insert(
                     v,
                     Version {
@@ -154,10 +144,9 @@ impl Memo {
                 );
             }
         }
-        let versions = kept;
         let grants: Vec<GrantPrint> = prints.into_iter().flatten().collect();
         // Versions no longer in the cache are let go.
-        if st.versions.len() > versions {
+        if st.versions.len() > versions.iter().flatten().count() {
             st.versions.retain(|_, e| e.seen == call);
         }
         drop(st);

@@ -124,7 +124,8 @@ impl StatusQueue {
 /// (decoding the stored grant, the update, etcd's write, the watch): more in flight keep its
 /// cores busy. Measured at 5,000 grants, after a burst: 1.9 ms a status with 32
 /// in flight, 1.1 ms with 64, 1.0 ms with 128; but each request holds a connection of its own
-/// (HTTP/1.1), and 128 took the operator's peak past 40 MiB at 5,000 and 25 MiB at 1,000.
+/// (HTTP/1.1), and 128 took the operator's peak to 43 MiB at 5,000 (and to 26-28 MiB at 1,000
+/// in runs that shared the machine with a compile).
 const STATUSES_IN_FLIGHT: usize = 64;
 
 /// Events in flight at once: a round of events is sent only while no status waits, and a status
