@@ -6,4 +6,5 @@ pub mod glob;
 pub mod history;
 mod parallel;
 pub mod plan;
+pub mod policy;
 pub mod validate;

@@ -14,8 +14,8 @@ use crate::engine::authmap::render::{
     quoted_len, render_accounts,
 };
 use crate::engine::authmap::{Mapping, Section, excerpt, shown};
-use crate::engine::parallel;
 use crate::engine::validate::{Entry, ValidGrant, validate};
+use crate::engine::{parallel, policy};
 
 /// Annotation on aws-auth listing, per key, the principals this operator manages.
 pub const OWNERSHIP_ANNOTATION: &str = "aws-auth.dev/managed";
@@ -44,9 +44,12 @@ pub struct PlanConfig {
     /// `max_removal_percent` of them removes none until a person confirms.
     pub max_removals: usize,
     pub max_removal_percent: u32,
-    /// Groups that only principals matching `privileged_principals` (ARN globs) may be granted.
+    /// Group globs that only principals matching `privileged_principals` (ARN globs) may be
+    /// granted (see [`policy`]: reserved usernames and whole accounts are privileged too).
     pub privileged_groups: Vec<String>,
     pub privileged_principals: Vec<String>,
+    /// Accounts an `account:` grant may map (every principal of the account).
+    pub allowed_accounts: Vec<String>,
     /// Set for one pass when the grant list cannot be trusted to be complete (the CRD is missing
     /// or being deleted): no managed entry is removed, whatever the count or confirmation.
     pub grants_unavailable: Option<String>,
@@ -64,8 +67,12 @@ impl Default for PlanConfig {
             max_annotation_bytes: ANNOTATIONS_LIMIT - ANNOTATIONS_MARGIN,
             max_removals: 5,
             max_removal_percent: 30,
-            privileged_groups: vec!["system:masters".to_string()],
+            privileged_groups: policy::DEFAULT_PRIVILEGED_GROUPS
+                .iter()
+                .map(|g| g.to_string())
+                .collect(),
             privileged_principals: Vec::new(),
+            allowed_accounts: Vec::new(),
             grants_unavailable: None,
             recently_removed: 0,
         }
@@ -76,23 +83,31 @@ impl Default for PlanConfig {
 /// cluster).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RailsArgs {
-    /// A group that only principals matching --privileged-principal may be granted (repeatable,
-    /// comma-separated in the environment).
+    /// A group glob that only principals matching --privileged-principal may be granted
+    /// (repeatable, comma-separated in the environment).
     #[arg(
         long = "privileged-group",
         env = "AWS_AUTH_PRIVILEGED_GROUP",
         value_delimiter = ',',
-        default_value = "system:masters"
+        default_values = policy::DEFAULT_PRIVILEGED_GROUPS
     )]
     pub privileged_groups: Vec<String>,
-    /// An ARN glob (`*`, `?`; case-insensitive) of principals that may hold a privileged group,
-    /// e.g. `arn:aws:iam::111122223333:role/platform-*` (repeatable). None: nobody may.
+    /// An ARN glob (`*`, `?`; case-insensitive) of principals that may hold a privileged identity
+    /// (a privileged group, a reserved username, an adopted privileged entry), e.g.
+    /// `arn:aws:iam::111122223333:role/platform-*` (repeatable). None: nobody may.
     #[arg(
         long = "privileged-principal",
         env = "AWS_AUTH_PRIVILEGED_PRINCIPAL",
         value_delimiter = ','
     )]
     pub privileged_principals: Vec<String>,
+    /// A 12-digit account an `account:` grant may map (repeatable). None: no account grant.
+    #[arg(
+        long = "allowed-account",
+        env = "AWS_AUTH_ALLOWED_ACCOUNT",
+        value_delimiter = ','
+    )]
+    pub allowed_accounts: Vec<String>,
     /// A pass that would remove more than this many managed entries...
     #[arg(long, env = "AWS_AUTH_MAX_REMOVALS", default_value_t = 5)]
     pub max_removals: usize,
@@ -107,6 +122,7 @@ impl PlanConfig {
         let mut c = Self::for_cluster_creators(creators)?;
         c.privileged_groups = rails.privileged_groups.clone();
         c.privileged_principals = rails.privileged_principals.clone();
+        c.allowed_accounts = rails.allowed_accounts.clone();
         c.max_removals = rails.max_removals;
         c.max_removal_percent = rails.max_removal_percent;
         if c.max_removal_percent > 100 {
@@ -198,33 +214,7 @@ fn removal_token(removed: &[(Section, &str)]) -> String {
     format!("{h:016x}")
 }
 
-/// `*` matches any run of characters, `?` one; compared under case folding.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    crate::engine::glob::matches(&arn::fold_case(pattern), &arn::fold_case(text))
-}
-
-/// The privileged group a grant's groups could put its principal in: a literal match, or a
-/// templated group (`system:{{SessionName}}`) that some session name could expand to one.
-pub(crate) fn privileged_group<'c>(groups: &[String], config: &'c PlanConfig) -> Option<&'c str> {
-    config
-        .privileged_groups
-        .iter()
-        .map(String::as_str)
-        .find(|p| {
-            groups.iter().any(|g| {
-                if g.contains("{{") {
-                    let as_glob = crate::engine::authmap::template::TOKENS
-                        .iter()
-                        .fold(g.replace(['*', '?'], ""), |acc, t| acc.replace(t, "*"));
-                    glob_match(&as_glob, p)
-                } else if g.is_ascii() && p.is_ascii() {
-                    g.eq_ignore_ascii_case(p)
-                } else {
-                    arn::fold_case(g) == arn::fold_case(p)
-                }
-            })
-        })
-}
+pub use crate::engine::policy::glob_match;
 
 /// The principals the operator wrote, per key. Lower-cased principal keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -606,9 +596,10 @@ pub(crate) fn render_entries(
 }
 
 /// An unowned entry the plan found, by principal key.
-struct Unowned {
+struct Unowned<'a> {
     section: Section,
     line: usize,
+    entry: &'a Entry,
 }
 
 /// A principal key with its hash, worked out once where the key is made (a grant's decision,
@@ -868,27 +859,13 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
             Some(&v),
         );
     }
-    if let Entry::Mapping(m) = &v.entry
-        && let Some(group) = privileged_group(&m.groups, config)
-        && !config
-            .privileged_principals
-            .iter()
-            .any(|p| glob_match(p, &v.canonical))
+    if let Some(why) = policy::privilege(&v.entry, config)
+        && (matches!(why, policy::Privilege::Account(_))
+            || !policy::principal_allowed(&v.canonical, config))
     {
-        let allowed = if config.privileged_principals.is_empty() {
-            "no principal may be granted it (none is configured)".to_string()
-        } else {
-            format!(
-                "only principals matching {} may be granted it",
-                config.privileged_principals.join(", ")
-            )
-        };
         return refused(
             Reason::Forbidden,
-            format!(
-                "group {group} is privileged (--privileged-group) and {allowed}; {} does not match: remove {group} from groups and grant a group bound to narrower RBAC, or ask a cluster administrator to add a --privileged-principal pattern",
-                v.canonical
-            ),
+            policy::forbidden_message(&why, &v.canonical, config),
             Some(&v),
         );
     }
@@ -987,6 +964,7 @@ fn plan_anew<G: GrantRef>(
                 unowned.entry(key.borrowed()).or_insert(Unowned {
                     section,
                     line: *line,
+                    entry,
                 });
             }
         }
@@ -1078,6 +1056,22 @@ fn plan_anew<G: GrantRef>(
                 format!(
                     "aws-auth {} line {} already maps {} and is not managed by aws-auth-operator (written by EKS, eksctl or by hand); set spec.adopt: true to take it over, or remove that entry",
                     u.section, u.line, c.canonical
+                ),
+            );
+            continue;
+        }
+        // Adopting an entry takes over what it grants: the EKS node role's system:nodes, say.
+        if let Some(u) = unowned.get(&key)
+            && let Some(why) = policy::privilege(u.entry, config)
+            && !policy::principal_allowed(&c.canonical, config)
+        {
+            refuse(
+                Reason::Forbidden,
+                format!(
+                    "adopt: true would take over aws-auth {} line {}, a privileged entry: {}",
+                    u.section,
+                    u.line,
+                    policy::forbidden_message(&why, &c.canonical, config)
                 ),
             );
             continue;

@@ -46,6 +46,7 @@ fn round_trip(d: BTreeMap<String, String>, include_nodes: bool, principals: &[&s
     };
     let config = PlanConfig {
         privileged_principals: vec!["*".into()],
+        allowed_accounts: vec!["444455556666".into()],
         ..PlanConfig::default()
     };
     let p = plan(&grants, Some(&cm), &config).unwrap();

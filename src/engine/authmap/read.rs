@@ -487,6 +487,46 @@ impl MarkedEventReceiver for TreeBuilder {
     }
 }
 
+/// How deep collections may nest. aws-auth's entries nest three deep and a grant manifest five;
+/// the limit keeps every walk over the tree (and its drop) within a small stack, whatever the
+/// text: `- - - ... x` twenty thousand deep would otherwise overflow it and abort the process.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Why a text could not be built into a tree: its line, column (1-based) and what went wrong.
+pub(crate) struct TreeError {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
+}
+
+/// Parses `text` into trees, one per document, refusing nesting past [`MAX_DEPTH`] as soon as
+/// it is reached (the parser's own state lives on the heap).
+pub(crate) fn build_tree(text: &str) -> Result<TreeBuilder, TreeError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut builder = TreeBuilder::default();
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| TreeError {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: format!("YAML syntax error ({})", e.info()),
+        })?;
+        let end = ev == Event::StreamEnd;
+        builder.on_event(ev, mark);
+        if builder.stack.len() > MAX_DEPTH {
+            return Err(TreeError {
+                line: mark.line(),
+                column: mark.col() + 1,
+                message: format!(
+                    "lists or mappings nested more than {MAX_DEPTH} deep; write the entries as a flat list"
+                ),
+            });
+        }
+        if end {
+            return Ok(builder);
+        }
+    }
+}
+
 /// Parses a key's text, records syntax-level findings, and returns the first document's root.
 fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) -> Option<Node> {
     let text = text?;
@@ -520,22 +560,23 @@ fn parse_key(section: Section, text: Option<&str>, findings: &mut Vec<Finding>) 
     if findings.iter().any(|f| f.effect == Effect::KeyDropped) {
         return None;
     }
-    let mut builder = TreeBuilder::default();
-    if let Err(e) = Parser::new_from_str(text).load(&mut builder, true) {
-        let m = e.marker();
-        fail(
-            findings,
-            m.line(),
-            m.col() + 1,
-            Effect::KeyDropped,
-            format!(
-                "YAML syntax error ({}): EKS drops the whole {key}",
-                e.info(),
-                key = shown(key)
-            ),
-        );
-        return None;
-    }
+    let builder = match build_tree(text) {
+        Ok(b) => b,
+        Err(e) => {
+            fail(
+                findings,
+                e.line,
+                e.column,
+                Effect::KeyDropped,
+                format!(
+                    "{}: EKS drops the whole {key} (or cannot be relied on to read it)",
+                    e.message,
+                    key = shown(key)
+                ),
+            );
+            return None;
+        }
+    };
     let chars: Vec<char> = text.chars().collect();
     for (_, root) in &builder.documents {
         if let Some(root) = root {
@@ -1386,6 +1427,30 @@ mod tests {
         assert!(!r.findings.is_empty());
         for f in &r.findings {
             assert!(f.to_string().len() < 600, "{}", f.to_string().len());
+        }
+    }
+
+    #[test]
+    fn deep_nesting_makes_the_key_unreadable_not_a_crash() {
+        for text in [
+            format!("{}x", "- ".repeat(20_000)),
+            format!("- {}x", "[".repeat(20_000)),
+            format!(
+                "- a:\n{}",
+                (1..200)
+                    .map(|i| format!("{}b{i}:\n", " ".repeat(i * 2)))
+                    .collect::<String>()
+            ),
+        ] {
+            let r = roles(&text);
+            assert!(!r.readable(), "{:?}", r.findings);
+            let f = r.first_blocking().unwrap();
+            assert!(
+                f.message.contains("nested more than 64 deep")
+                    || f.message.contains("recursion limit"),
+                "{f}"
+            );
+            assert!(f.line >= 1 && f.column > 1, "{f}");
         }
     }
 

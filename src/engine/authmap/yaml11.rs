@@ -2,11 +2,10 @@
 //! unquoted `no`, `On` or `012345678901` is a boolean or a number, not a string. `render` reads
 //! grant manifests this way, so the pull-request check agrees with what the API server accepts.
 use serde_json::{Map, Number, Value};
-use yaml_rust2::parser::Parser;
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::goyaml;
-use super::read::{Kind, Node, Resolved, TreeBuilder, resolve_plain};
+use super::read::{Kind, Node, Resolved, build_tree, resolve_plain};
 
 /// A plain scalar that YAML 1.1 reads as something other than a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +31,8 @@ pub struct Decoded {
 pub fn decode(text: &str) -> Result<Decoded, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     check_characters(text)?;
-    let mut builder = TreeBuilder::default();
-    Parser::new_from_str(text)
-        .load(&mut builder, true)
-        .map_err(|e| {
-            format!(
-                "line {}: YAML syntax error: {}",
-                e.marker().line(),
-                e.info()
-            )
-        })?;
+    let builder = build_tree(text)
+        .map_err(|e| format!("line {} column {}: {}", e.line, e.column, e.message))?;
     let mut out = Decoded::default();
     for (i, (_, root)) in builder.documents.iter().enumerate() {
         let Some(root) = root else { continue };
@@ -215,6 +206,23 @@ mod tests {
                 ("x".into(), "1", "number"),
             ]
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_line_not_a_crash() {
+        for text in [
+            format!("a:\n  b:\n  {}x\n", "- ".repeat(20_000)),
+            format!("a: {}\n", "[".repeat(20_000)),
+        ] {
+            let e = decode(&text).unwrap_err();
+            assert!(e.starts_with("line "), "{e}");
+            // The scanner's own limit on flow levels may come first.
+            assert!(
+                e.contains("nested more than 64 deep") || e.contains("recursion limit"),
+                "{e}"
+            );
+        }
+        assert!(decode(&format!("a: {}x{}\n", "[".repeat(60), "]".repeat(60))).is_ok());
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Memo {
         let rails = hash128(|mut h| {
             (&config.cluster_creators, &config.privileged_groups).hash(&mut h);
             config.privileged_principals.hash(&mut h);
+            config.allowed_accounts.hash(&mut h);
         });
         // A version fingerprinted before is looked up; the others (all of them in a first plan)
         // are fingerprinted without the lock, spread over the cores, then kept.
@@ -320,12 +321,14 @@ fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
         max_removal_percent,
         privileged_groups,
         privileged_principals,
+        allowed_accounts,
         grants_unavailable,
         recently_removed,
     } = c;
     (cluster_creators, max_data_bytes, max_annotation_bytes).hash(h);
     (max_removals, max_removal_percent, privileged_groups).hash(h);
-    (privileged_principals, grants_unavailable, recently_removed).hash(h);
+    (privileged_principals, allowed_accounts).hash(h);
+    (grants_unavailable, recently_removed).hash(h);
 }
 
 /// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of

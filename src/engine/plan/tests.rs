@@ -44,6 +44,7 @@ fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
 fn cfg() -> PlanConfig {
     PlanConfig {
         privileged_principals: vec!["*".into()],
+        allowed_accounts: vec!["444455556666".into()],
         ..PlanConfig::default()
     }
 }
@@ -827,7 +828,135 @@ fn privileged_groups_only_for_allowed_principals() {
     // The default policy: nobody may be granted system:masters.
     let p = plan(&grants[..1], None, &PlanConfig::default()).unwrap();
     assert_eq!(reasons(&p), [("ok", Reason::Forbidden)]);
-    assert!(p.verdicts[0].message.contains("none is configured"));
+    assert!(
+        p.verdicts[0]
+            .message
+            .contains("no --privileged-principal is configured")
+    );
+}
+
+/// Usernames Kubernetes and EKS reserve, whole accounts and adopted privileged entries are as
+/// privileged as system:masters: RBAC treats such a principal as that component.
+#[test]
+fn privileged_identities_beyond_groups() {
+    let c = PlanConfig {
+        privileged_principals: vec!["arn:aws:iam::111122223333:role/platform-*".into()],
+        allowed_accounts: vec!["444455556666".into()],
+        ..PlanConfig::default()
+    };
+    let cm = aws_auth(&[("mapRoles", NODE_ROLES)]);
+    let r = |name: &str, arn: &str, user: &str, groups: &[&str]| {
+        grant(name, 0, role(arn, user, groups))
+    };
+    let mut adopt = r(
+        "adopt",
+        "arn:aws:iam::111122223333:role/eks-node",
+        "dev",
+        &["dev"],
+    );
+    adopt.spec.adopt = true;
+    let mut account = r("acct", "", "", &[]);
+    account.spec = IamAccessGrantSpec::account("777788889999");
+    let mut allowed = r("acct-ok", "", "", &[]);
+    allowed.spec = IamAccessGrantSpec::account("444455556666");
+    let grants = [
+        r(
+            "sa",
+            "arn:aws:iam::111122223333:role/t1",
+            "system:serviceaccount:kube-system:clusterrole-aggregation-controller",
+            &[],
+        ),
+        r(
+            "kcm",
+            "arn:aws:iam::111122223333:role/t2",
+            "system:kube-controller-manager",
+            &["dev"],
+        ),
+        r(
+            "node",
+            "arn:aws:iam::111122223333:role/t3",
+            "system:node:ip-10-0-0-1.ec2.internal",
+            &["system:nodes"],
+        ),
+        r(
+            "eks",
+            "arn:aws:iam::111122223333:role/t4",
+            "eks:cluster-admin",
+            &[],
+        ),
+        r(
+            "metrics",
+            "arn:aws:iam::111122223333:role/t5",
+            "m",
+            &["eks:k8s-metrics"],
+        ),
+        r(
+            "tpl",
+            "arn:aws:iam::111122223333:role/t6",
+            "{{SessionName}}:x",
+            &[],
+        ),
+        r(
+            "fine",
+            "arn:aws:iam::111122223333:role/t7",
+            "{{SessionName}}",
+            &["dev"],
+        ),
+        r(
+            "platform",
+            "arn:aws:iam::111122223333:role/platform-nodes",
+            "system:node:{{EC2PrivateDNSName}}",
+            &["system:bootstrappers", "system:nodes"],
+        ),
+        adopt,
+        account,
+        allowed,
+    ];
+    let p = plan(&grants, Some(&cm), &c).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("acct", Reason::Forbidden),
+            ("acct-ok", Reason::Applied),
+            ("adopt", Reason::Forbidden),
+            ("eks", Reason::Forbidden),
+            ("fine", Reason::Applied),
+            ("kcm", Reason::Forbidden),
+            ("metrics", Reason::Forbidden),
+            ("node", Reason::Forbidden),
+            ("platform", Reason::Applied),
+            ("sa", Reason::Forbidden),
+            ("tpl", Reason::Forbidden),
+        ]
+    );
+    let m = |n: &str| p.verdict(n).unwrap().message.to_string();
+    assert!(m("kcm").contains("reserved prefix system:"), "{}", m("kcm"));
+    assert!(
+        m("adopt").contains("adopt: true would take over aws-auth mapRoles line 1"),
+        "{}",
+        m("adopt")
+    );
+    assert!(m("adopt").contains("system:"), "{}", m("adopt"));
+    assert!(
+        m("acct").contains("--allowed-account 777788889999"),
+        "{}",
+        m("acct")
+    );
+    // The node role is untouched: still EKS's entry, with its groups.
+    let roles = &p.data["mapRoles"];
+    let node = &read_data(&p.data).auth_map().roles[0];
+    assert_eq!(node.arn, "arn:aws:iam::111122223333:role/eks-node");
+    assert_eq!(
+        node.groups,
+        ["system:bootstrappers", "system:nodes"],
+        "{roles}"
+    );
+    assert_eq!(
+        p.ownership.0.values().map(|s| s.len()).sum::<usize>(),
+        3,
+        "{:?}",
+        p.ownership
+    );
 }
 
 #[test]

@@ -257,6 +257,20 @@ pub fn review_grant(
     let Some(g) = new else {
         return Decision::allow();
     };
+    let name = g.metadata.name.clone().unwrap_or_default();
+    // Who may grant is the webhook's check alone (the controller never sees the requester), so
+    // the break-glass annotation never skips it.
+    if !privileged_granters.is_empty()
+        && !is_granter(user, privileged_granters)
+        && let Ok(v) = crate::engine::validate::validate(&g.spec)
+        && let Some(why) = crate::engine::policy::privilege(&v.entry, config)
+    {
+        return Decision::deny(format!(
+            "IamAccessGrant {name}: Forbidden: {why}; only the privileged granters ({}) may request a privileged grant, and {} is not one of them (the break-glass annotation does not change who may grant)",
+            privileged_granters.join(", "),
+            shown(&user.username)
+        ));
+    }
     let annotations = |g: Option<&IamAccessGrant>| g.and_then(|g| g.metadata.annotations.clone());
     if let Some(why) = break_glass(op, annotations(old).as_ref(), annotations(new).as_ref()) {
         return Decision {
@@ -269,7 +283,6 @@ pub fn review_grant(
             ..Default::default()
         };
     }
-    let name = g.metadata.name.clone().unwrap_or_default();
     let p = match plan(std::slice::from_ref(g), None, config) {
         Ok(p) => p,
         Err(e) => return Decision::deny(format!("IamAccessGrant {name}: {e}")),
@@ -283,16 +296,6 @@ pub fn review_grant(
         return Decision::deny(format!(
             "IamAccessGrant {name}: {}: {}",
             v.reason, v.message
-        ));
-    }
-    if let Some(pg) = crate::engine::plan::privileged_group(&g.spec.groups, config)
-        && !privileged_granters.is_empty()
-        && !is_granter(user, privileged_granters)
-    {
-        return Decision::deny(format!(
-            "IamAccessGrant {name}: Forbidden: only the privileged granters ({}) may grant {pg}; {} is not one of them",
-            privileged_granters.join(", "),
-            shown(&user.username)
         ));
     }
     Decision::allow()

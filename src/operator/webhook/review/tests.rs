@@ -270,6 +270,35 @@ fn grants_are_judged_as_the_controller_would() {
         groups: vec!["platform".into()],
     };
     assert!(review(&admin, &platform, &granters).allowed);
+    // The break-glass annotation skips what the controller repeats, never who may grant.
+    let mut glass = admin.clone();
+    glass.metadata.annotations =
+        Some([(BREAK_GLASS_ANNOTATION.to_string(), "INC-1".to_string())].into());
+    let d = review(&glass, &alice(), &granters);
+    assert!(
+        !d.allowed
+            && d.break_glass.is_none()
+            && d.message.contains("break-glass annotation does not change"),
+        "{}",
+        d.message
+    );
+    let d = review(&glass, &platform, &granters);
+    assert!(d.allowed && d.break_glass.is_some());
+    // A reserved username is as privileged as a privileged group.
+    let kcm = IamAccessGrant::new(
+        "g",
+        IamAccessGrantSpec::arn(
+            "arn:aws:iam::111122223333:role/platform-x",
+            "system:kube-controller-manager",
+            &[],
+        ),
+    );
+    let d = review(&kcm, &alice(), &granters);
+    assert!(
+        !d.allowed && d.message.contains("reserved prefix system:"),
+        "{}",
+        d.message
+    );
     assert!(
         review(
             &g("arn:aws:iam::111122223333:role/dev", &["dev"]),
