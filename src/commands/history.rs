@@ -8,7 +8,9 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::engine::authmap::read::read_data;
 use crate::engine::authmap::shown;
-use crate::engine::plan::{CONFIRM_ANNOTATION, HeldRemoval, OWNERSHIP_ANNOTATION};
+use crate::engine::plan::{
+    CONFIRM_ANNOTATION, CONFIRMED_BY_ANNOTATION, HeldRemoval, OWNERSHIP_ANNOTATION,
+};
 
 use crate::engine::history::{Version, changes, history_name, restore, versions};
 use crate::{Error, Result};
@@ -61,6 +63,10 @@ pub struct RestoreCmd {
 pub struct ConfirmCmd {
     /// The token the held removal names (annotation `aws-auth.dev/removal-held`, event `RemovalHeld`).
     pub token: String,
+    /// Your Kubernetes username, recorded with the confirmation (the webhook checks it is the
+    /// requester's). Default: asked of the API server (1.28+), else the kubeconfig's `as`.
+    #[arg(long)]
+    pub confirmed_by: Option<String>,
     #[command(flatten)]
     pub target: Target,
 }
@@ -243,6 +249,27 @@ pub async fn restore_cmd(cmd: &RestoreCmd, out: &mut dyn Write) -> Result<bool> 
     Ok(true)
 }
 
+/// Who is confirming: given, asked of the API server, or the user the kubeconfig impersonates.
+async fn confirmer(given: Option<&str>) -> Result<String> {
+    if let Some(u) = given {
+        return Ok(u.to_string());
+    }
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let impersonated = config.auth_info.impersonate.clone();
+    let client = kube::Client::try_from(config)?;
+    match crate::operator::webhook::operator_username(&client, None).await {
+        Ok(u) => Ok(u),
+        Err(_) => impersonated.ok_or_else(|| {
+            usage(
+                "--confirmed-by",
+                "the API server cannot say who you are (SelfSubjectReview needs Kubernetes 1.28+): pass --confirmed-by YOUR-USERNAME (the webhook checks it)".into(),
+            )
+        }),
+    }
+}
+
 /// `confirm-removal TOKEN`: lets the held removal with exactly this token proceed.
 pub async fn confirm_removal(cmd: &ConfirmCmd, out: &mut dyn Write) -> Result<bool> {
     let cms = api(&cmd.target).await?;
@@ -274,9 +301,12 @@ pub async fn confirm_removal(cmd: &ConfirmCmd, out: &mut dyn Write) -> Result<bo
             format!("this removal cannot be confirmed: {}", held.reason),
         ));
     }
+    let by = confirmer(cmd.confirmed_by.as_deref()).await?;
     let rv = current.and_then(|c| c.metadata.resource_version);
     let patch = serde_json::json!({
-        "metadata": { "resourceVersion": rv, "annotations": { CONFIRM_ANNOTATION: held.token } }
+        "metadata": { "resourceVersion": rv, "annotations": {
+            CONFIRM_ANNOTATION: held.token, CONFIRMED_BY_ANNOTATION: by
+        } }
     });
     cms.patch(
         &cmd.target.aws_auth_name,
@@ -297,7 +327,8 @@ pub async fn confirm_removal(cmd: &ConfirmCmd, out: &mut dyn Write) -> Result<bo
     };
     writeln!(
         out,
-        "confirmed: the operator now removes {} managed entries: {}",
+        "confirmed as {}: the operator now removes {} managed entries: {}",
+        shown(&by),
         held.count,
         held.summary()
     )

@@ -23,6 +23,9 @@ pub const OWNERSHIP_ANNOTATION: &str = "aws-auth.dev/managed";
 pub const HELD_ANNOTATION: &str = "aws-auth.dev/removal-held";
 /// Annotation a person sets on aws-auth (`confirm-removal TOKEN`) to let a held removal proceed.
 pub const CONFIRM_ANNOTATION: &str = "aws-auth.dev/confirm-removal";
+/// Who set the confirmation: the webhook admits a confirmation only with the requester's own
+/// username here, and the RemovalConfirmed event names it.
+pub const CONFIRMED_BY_ANNOTATION: &str = "aws-auth.dev/confirmed-by";
 
 /// A ConfigMap's `data` holds at most 1 MiB; the budget keeps a margin for other writers' keys
 /// that arrive between a plan and its write.
@@ -57,6 +60,9 @@ pub struct PlanConfig {
     /// toward the breaker with this pass's, so a deletion spread over many passes is held as a
     /// mass deletion in one would be.
     pub recently_removed: usize,
+    /// The most managed entries aws-auth held within the removal window (see
+    /// [`RemovalWindow`]): the breaker's percentage is taken of at least this many.
+    pub peak_managed: usize,
 }
 
 impl Default for PlanConfig {
@@ -75,6 +81,7 @@ impl Default for PlanConfig {
             allowed_accounts: Vec::new(),
             grants_unavailable: None,
             recently_removed: 0,
+            peak_managed: 0,
         }
     }
 }
@@ -427,6 +434,8 @@ pub struct Plan {
     pub confirmed: Option<HeldRemoval>,
     /// Managed entries this plan removes (none of them held).
     pub removed: usize,
+    /// Managed entries aws-auth held before this plan (the removal window's peak).
+    pub managed_before: usize,
 }
 
 impl Plan {
@@ -495,6 +504,7 @@ impl Plan {
         );
         // A confirmation is used once: whatever it named has been decided by this plan.
         annotations.remove(CONFIRM_ANNOTATION);
+        annotations.remove(CONFIRMED_BY_ANNOTATION);
         match &self.held {
             Some(h) => {
                 annotations.insert(
@@ -1103,7 +1113,13 @@ fn plan_anew<G: GrantRef>(
             .sum::<usize>();
     let mut data_bytes = fixed_bytes;
     // The record shares the annotation limit with whatever else aws-auth carries.
-    let ours = [OWNERSHIP_ANNOTATION, HELD_ANNOTATION, CONFIRM_ANNOTATION];
+    let ours = [
+        OWNERSHIP_ANNOTATION,
+        HELD_ANNOTATION,
+        CONFIRM_ANNOTATION,
+        CONFIRMED_BY_ANNOTATION,
+        WINDOW_ANNOTATION,
+    ];
     let other_annotations: usize = current
         .and_then(|c| c.metadata.annotations.as_ref())
         .map(|a| {
@@ -1299,6 +1315,7 @@ fn plan_anew<G: GrantRef>(
         held,
         confirmed,
         removed,
+        managed_before: managed_now.len(),
     })
 }
 
@@ -1401,10 +1418,11 @@ fn hold_removals<'a>(
         .collect();
     principals.sort();
     principals.truncate(HELD_LISTED);
-    // Earlier passes' removals count as part of this one, against the entries there were before.
+    // Earlier passes' removals count as part of this one, against the most entries there were
+    // within the window (entries added to dilute the share count, but never shrink it).
     let recent = config.recently_removed;
     let total = count + recent;
-    let base = managed_now.len() + recent;
+    let base = (managed_now.len() + recent).max(config.peak_managed);
     let percent = total * 100 / base.max(1);
     let held = |reason: String, confirm: Option<String>| HeldRemoval {
         token: token.clone(),
@@ -1419,7 +1437,8 @@ fn hold_removals<'a>(
             None,
         )
     } else if total > config.max_removals
-        && total * 100 > base * config.max_removal_percent as usize
+        // One removal alone is never a share: deleting the last of three grants proceeds.
+        || (total > 1 && total * 100 > base * config.max_removal_percent as usize)
     {
         let earlier = if recent > 0 {
             format!(" (with {recent} removed in the last passes)")
@@ -1428,8 +1447,12 @@ fn hold_removals<'a>(
         };
         let removal = held(
             format!(
-                "this would remove {total} of {base} managed entries{earlier} ({percent}%), more than --max-removals {} and --max-removal-percent {}",
-                config.max_removals, config.max_removal_percent
+                "this would remove {total} of {base} managed entries{earlier} ({percent}%), more than {}",
+                if total > config.max_removals {
+                    format!("--max-removals {}", config.max_removals)
+                } else {
+                    format!("--max-removal-percent {}", config.max_removal_percent)
+                }
             ),
             Some(format!("aws-auth-operator confirm-removal {token}")),
         );
@@ -1626,8 +1649,10 @@ pub(crate) fn entry_diff<E: std::borrow::Borrow<Entry>>(
 
 mod input;
 mod memo;
+mod window;
 pub use input::{GrantRef, Reported};
 pub use memo::Memo;
 pub(crate) use memo::grant_inputs;
+pub use window::{RemovalWindow, WINDOW_ANNOTATION};
 #[cfg(test)]
 mod tests;

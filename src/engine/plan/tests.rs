@@ -655,9 +655,54 @@ fn small_removals_proceed_and_mass_removals_are_held_with_a_token() {
     assert!(p.held.is_none());
     assert_eq!(managed_users(&apply(&p, Some(&cm))), 18);
 
-    // Six of twenty (30%): more than 5 but not more than 30%, so it proceeds.
-    let p = plan(&all[6..], Some(&cm), &cfg()).unwrap();
+    // Five of twenty (25%): neither more than 5 nor more than 30%, so it proceeds.
+    let p = plan(&all[5..], Some(&cm), &cfg()).unwrap();
     assert!(p.held.is_none());
+
+    // Either bound holds: six of twenty is more than 5 (30% is not more than 30%)...
+    let p = plan(&all[6..], Some(&cm), &cfg()).unwrap();
+    let h = p.held.clone().expect("held by the count");
+    assert!(
+        h.reason.contains("more than --max-removals 5"),
+        "{}",
+        h.reason
+    );
+    // ...and three of eight is more than 30% (3 is not more than 5).
+    let eight = apply(&plan(&all[..8], None, &cfg()).unwrap(), None);
+    let p = plan(&all[3..8], Some(&eight), &cfg()).unwrap();
+    let h = p.held.clone().expect("held by the share");
+    assert!(
+        h.reason.contains("more than --max-removal-percent 30"),
+        "{}",
+        h.reason
+    );
+    // One removal alone is never a share: the last of three goes.
+    let three = apply(&plan(&all[..3], None, &cfg()).unwrap(), None);
+    assert!(
+        plan(&all[1..3], Some(&three), &cfg())
+            .unwrap()
+            .held
+            .is_none()
+    );
+    // Padding does not dilute: 10 real grants beside 30 junk ones, the 10 deleted, is held.
+    let many = users(40);
+    let forty = apply(&plan(&many, None, &cfg()).unwrap(), None);
+    assert_eq!(
+        plan(&many[10..], Some(&forty), &cfg())
+            .unwrap()
+            .held
+            .as_ref()
+            .map(|h| h.count),
+        Some(10)
+    );
+    // The share is of the most entries seen in the window: junk added and removed again
+    // leaves the base where it was, never smaller.
+    let mut c = cfg();
+    c.peak_managed = 40;
+    c.recently_removed = 2;
+    let p = plan(&all[2..], Some(&cm), &c).unwrap();
+    assert!(p.held.is_none(), "4 of 40 (10%)");
+    assert_eq!(p.managed_before, 20);
 
     // Seven of twenty (35%): held, the entries stay exactly as they were.
     let p = plan(&all[7..], Some(&cm), &cfg()).unwrap();

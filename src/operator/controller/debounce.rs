@@ -2,7 +2,7 @@
 //! synced at once; the changes that follow it within a burst become one sync pass, which starts
 //! once they have been quiet for a while, the first has waited long enough, or enough of them
 //! wait (a pass's statuses then go out while a long burst goes on, not all at its end).
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -13,12 +13,21 @@ use tokio::time::{Instant, sleep_until};
 pub struct Changes {
     signal: Notify,
     waiting: AtomicUsize,
+    /// A grant deleted since the last pass began.
+    removal: AtomicBool,
 }
 
 impl Changes {
     pub fn note(&self) {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.signal.notify_one();
+    }
+
+    /// A change that removes (a grant deleted): never synced on the leading edge, so that a
+    /// mass deletion reaches the breaker whole, not one grant first and the rest after.
+    pub fn note_removal(&self) {
+        self.removal.store(true, Ordering::Relaxed);
+        self.note();
     }
 
     fn waiting(&self) -> usize {
@@ -44,13 +53,15 @@ impl Debounce {
 
     /// Waits for a change. After `quiet` with nothing to do (`idle_since`: when the last sync
     /// ended) it returns at once; otherwise the change is part of a burst, which is waited out
-    /// (quiet period, at most `max_wait` or `max_changes`). A mass deletion whose first entries a
-    /// leading-edge pass removes is still held whole: the breaker counts the removals of recent
-    /// passes too. The changes it returns for are counted from then on as the next pass's.
+    /// (quiet period, at most `max_wait` or `max_changes`). A removal is always waited out so:
+    /// the leading edge is for additions and changes, and a mass deletion is judged as a whole
+    /// (the breaker also counts the removals of recent passes). The changes it returns for are
+    /// counted from then on as the next pass's.
     pub async fn settle(&self, changes: &Changes, idle_since: Instant) {
         changes.signal.notified().await;
         let first = Instant::now();
-        if first.duration_since(idle_since) < self.quiet {
+        if first.duration_since(idle_since) < self.quiet || changes.removal.load(Ordering::Relaxed)
+        {
             let mut last = first;
             while changes.waiting() < self.max_changes {
                 tokio::select! {
@@ -60,6 +71,7 @@ impl Debounce {
             }
         }
         changes.waiting.store(0, Ordering::Relaxed);
+        changes.removal.store(false, Ordering::Relaxed);
     }
 }
 
@@ -89,6 +101,23 @@ mod tests {
     async fn the_first_change_after_a_quiet_spell_syncs_at_once() {
         let n = Arc::new(Changes::default());
         let idle_since = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        n.note();
+        let start = Instant::now();
+        D.settle(&n, idle_since).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_after_a_quiet_spell_waits_for_the_quiet_period() {
+        let n = Arc::new(Changes::default());
+        let idle_since = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        n.note_removal();
+        let start = Instant::now();
+        D.settle(&n, idle_since).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        // The next change after a quiet spell is on the leading edge again.
         tokio::time::sleep(Duration::from_secs(5)).await;
         n.note();
         let start = Instant::now();

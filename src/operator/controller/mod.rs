@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,8 +24,12 @@ use kube::{Client, Resource};
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
+use crate::engine::authmap::shown;
 use crate::engine::history::{self, HistoryArgs};
-use crate::engine::plan::{HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, Verdict, plan_in};
+use crate::engine::plan::{
+    CONFIRMED_BY_ANNOTATION, HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, RemovalWindow,
+    Verdict, plan_in,
+};
 use crate::operator::http;
 use crate::operator::leader::{Election, Gate, LeaderArgs};
 use crate::operator::telemetry::{
@@ -35,6 +39,7 @@ use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use cache::Cached;
 use debounce::{Changes, Debounce};
+use std::collections::BTreeSet;
 
 pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
 const MANAGER: &str = "aws-auth-operator";
@@ -126,8 +131,7 @@ struct Context {
     gate: Gate,
     /// Status patches and events, sent in the background.
     statuses: Arc<status_queue::StatusQueue>,
-    /// When this instance removed how many managed entries, within `removal_window`.
-    removals: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, usize)>>,
+    /// How long removals count toward the breaker (the window itself is kept on aws-auth).
     removal_window: Duration,
     /// aws-auth's resourceVersion as its (metadata) watch last saw it; none while unknown.
     aws_auth_seen: Arc<std::sync::Mutex<Option<String>>>,
@@ -159,27 +163,11 @@ impl Context {
         *self.last_written.lock().expect("last written lock") = None;
     }
 
-    /// Managed entries removed within the window; older records are dropped.
-    fn recently_removed(&self) -> usize {
-        let mut r = self.removals.lock().expect("removals lock");
-        while r
-            .front()
-            .is_some_and(|(t, _)| t.elapsed() > self.removal_window)
-        {
-            r.pop_front();
-        }
-        r.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Records a written plan's removals. A confirmed removal starts the window afresh: a
-    /// person has looked at what went before.
-    fn removed(&self, p: &Plan) {
-        let mut r = self.removals.lock().expect("removals lock");
-        if p.confirmed.is_some() {
-            r.clear();
-        } else if p.removed > 0 {
-            r.push_back((std::time::Instant::now(), p.removed));
-        }
+    /// The removal window recorded on aws-auth, as of now.
+    fn window(&self, current: Option<&ConfigMap>) -> (RemovalWindow, Timestamp) {
+        let now = Timestamp::now();
+        let span = SignedDuration::try_from(self.removal_window).unwrap_or(SignedDuration::MAX);
+        (RemovalWindow::from_configmap(current, now, span), now)
     }
 }
 
@@ -227,7 +215,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let grant_events = watcher(grants.clone(), grant_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
-        .try_filter_map(move |ev| futures::future::ready(Ok(writer.apply(ev).then_some(()))))
+        .try_filter_map(move |ev| {
+            // A deletion is a removal: it waits for the burst to settle (see Debounce::settle).
+            let removal = matches!(ev, watcher::Event::Delete(_));
+            futures::future::ready(Ok(writer.apply(ev).then_some(removal)))
+        })
         .boxed();
     let cm_watch =
         watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
@@ -269,14 +261,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 });
             futures::future::ready(!ours)
         })
-        .map_ok(|_| ())
+        .map_ok(|_| false)
         .boxed();
     let notify = changes.clone();
     let watches = tokio::spawn(async move {
         let mut all = futures::stream::select(grant_events, cm_events);
         while let Some(ev) = all.next().await {
             match ev {
-                Ok(()) => notify.note(),
+                Ok(false) => notify.note(),
+                Ok(true) => notify.note_removal(),
                 Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
             }
         }
@@ -308,7 +301,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         metrics,
         gate: gate.clone(),
         statuses: Default::default(),
-        removals: Default::default(),
         removal_window: args.removal_window,
         aws_auth_seen,
         last_written,
@@ -551,7 +543,9 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         Some(w) => Some(w),
         None => ctx.configmaps.get_opt(&ctx.name).await?.map(Arc::new),
     };
-    config.recently_removed = ctx.recently_removed();
+    let (window, now) = ctx.window(current.as_deref());
+    config.recently_removed = window.recent();
+    config.peak_managed = window.peak;
     let t_read = started.elapsed();
     let mut p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
         .map_err(|e| SyncError::Transient(e.into()))?;
@@ -572,7 +566,14 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
         ctx.forget_written();
         ctx.memo.forget_plan();
-        match write(ctx, &mut p, current.as_deref()).await? {
+        let window = window.after_write(
+            now,
+            p.removed,
+            p.confirmed.is_some(),
+            p.managed_before,
+            p.ownership.0.values().map(BTreeSet::len).sum(),
+        );
+        match write(ctx, &mut p, current.as_deref(), &window).await? {
             Ok(w) => {
                 let w = Arc::new(w);
                 *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
@@ -592,7 +593,6 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         report_rails(ctx, &p, current.as_deref()).await;
     }
     if p.changed && write_error.is_none() {
-        ctx.removed(&p);
         ctx.metrics.writes.inc();
     }
     let mut by_reason = std::collections::BTreeMap::<&'static str, i64>::new();
@@ -684,9 +684,16 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
         events.push((EventType::Warning, "RemovalHeld", note));
     }
     if let Some(c) = &p.confirmed {
-        info!(count = c.count, token = %c.token, "held removal confirmed; removing");
+        let by = current
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(CONFIRMED_BY_ANNOTATION))
+            .map_or_else(
+                || "someone (no confirmed-by annotation)".to_string(),
+                |u| shown(u).into_owned(),
+            );
+        info!(count = c.count, token = %c.token, by = %by, "held removal confirmed; removing");
         let note = format!(
-            "removal of {} managed entries confirmed with token {}: {}",
+            "removal of {} managed entries confirmed by {by} with token {}: {}",
             c.count,
             c.token,
             c.summary()
@@ -837,6 +844,7 @@ async fn write(
     ctx: &Context,
     p: &mut Arc<Plan>,
     current: Option<&ConfigMap>,
+    window: &RemovalWindow,
 ) -> Result<Result<ConfigMap, Error>, SyncError> {
     let started = std::time::Instant::now();
     if let Some(cur) = current {
@@ -850,10 +858,11 @@ async fn write(
     let history_took = started.elapsed();
     // The memo has let go of the plan, so its data moves into the ConfigMap sent (one copy of up
     // to 1 MiB of text for the rest of the pass, not two).
-    let cm = match Arc::get_mut(p) {
+    let mut cm = match Arc::get_mut(p) {
         Some(p) => p.take_configmap_for_write(current, &ctx.namespace, &ctx.name),
         None => p.configmap(current, &ctx.namespace, &ctx.name, true),
     };
+    window.apply_to(&mut cm);
     leading(ctx)?;
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),

@@ -8,7 +8,9 @@ use crate::api::{IamAccessGrant, Reason};
 use crate::engine::authmap::read::{AwsAuthRead, Finding, read_data};
 use crate::engine::authmap::{Section, shown};
 use crate::engine::plan::{
-    OWNERSHIP_ANNOTATION, Ownership, PlanConfig, entry_key, plan, section_entries,
+    CONFIRM_ANNOTATION, CONFIRMED_BY_ANNOTATION, HELD_ANNOTATION, HeldRemoval,
+    OWNERSHIP_ANNOTATION, Ownership, PlanConfig, WINDOW_ANNOTATION, entry_key, plan,
+    section_entries,
 };
 
 /// The annotation that lets one denied edit through in an emergency; its value says why. It
@@ -152,6 +154,7 @@ pub fn review_aws_auth(
             "the annotation {OWNERSHIP_ANNOTATION} is aws-auth-operator's record of the entries it manages; leave it as it is"
         ));
     }
+    problems.extend(rails_changes(user, old, new));
     if problems.is_empty() {
         let warnings = new_read
             .findings()
@@ -170,6 +173,50 @@ pub fn review_aws_auth(
         if n == 1 { "" } else { "s" },
         problems.join("; ")
     ))
+}
+
+/// Changes to the rails' annotations: the held removal and the removal window are the
+/// operator's records; a confirmation must name the removal held now and the requester.
+fn rails_changes(
+    user: &Requester,
+    old: Option<&ConfigMap>,
+    new: Option<&ConfigMap>,
+) -> Vec<String> {
+    let changed = |k: &str| annotation(old, k) != annotation(new, k);
+    let mut out = Vec::new();
+    for k in [HELD_ANNOTATION, WINDOW_ANNOTATION] {
+        if old.is_some() && changed(k) {
+            out.push(format!(
+                "the annotation {k} is aws-auth-operator's record of the removal breaker; leave it as it is"
+            ));
+        }
+    }
+    let confirm = annotation(new, CONFIRM_ANNOTATION).map(str::trim);
+    if !changed(CONFIRM_ANNOTATION) && !changed(CONFIRMED_BY_ANNOTATION) {
+        return out;
+    }
+    let Some(token) = confirm.filter(|t| !t.is_empty()) else {
+        return out;
+    };
+    match HeldRemoval::from_configmap(old) {
+        Some(h) if h.token == token && h.confirm.is_some() => {}
+        Some(h) => out.push(format!(
+            "{CONFIRM_ANNOTATION}: {} is not the token of the removal held now ({}, {} entries)",
+            shown(token),
+            h.token,
+            h.count
+        )),
+        None => out.push(format!(
+            "{CONFIRM_ANNOTATION}: no removal is held, so there is nothing to confirm"
+        )),
+    }
+    if annotation(new, CONFIRMED_BY_ANNOTATION) != Some(user.username.as_str()) {
+        out.push(format!(
+            "a confirmation records who gave it: set {CONFIRMED_BY_ANNOTATION}: \"{}\" (your username) in the same edit, as `aws-auth-operator confirm-removal` does",
+            shown(&user.username)
+        ));
+    }
+    out
 }
 
 /// Whether a finding was already there before this edit: its key's text did not change, or the

@@ -308,3 +308,85 @@ fn grants_are_judged_as_the_controller_would() {
         .allowed
     );
 }
+
+#[test]
+fn a_confirmation_names_the_held_removal_and_who_gives_it() {
+    let held = serde_json::json!({"token": "abc", "count": 7, "principals": [], "reason": "r",
+        "confirm": "aws-auth-operator confirm-removal abc"})
+    .to_string();
+    let old = cm(&[("mapRoles", NODE)], &[(HELD_ANNOTATION, &held)]);
+    let with = |a: &[(&str, &str)]| {
+        let mut all = vec![(HELD_ANNOTATION, held.as_str())];
+        all.extend_from_slice(a);
+        cm(&[("mapRoles", NODE)], &all)
+    };
+    assert!(
+        edit(
+            &old,
+            &with(&[
+                (CONFIRM_ANNOTATION, "abc"),
+                (CONFIRMED_BY_ANNOTATION, "alice")
+            ])
+        )
+        .allowed
+    );
+    let d = edit(
+        &old,
+        &with(&[
+            (CONFIRM_ANNOTATION, "abc"),
+            (CONFIRMED_BY_ANNOTATION, "bob"),
+        ]),
+    );
+    assert!(
+        !d.allowed
+            && d.message
+                .contains("set aws-auth.dev/confirmed-by: \"alice\""),
+        "{}",
+        d.message
+    );
+    let d = edit(&old, &with(&[(CONFIRM_ANNOTATION, "abc")]));
+    assert!(!d.allowed, "{}", d.message);
+    let d = edit(
+        &old,
+        &with(&[
+            (CONFIRM_ANNOTATION, "zzz"),
+            (CONFIRMED_BY_ANNOTATION, "alice"),
+        ]),
+    );
+    assert!(
+        !d.allowed
+            && d.message
+                .contains("not the token of the removal held now (abc"),
+        "{}",
+        d.message
+    );
+    let nothing = cm(&[("mapRoles", NODE)], &[]);
+    let d = edit(
+        &nothing,
+        &cm(
+            &[("mapRoles", NODE)],
+            &[
+                (CONFIRM_ANNOTATION, "abc"),
+                (CONFIRMED_BY_ANNOTATION, "alice"),
+            ],
+        ),
+    );
+    assert!(
+        !d.allowed && d.message.contains("no removal is held"),
+        "{}",
+        d.message
+    );
+    // The breaker's own records are the operator's.
+    let d = edit(&old, &cm(&[("mapRoles", NODE)], &[]));
+    assert!(
+        !d.allowed && d.message.contains(HELD_ANNOTATION),
+        "{}",
+        d.message
+    );
+    let d = edit(&old, &with(&[(WINDOW_ANNOTATION, "{}")]));
+    assert!(
+        !d.allowed && d.message.contains(WINDOW_ANNOTATION),
+        "{}",
+        d.message
+    );
+}
