@@ -53,23 +53,35 @@ pub const READY: &str = "Ready";
 pub struct IamAccessGrantSpec {
     /// IAM user or role ARN, e.g. arn:aws:iam::111122223333:role/admins (roles without a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$"))]
+    #[schemars(
+        length(max = crate::engine::validate::MAX_ARN_CHARS),
+        regex(pattern = r"^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$")
+    )]
     pub arn: Option<String>,
 
     /// Kubernetes username; may use {{AccountID}}, {{SessionName}}, {{SessionNameRaw}},
     /// {{AccessKeyID}} and, for node roles, {{EC2PrivateDNSName}}.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1), regex(pattern = r"^\S+$"))]
+    #[schemars(
+        length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS),
+        regex(pattern = r"^\S+$")
+    )]
     pub username: Option<String>,
 
     /// Kubernetes groups, e.g. [system:masters]; the same template tokens are allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1), regex(pattern = r"^\S+$")))]
+    #[schemars(
+        length(max = crate::engine::validate::MAX_GROUPS),
+        inner(
+            length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS),
+            regex(pattern = r"^\S+$")
+        )
+    )]
     pub groups: Vec<String>,
 
     /// A 12-digit AWS account id, quoted ("111122223333"): admits every principal of the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(max = 12), regex(pattern = r"^[0-9]{12}$"))]
     pub account: Option<String>,
 
     /// Take over an aws-auth entry for the same principal that was written by someone else.

@@ -46,7 +46,59 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
+/// Bounds on a grant, also in the CRD's schema (so the API server refuses past them first): an
+/// IAM ARN is at most 2048 characters by IAM's rules, but one EKS can match (a role without path,
+/// a user with a path of up to 512) fits 1024; Kubernetes names and groups fit 256.
+pub const MAX_ARN_CHARS: usize = 1024;
+pub const MAX_NAME_CHARS: usize = 256;
+pub const MAX_GROUPS: usize = 32;
+
+/// The bounds, checked before anything else so that no check ever works on a huge value.
+fn check_bounds(spec: &IamAccessGrantSpec) -> Result<(), Invalid> {
+    let too_long = |field, value: &str, max: usize| {
+        let n = value.chars().count();
+        (n > max).then(|| {
+            invalid(
+                field,
+                format!("is {n} characters long, more than the {max} allowed; shorten it"),
+            )
+        })
+    };
+    let over = [
+        spec.arn
+            .as_deref()
+            .and_then(|a| too_long("spec.arn", a, MAX_ARN_CHARS)),
+        spec.account
+            .as_deref()
+            .and_then(|a| too_long("spec.account", a, MAX_NAME_CHARS)),
+        spec.username
+            .as_deref()
+            .and_then(|u| too_long("spec.username", u, MAX_NAME_CHARS)),
+    ];
+    if let Some(e) = over.into_iter().flatten().next() {
+        return Err(e);
+    }
+    if spec.groups.len() > MAX_GROUPS {
+        return Err(invalid(
+            "spec.groups",
+            format!(
+                "has {} groups, more than the {MAX_GROUPS} allowed; bind one group to the RBAC the principal needs instead",
+                spec.groups.len()
+            ),
+        ));
+    }
+    match spec
+        .groups
+        .iter()
+        .find_map(|g| too_long("spec.groups", g, MAX_NAME_CHARS))
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 pub fn validate(spec: &IamAccessGrantSpec) -> Result<ValidGrant, Invalid> {
+    check_bounds(spec)?;
     match (&spec.arn, &spec.account) {
         (Some(_), Some(_)) => Err(invalid(
             "spec",
@@ -277,13 +329,22 @@ fn check_text_in_full(field: &'static str, value: &str, node_role: bool) -> Resu
             "must not contain empty strings; remove the empty item",
         ));
     }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = value
+        .chars()
+        .find(|&c| crate::engine::authmap::needs_escape(c))
+    {
         return Err(invalid(
             field,
             format!(
-                "`{}` contains whitespace; Kubernetes names in aws-auth must not",
-                shown(value).escape_debug()
+                "`{shown_value}` contains the control or format character U+{:04X}; Kubernetes names in aws-auth must not: remove it",
+                c as u32
             ),
+        ));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            field,
+            format!("`{shown_value}` contains whitespace; Kubernetes names in aws-auth must not"),
         ));
     }
     if let Some(bad) = template::unknown_tokens(value).first() {
@@ -307,6 +368,44 @@ fn check_text_in_full(field: &'static str, value: &str, node_role: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_are_refused_with_the_limit_named() {
+        let arn = "arn:aws:iam::111122223333:role/a";
+        let long = "a".repeat(200_000);
+        let e = validate(&role(arn, &long, &[])).unwrap_err();
+        assert_eq!(e.field, "spec.username");
+        assert!(e.message.contains("more than the 256 allowed"), "{e}");
+        let many: Vec<String> = (0..5000).map(|i| format!("g{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = validate(&role(arn, "u", &refs)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("spec.groups: has 5000 groups, more than the 32"),
+            "{e}"
+        );
+        let e = validate(&role(arn, "u", &[&"g".repeat(257)])).unwrap_err();
+        assert_eq!(e.field, "spec.groups");
+        let e = validate(&role(&format!("{arn}{}", "x".repeat(1024)), "u", &[])).unwrap_err();
+        assert_eq!(e.field, "spec.arn");
+        assert!(validate(&role(arn, &"a".repeat(256), &refs[..32])).is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_named_not_called_whitespace() {
+        let e = validate(&role(
+            "arn:aws:iam::111122223333:role/a",
+            "a\u{1b}[31mb",
+            &[],
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("control or format character U+001B"),
+            "{e}"
+        );
+        assert!(e.message.contains("a\\u{001B}[31mb"), "{e}");
+        assert!(!e.message.contains('\u{1b}'));
+    }
 
     fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
         IamAccessGrantSpec::arn(arn, username, groups)

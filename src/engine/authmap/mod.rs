@@ -30,9 +30,37 @@ pub fn excerpt(s: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
-/// A value as messages echo it: at most [`ECHO_CHARS`] characters.
+/// A value as messages echo it: at most [`ECHO_CHARS`] characters, with every character that
+/// could move a terminal's cursor, end a log line or reorder text escaped (see [`escaped`]).
 pub fn shown(s: &str) -> Cow<'_, str> {
-    excerpt(s, ECHO_CHARS)
+    match excerpt(s, ECHO_CHARS) {
+        Cow::Borrowed(b) => escaped(b),
+        Cow::Owned(o) => Cow::Owned(escaped(&o).into_owned()),
+    }
+}
+
+/// Whether a character is escaped where text is echoed: C0 and C1 controls (ESC, CR, LF, TAB),
+/// DEL, Unicode line and paragraph separators, bidirectional and zero-width format characters.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `s` with each character of [`needs_escape`] written `\u{XXXX}`: statuses, events, logs and
+/// `render`'s verdicts show what a value holds without acting on it.
+pub fn escaped(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The ConfigMap the authenticator reads.

@@ -597,7 +597,7 @@ fn the_creators_session_arn_is_refused_as_the_creator() {
 
 #[test]
 fn echoed_values_are_capped() {
-    let long = "u".repeat(10_000);
+    let long = "u".repeat(250);
     let p = plan(
         &[grant(
             "l",
@@ -614,6 +614,7 @@ fn echoed_values_are_capped() {
         p.verdicts[0].message.len()
     );
     assert!(p.verdicts[0].message.contains("more characters"));
+    let long = "u".repeat(10_000);
     let bad = format!("arn:aws:iam::111122223333:role/{long}");
     let p = plan(&[grant("b", 0, role(&bad, "b", &[]))], None, &cfg()).unwrap();
     assert_eq!(p.verdicts[0].reason, Reason::Invalid);

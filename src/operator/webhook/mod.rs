@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::api::IamAccessGrant;
+use crate::engine::authmap::shown;
 use crate::engine::plan::PlanConfig;
 use crate::{Error, Result};
 use review::{AwsAuthTarget, Decision, Op, Requester, review_aws_auth, review_grant};
@@ -414,15 +415,18 @@ async fn decide(
         )
     };
     if let (Some(why), Some(r), false) = (&decision.break_glass, object_ref, req.dry_run) {
-        warn!(user = %user.username, object = %req.name, reason = %why, "break-glass edit let through");
+        warn!(user = %shown(&user.username), object = %shown(&req.name), reason = %shown(why), "break-glass edit let through");
         let ev = Event {
             type_: EventType::Warning,
             reason: "BreakGlass".into(),
             note: Some(
                 crate::engine::authmap::excerpt(
                     &format!(
-                        "{} used the break-glass annotation on {:?} {}: {why}",
-                        user.username, req.operation, req.name
+                        "{} used the break-glass annotation on {:?} {}: {}",
+                        shown(&user.username),
+                        req.operation,
+                        shown(&req.name),
+                        shown(why)
                     ),
                     900,
                 )
@@ -436,7 +440,7 @@ async fn decide(
         }
     }
     if !decision.allowed {
-        info!(user = %user.username, object = %req.name, "edit denied");
+        info!(user = %shown(&user.username), object = %shown(&req.name), "edit denied");
     }
     respond(req, decision)
 }
