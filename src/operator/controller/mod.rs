@@ -1,5 +1,6 @@
 //! The operator: watches grants and aws-auth, debounces, and runs sync passes
 //! (read -> plan -> write -> statuses) until stopped.
+mod break_glass;
 pub mod cache;
 pub mod debounce;
 pub mod events;
@@ -212,9 +213,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     // The cache keeps only what the plan, the statuses and their events read (see cache.rs).
     let mut writer = cache::Writer::new(grant_cache.clone());
+    let (glass_tx, mut glass_rx) =
+        tokio::sync::mpsc::channel::<break_glass::Note>(break_glass::QUEUE);
+    let (grant_glass, mut grant_seen) = (glass_tx.clone(), break_glass::Seen::default());
     let grant_events = watcher(grants.clone(), grant_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "grants"))
+        .inspect_ok(move |ev| match ev {
+            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
+                let initial = matches!(ev, watcher::Event::InitApply(_));
+                if let Some(note) = grant_seen.observe("IamAccessGrant", &g.metadata, initial) {
+                    break_glass::queue(&grant_glass, g.object_ref(&()), note);
+                }
+            }
+            watcher::Event::Delete(g) => grant_seen.forget(&g.metadata),
+            _ => {}
+        })
         .try_filter_map(move |ev| {
             // A deletion is a removal: it waits for the burst to settle (see Debounce::settle).
             let removal = matches!(ev, watcher::Event::Delete(_));
@@ -231,9 +245,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let seen = aws_auth_seen.clone();
     let last_written: Arc<std::sync::Mutex<Option<Arc<ConfigMap>>>> = Default::default();
     let own = last_written.clone();
+    let mut cm_seen = break_glass::Seen::default();
     let cm_events = watcher(cm_meta, cm_watch)
         .default_backoff()
         .inspect_ok(relists(metrics.clone(), "aws-auth"))
+        .inspect_ok(move |ev| {
+            if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
+                let initial = matches!(ev, watcher::Event::InitApply(_));
+                if let Some(note) = cm_seen.observe("ConfigMap", &o.metadata, initial) {
+                    let mut r = o.object_ref(&());
+                    r.api_version = Some("v1".into());
+                    r.kind = Some("ConfigMap".into());
+                    break_glass::queue(&glass_tx, r, note);
+                }
+            }
+        })
         .inspect_ok(move |ev| {
             // A relist starts from not knowing: a deletion missed in a watch gap shows up as no
             // object at all.
@@ -330,6 +356,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         })
     };
+    // BreakGlass events: the recorder is gated, so only the leader records them.
+    let glass_recorder = ctx.recorder.clone();
+    let glass = tokio::spawn(async move {
+        while let Some((r, note)) = glass_rx.recv().await {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "BreakGlass".into(),
+                note: Some(note),
+                action: "Admit".into(),
+                secondary: None,
+            };
+            if let Err(e) = glass_recorder.publish(&ev, &r).await {
+                debug!(error = %e, "break-glass event not recorded");
+            }
+        }
+    });
     let status_worker = tokio::spawn(ctx.statuses.clone().run(
         ctx.grants.clone(),
         ctx.recorder.clone(),
@@ -359,6 +401,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         e.leave().await;
     }
     watches.abort();
+    glass.abort();
     status_worker.abort();
     resync.abort();
     health.abort();
@@ -391,13 +434,6 @@ async fn start_webhook(
         target: target.clone(),
         config: config.clone(),
         granters: w.privileged_granters.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
     });
     let task = tokio::spawn(webhook::serve(listener, tls.server, hook));
     info!(%addr, operator = %target.operator_username, "admission webhook serving");

@@ -7,10 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::operator::controller::events::Recorder;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, Response, StatusCode};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, RuleWithOperations, ServiceReference, ValidatingWebhook,
@@ -20,8 +24,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::runtime::events::{Event, EventType};
-use kube::{Client, Resource};
+use kube::Client;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -106,7 +109,6 @@ pub struct Webhook {
     pub target: AwsAuthTarget,
     pub config: PlanConfig,
     pub granters: Vec<String>,
-    pub recorder: Recorder,
 }
 
 /// The serving certificate and, when made here or given, the CA that signed it.
@@ -293,21 +295,74 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .map_err(|e| usage(format!("cannot listen on {addr}: {e}")))
 }
 
-/// Serves the webhook until the task is dropped.
+/// How long a client may take to finish the TLS handshake, and to send a request's headers
+/// (also the longest a kept-alive connection may idle): a connection that sends nothing holds no
+/// slot for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The API server waits at most 30 s for a webhook; a review taking longer is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections held at once; past it, accepting waits for one to close. Idle ones are cheap (a
+/// task each) and closed by the timeouts above, so hundreds of them leave room for the API server.
+const MAX_CONNECTIONS: usize = 1024;
+/// Reviews worked on at once (each may read 1 MiB of aws-auth twice, on a blocking thread).
+const MAX_IN_FLIGHT: usize = 16;
+/// The API server sends at most 3 MiB in a request; a review of aws-auth carries the old and
+/// the new object (each at most 1.5 MiB, etcd's limit) in JSON: 3.5 MiB leaves room for its
+/// envelope and refuses anything larger before reading it.
+const MAX_REVIEW_BYTES: usize = 7 << 19;
+
+/// The webhook's routes and request limits.
+pub fn router(hook: Arc<Webhook>) -> Router {
+    Router::new()
+        .route(AWS_AUTH_PATH, post(review))
+        .route(GRANTS_PATH, post(review))
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(hook)
+}
+
+/// Serves the webhook until the task is dropped: TLS in front of the router, each connection on
+/// a task of its own, a bounded number of them, and accept errors (out of file descriptors)
+/// backed off instead of spun on.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, hook: Arc<Webhook>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(hook);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
-        let (acceptor, hook) = (acceptor.clone(), hook.clone());
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => {
+                backoff = Duration::from_millis(10);
+                c
+            }
+            Err(e) => {
+                warn!(error = %e, "webhook accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => return debug!(%peer, error = %e, "webhook TLS handshake"),
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "webhook TLS handshake"),
+                Err(_) => return debug!(%peer, "webhook TLS handshake timed out"),
             };
-            let service = hyper::service::service_fn(move |req| handle(hook.clone(), req));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            if let Err(e) = http
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await
             {
@@ -317,52 +372,39 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, hook: 
     }
 }
 
-/// aws-auth may hold 1 MiB of data, and a review carries the old and the new object.
-const MAX_REVIEW_BYTES: usize = 4 << 20;
-
-async fn handle(
-    hook: Arc<Webhook>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+/// One AdmissionReview: decoded and judged on a blocking thread (a review of aws-auth parses up
+/// to 1 MiB twice), answered with the decision.
+async fn review(State(hook): State<Arc<Webhook>>, uri: Uri, body: Bytes) -> Response {
     let reply = |code: StatusCode, body: Vec<u8>| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = code;
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/json"),
-        );
-        r
+        (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
-    let path = req.uri().path().to_string();
-    if req.method() != hyper::Method::POST || (path != AWS_AUTH_PATH && path != GRANTS_PATH) {
-        return Ok(reply(StatusCode::NOT_FOUND, b"{}".to_vec()));
-    }
-    let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
+    let path = uri.path().to_string();
+    let judge = hook.clone();
+    let judged = tokio::task::spawn_blocking(move || {
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_slice(&body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+        let request: AdmissionRequest<DynamicObject> = review
+            .try_into()
+            .map_err(|_| "an AdmissionReview without a request".to_string())?;
+        let decision = judge_request(&judge, &path, &request);
+        Ok::<_, String>((request, decision))
+    })
+    .await;
+    let (request, decision) = match judged {
+        Ok(Ok(j)) => j,
+        Ok(Err(e)) => {
+            warn!(error = %shown(&e), "webhook request refused");
+            return reply(StatusCode::BAD_REQUEST, b"{}".to_vec());
+        }
         Err(e) => {
-            return Ok(reply(
-                StatusCode::BAD_REQUEST,
-                format!("{{\"error\":\"{e}\"}}").into_bytes(),
-            ));
+            warn!(error = %e, "webhook review failed");
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, b"{}".to_vec());
         }
     };
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(error = %e, "not an AdmissionReview");
-            return Ok(reply(StatusCode::BAD_REQUEST, b"{}".to_vec()));
-        }
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, b"{}".to_vec())),
-    };
-    let response = decide(&hook, &path, &request).await;
+    record(&request, &decision);
+    let response = respond(&request, decision);
     let body = serde_json::to_vec(&response.into_review()).expect("a review serializes");
-    Ok(reply(StatusCode::OK, body))
+    reply(StatusCode::OK, body)
 }
 
 fn convert<T: DeserializeOwned>(o: Option<&DynamicObject>) -> Option<T> {
@@ -371,78 +413,55 @@ fn convert<T: DeserializeOwned>(o: Option<&DynamicObject>) -> Option<T> {
         .and_then(|v| serde_json::from_value(v).ok())
 }
 
-async fn decide(
-    hook: &Webhook,
-    path: &str,
-    req: &AdmissionRequest<DynamicObject>,
-) -> AdmissionResponse {
+/// The decision for one request (pure).
+fn judge_request(hook: &Webhook, path: &str, req: &AdmissionRequest<DynamicObject>) -> Decision {
     let op = match req.operation {
         Operation::Create => Op::Create,
         Operation::Update => Op::Update,
         Operation::Delete => Op::Delete,
         _ => Op::Other,
     };
-    let user = Requester {
-        username: req.user_info.username.clone().unwrap_or_default(),
-        groups: req.user_info.groups.clone().unwrap_or_default(),
-    };
-    let (decision, object_ref) = if path == AWS_AUTH_PATH {
+    let user = requester(req);
+    if path == AWS_AUTH_PATH {
         let (old, new): (Option<ConfigMap>, Option<ConfigMap>) = (
             convert(req.old_object.as_ref()),
             convert(req.object.as_ref()),
         );
-        let r = new.as_ref().or(old.as_ref()).map(|c| c.object_ref(&()));
-        (
-            review_aws_auth(&op, &user, old.as_ref(), new.as_ref(), &hook.target),
-            r,
-        )
+        review_aws_auth(&op, &user, old.as_ref(), new.as_ref(), &hook.target)
     } else {
         let (old, new): (Option<IamAccessGrant>, Option<IamAccessGrant>) = (
             convert(req.old_object.as_ref()),
             convert(req.object.as_ref()),
         );
-        let r = new.as_ref().or(old.as_ref()).map(|g| g.object_ref(&()));
-        (
-            review_grant(
-                &op,
-                &user,
-                old.as_ref(),
-                new.as_ref(),
-                &hook.config,
-                &hook.granters,
-            ),
-            r,
+        review_grant(
+            &op,
+            &user,
+            old.as_ref(),
+            new.as_ref(),
+            &hook.config,
+            &hook.granters,
         )
-    };
-    if let (Some(why), Some(r), false) = (&decision.break_glass, object_ref, req.dry_run) {
-        warn!(user = %shown(&user.username), object = %shown(&req.name), reason = %shown(why), "break-glass edit let through");
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: "BreakGlass".into(),
-            note: Some(
-                crate::engine::authmap::excerpt(
-                    &format!(
-                        "{} used the break-glass annotation on {:?} {}: {}",
-                        shown(&user.username),
-                        req.operation,
-                        shown(&req.name),
-                        shown(why)
-                    ),
-                    900,
-                )
-                .into_owned(),
-            ),
-            action: "Admit".into(),
-            secondary: None,
-        };
-        if let Err(e) = hook.recorder.publish(&ev, &r).await {
-            warn!(error = %e, "break-glass event not recorded");
-        }
+    }
+}
+
+fn requester(req: &AdmissionRequest<DynamicObject>) -> Requester {
+    Requester {
+        username: req.user_info.username.clone().unwrap_or_default(),
+        groups: req.user_info.groups.clone().unwrap_or_default(),
+    }
+}
+
+/// Logs a denial or a break-glass admission.
+fn record(req: &AdmissionRequest<DynamicObject>, decision: &Decision) {
+    let user = requester(req);
+    if let Some(why) = &decision.break_glass {
+        // Only a log line: the BreakGlass Event is recorded by the controller once the API server
+        // has stored the object (a review posted to this port by anyone else plants nothing).
+        warn!(user = %shown(&user.username), object = %shown(&req.name), reason = %shown(why), dry_run = req.dry_run, "break-glass edit let through");
     }
     if !decision.allowed {
         info!(user = %shown(&user.username), object = %shown(&req.name), "edit denied");
     }
-    respond(req, decision)
 }
 
 fn respond(req: &AdmissionRequest<DynamicObject>, d: Decision) -> AdmissionResponse {
