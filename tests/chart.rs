@@ -560,9 +560,14 @@ fn chart_renders_every_option() {
         })
         .expect("metrics Service");
     assert_eq!(metrics_svc["spec"]["ports"][0]["name"], "metrics");
-    for absent in ["ServiceMonitor", "NetworkPolicy"] {
-        assert!(!kinds(&docs).contains(&absent.to_string()), "{absent}");
-    }
+    assert!(!kinds(&docs).contains(&"ServiceMonitor".to_string()));
+    // The NetworkPolicy is on by default: the webhook port from the API server's addresses only.
+    let np = find(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "webhook");
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"],
+        json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}])
+    );
 
     // Every other option, set.
     let docs = render(json!({
@@ -574,7 +579,7 @@ fn chart_renders_every_option() {
         "podAnnotations": {"example.com/team": "platform"},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "metrics": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prometheus"}}},
-        "networkPolicy": {"enabled": true, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}], "apiServerCidrs": ["10.0.0.0/16"]},
+        "networkPolicy": {"enabled": true, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}], "apiServerCidrs": ["10.0.0.0/16"], "apiServerSourceCidrs": ["10.0.0.0/19", "10.0.32.0/19"]},
         "crds": {"keep": false},
         "logFormat": "text",
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/op"}},
@@ -615,6 +620,10 @@ fn chart_renders_every_option() {
         "monitoring"
     );
     assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "webhook");
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"],
+        json!([{"ipBlock": {"cidr": "10.0.0.0/19"}}, {"ipBlock": {"cidr": "10.0.32.0/19"}}])
+    );
     assert_eq!(
         np["spec"]["egress"][1]["to"][0]["ipBlock"]["cidr"],
         "10.0.0.0/16"
