@@ -6,8 +6,10 @@ fn render(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
         .arg("render")
         .args(args)
-        // The examples grant system:masters; the policy has its own test (a flag overrides this).
+        // The examples grant system:masters and an account; the policy has its own test (a flag
+        // overrides this).
         .env("AWS_AUTH_PRIVILEGED_PRINCIPAL", "*")
+        .env("AWS_AUTH_ALLOWED_ACCOUNT", "444455556666")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("binary runs")
@@ -334,6 +336,8 @@ fn the_privileged_groups_policy_is_the_clusters() {
         "examples/aws-auth.yaml",
         "--privileged-principal",
         "arn:aws:iam::111122223333:user/platform/*",
+        "--allowed-account",
+        "444455556666",
     ];
     let o = render(&readme_command);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
