@@ -6,6 +6,10 @@
 # Extra arguments go to the test binaries (e.g. `hack/test.sh sigkill` to filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What a fresh machine lacks is installed first (each step does nothing when it is there).
+hack/local-cluster.sh install
+hack/python-env.sh install
+hack/tools.sh install
 dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-test.XXXXXX")"
 trap 'hack/local-sts.sh down "$dir"; hack/local-cluster.sh down "$dir"' EXIT
 hack/local-cluster.sh up "$dir"
