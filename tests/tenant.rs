@@ -6,7 +6,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -398,17 +397,7 @@ async fn no_input_stops_the_operator_and_break_glass_does_not_grant() {
     tenant_rbac(&w.client).await;
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
     let _ = hooks.delete(HOOK, &DeleteParams::default()).await;
-    // Servers since 1.21 label every namespace with its name; this 1.20 test server does not.
-    let patch =
-        serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "kube-system"}}});
-    Api::<Namespace>::all(w.client.clone())
-        .patch(
-            "kube-system",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    support::label_kube_system(&w.client).await;
     // aws-auth whose mapUsers nests twenty thousand levels deep.
     let deep = format!("{}x\n", "- ".repeat(20_000));
     w.create_configmap(&[("mapRoles", NODE_ROLES), ("mapUsers", &deep)])

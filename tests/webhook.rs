@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
@@ -80,17 +80,7 @@ async fn the_webhook_stops_what_would_lock_people_out_at_the_door() {
     let w = World::new("webhook").await;
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
     let _ = hooks.delete(HOOK, &DeleteParams::default()).await;
-    // Servers since 1.21 label every namespace with its name; this 1.20 test server does not.
-    let patch =
-        serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "kube-system"}}});
-    Api::<Namespace>::all(w.client.clone())
-        .patch(
-            "kube-system",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    support::label_kube_system(&w.client).await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
 
     let port = free_port();

@@ -421,3 +421,18 @@ async fn events_about(
         .filter_map(|e| e.note)
         .collect()
 }
+
+/// The label the webhook's namespace selector matches: servers since 1.21 set it on every
+/// namespace; the 1.20 test server does not.
+pub async fn label_kube_system(client: &Client) {
+    let patch =
+        serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "kube-system"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
