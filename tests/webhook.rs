@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrant;
 use aws_auth_operator::operator::webhook::review::BREAK_GLASS_ANNOTATION;
