@@ -869,15 +869,8 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
             Some(&v),
         );
     }
-    if let Some(why) = policy::privilege(&v.entry, config)
-        && (matches!(why, policy::Privilege::Account(_))
-            || !policy::principal_allowed(&v.canonical, config))
-    {
-        return refused(
-            Reason::Forbidden,
-            policy::forbidden_message(&why, &v.canonical, config),
-            Some(&v),
-        );
+    if let Some(message) = policy::forbidden(&v.entry, &v.canonical, config) {
+        return refused(Reason::Forbidden, message, Some(&v));
     }
     let ValidGrant {
         section,
@@ -1072,16 +1065,13 @@ fn plan_anew<G: GrantRef>(
         }
         // Adopting an entry takes over what it grants: the EKS node role's system:nodes, say.
         if let Some(u) = unowned.get(&key)
-            && let Some(why) = policy::privilege(u.entry, config)
-            && !policy::principal_allowed(&c.canonical, config)
+            && let Some(why) = policy::forbidden(u.entry, &c.canonical, config)
         {
             refuse(
                 Reason::Forbidden,
                 format!(
-                    "adopt: true would take over aws-auth {} line {}, a privileged entry: {}",
-                    u.section,
-                    u.line,
-                    policy::forbidden_message(&why, &c.canonical, config)
+                    "adopt: true would take over aws-auth {} line {}, a privileged entry: {why}",
+                    u.section, u.line
                 ),
             );
             continue;

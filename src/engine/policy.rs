@@ -111,6 +111,15 @@ pub fn principal_allowed(canonical: &str, config: &PlanConfig) -> bool {
         .any(|p| glob_match(p, canonical))
 }
 
+/// The `Forbidden` message for `canonical` holding `entry` (its own, or one it adopts), when
+/// the policy does not allow it: a privileged identity outside `--privileged-principal`, or an
+/// account outside `--allowed-account` (which no principal glob opens).
+pub fn forbidden(entry: &Entry, canonical: &str, config: &PlanConfig) -> Option<String> {
+    let why = privilege(entry, config)?;
+    (matches!(why, Privilege::Account(_)) || !principal_allowed(canonical, config))
+        .then(|| forbidden_message(&why, canonical, config))
+}
+
 /// `*` matches any run of characters, `?` one; compared under case folding.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     crate::engine::glob::matches(&arn::fold_case(pattern), &arn::fold_case(text))

@@ -35,7 +35,10 @@ pub fn excerpt(s: &str, max: usize) -> Cow<'_, str> {
 pub fn shown(s: &str) -> Cow<'_, str> {
     match excerpt(s, ECHO_CHARS) {
         Cow::Borrowed(b) => escaped(b),
-        Cow::Owned(o) => Cow::Owned(escaped(&o).into_owned()),
+        Cow::Owned(o) => match escaped(&o) {
+            Cow::Borrowed(_) => Cow::Owned(o),
+            Cow::Owned(e) => Cow::Owned(e),
+        },
     }
 }
 

@@ -147,14 +147,8 @@ pub fn review_aws_auth(
         .map(|f| format!("aws-auth {f}"))
         .collect();
     problems.extend(managed_changes(old, &old_read, &new_read));
-    if annotation(old, OWNERSHIP_ANNOTATION) != annotation(new, OWNERSHIP_ANNOTATION)
-        && old.is_some()
-    {
-        problems.push(format!(
-            "the annotation {OWNERSHIP_ANNOTATION} is aws-auth-operator's record of the entries it manages; leave it as it is"
-        ));
-    }
-    problems.extend(rails_changes(user, old, new));
+    problems.extend(records_changed(old, new));
+    problems.extend(confirmation_problems(user, old, new));
     if problems.is_empty() {
         let warnings = new_read
             .findings()
@@ -175,22 +169,33 @@ pub fn review_aws_auth(
     ))
 }
 
-/// Changes to the rails' annotations: the held removal and the removal window are the
-/// operator's records; a confirmation must name the removal held now and the requester.
-fn rails_changes(
+/// The operator's own records on aws-auth (the entries it manages, the held removal, the removal
+/// window), which only it may change.
+fn records_changed(old: Option<&ConfigMap>, new: Option<&ConfigMap>) -> Vec<String> {
+    if old.is_none() {
+        return Vec::new();
+    }
+    [
+        (OWNERSHIP_ANNOTATION, "the entries it manages"),
+        (HELD_ANNOTATION, "the removal breaker"),
+        (WINDOW_ANNOTATION, "the removal breaker"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| annotation(old, k) != annotation(new, k))
+    .map(|(k, what)| {
+        format!("the annotation {k} is aws-auth-operator's record of {what}; leave it as it is")
+    })
+    .collect()
+}
+
+/// A confirmation must name the removal held now and the requester.
+fn confirmation_problems(
     user: &Requester,
     old: Option<&ConfigMap>,
     new: Option<&ConfigMap>,
 ) -> Vec<String> {
     let changed = |k: &str| annotation(old, k) != annotation(new, k);
     let mut out = Vec::new();
-    for k in [HELD_ANNOTATION, WINDOW_ANNOTATION] {
-        if old.is_some() && changed(k) {
-            out.push(format!(
-                "the annotation {k} is aws-auth-operator's record of the removal breaker; leave it as it is"
-            ));
-        }
-    }
     let confirm = annotation(new, CONFIRM_ANNOTATION).map(str::trim);
     if !changed(CONFIRM_ANNOTATION) && !changed(CONFIRMED_BY_ANNOTATION) {
         return out;
