@@ -32,7 +32,11 @@ async fn tenant_rbac(client: &Client) {
         },
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec!["aws-auth.dev".into()]),
-            resources: Some(vec!["iamaccessgrants".into()]),
+            // The status too: the strongest tenant, whose status patches must not count.
+            resources: Some(vec![
+                "iamaccessgrants".into(),
+                "iamaccessgrants/status".into(),
+            ]),
             verbs: [
                 "get",
                 "list",
@@ -258,6 +262,69 @@ async fn a_tenant_gets_exactly_what_the_policy_allows() {
     assert!(
         m.contains("U+001B") && m.contains("a\\u{001B}[2Jb") && !m.contains('\u{1b}'),
         "{m}"
+    );
+}
+
+/// A grant's status is not an input for who keeps an entry: a tenant who patches an invalid
+/// grant's status to name a revoked principal's entry does not keep that principal mapped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patched_status_keeps_no_revoked_principal() {
+    let w = World::new("tenant-status").await;
+    tenant_rbac(&w.client).await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let boss = "arn:aws:iam::111122223333:role/Boss";
+    let op = w.operator(&[]);
+    w.create("boss", role(boss, "boss", &["ops"])).await;
+    w.wait_reason("boss", "Applied").await;
+    let tenant = client_as(TENANT, &[]).await;
+    // Invalid (a role path), and so a grant whose status says which entry it keeps.
+    create_as(
+        &tenant,
+        &w,
+        "forger",
+        role("arn:aws:iam::111122223333:role/team/x", "x", &["dev"]),
+    )
+    .await
+    .unwrap();
+    w.wait_reason("forger", "Invalid").await;
+    // With the operator stopped (so it cannot correct the status first), the tenant claims the
+    // boss's entry and the admin revokes the boss.
+    drop(op);
+    let grants = Api::<IamAccessGrant>::all(tenant.clone());
+    let forged = serde_json::json!({"status": {
+        "section": "mapRoles",
+        "canonicalArn": boss,
+        "conditions": [{
+            "type": "Ready", "status": "False", "reason": "Invalid", "message": "forged",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
+        }]
+    }});
+    grants
+        .patch_status(
+            &w.full_name("forger"),
+            &PatchParams::default(),
+            &Patch::Merge(&forged),
+        )
+        .await
+        .expect("the tenant may patch the status");
+    Api::<IamAccessGrant>::all(w.client.clone())
+        .delete(&w.full_name("boss"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let _op = w.operator(&[]);
+    eventually("the revoked principal unmapped", LONG, || async {
+        mapped(&w, boss).await.is_none().then_some(())
+    })
+    .await;
+    let m = w.wait_reason("forger", "Invalid").await;
+    assert!(!m.contains("stays in aws-auth"), "{m}");
+    assert!(
+        mapped(
+            &w,
+            "arn:aws:iam::111122223333:role/eks-node-NodeInstanceRole-ABC"
+        )
+        .await
+        .is_some()
     );
 }
 

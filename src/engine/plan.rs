@@ -223,9 +223,36 @@ fn removal_token(removed: &[(Section, &str)]) -> String {
 
 pub use crate::engine::policy::glob_match;
 
-/// The principals the operator wrote, per key. Lower-cased principal keys.
+/// The principals the operator wrote, per key (lower-cased principal keys), each with the
+/// [`Holder`] of the grant that holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ownership(pub BTreeMap<Section, BTreeSet<String>>);
+pub struct Ownership {
+    pub keys: BTreeMap<Section, BTreeMap<String, Option<Holder>>>,
+    /// Read from a record written before holders were recorded (version 1 or 2): an invalid
+    /// grant's status is then trusted for the entry it keeps, until the record is rewritten.
+    pub legacy: bool,
+}
+
+/// Which grant holds an entry: a digest of the grant's uid (a manifest not created yet: its
+/// name). The API server picks uids, so a grant cannot be made to hold another's entry; an
+/// invalid grant keeps the entry it last applied only when the record names it as the holder
+/// (its status, which whoever may patch it could forge, only says which entry that is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Holder(pub u32);
+
+impl Holder {
+    pub fn of<G: GrantRef + ?Sized>(g: &G) -> Self {
+        // FNV-1a: stable across processes and versions, unlike the keyed fingerprints.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in g.uid().unwrap_or(g.name()).bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        Holder((h ^ (h >> 32)) as u32)
+    }
+}
+
+/// `#` and eight hex digits after a principal's name in the record (no IAM name holds a `#`).
+const HOLDER_BYTES: usize = 9;
 
 impl Ownership {
     pub fn from_configmap(cm: Option<&ConfigMap>) -> Result<Self, String> {
@@ -244,9 +271,12 @@ impl Ownership {
         if json.get("v") == Some(&3.into()) {
             json = inflate_record(&json).map_err(|e| invalid(&e))?;
         }
-        // Version 2 groups the principals by what precedes their last `/`; the first version
-        // (a plain list per key) is still read, and rewritten as version 2 at the next write.
-        let raw: BTreeMap<String, BTreeSet<String>> = if json.get("v").is_some() {
+        // Versions 2 and 4 group the principals by what precedes their last `/`, and version 4
+        // follows each name with its holder; the first version (a plain list per key) is still
+        // read. Older versions are rewritten as version 4 at the next write.
+        let version = json.get("v").and_then(serde_json::Value::as_u64);
+        let legacy = version != Some(4);
+        let raw: BTreeMap<String, BTreeSet<String>> = if version.is_some() {
             let grouped: BTreeMap<String, serde_json::Value> =
                 serde_json::from_value(json).map_err(|e| invalid(&e))?;
             let mut out = BTreeMap::new();
@@ -265,26 +295,59 @@ impl Ownership {
         } else {
             serde_json::from_value(json).map_err(|e| invalid(&e))?
         };
-        let mut out = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for (k, v) in raw {
             let section = Section::from_key(&k).ok_or_else(|| {
                 format!("annotation {OWNERSHIP_ANNOTATION} names unknown key `{k}`")
             })?;
-            out.insert(section, v);
+            let mut held = BTreeMap::new();
+            for name in v {
+                let (name, holder) = match name.rsplit_once('#').filter(|_| !legacy) {
+                    Some((n, h)) => {
+                        let h = u32::from_str_radix(h, 16)
+                            .ok()
+                            .filter(|_| h.len() == 8)
+                            .ok_or_else(|| invalid(&format!("`{n}#{h}` has no valid holder")))?;
+                        (n.to_string(), Some(Holder(h)))
+                    }
+                    None => (name, None),
+                };
+                held.insert(name, holder);
+            }
+            keys.insert(section, held);
         }
-        Ok(Ownership(out))
+        Ok(Ownership { keys, legacy })
     }
 
     pub fn owns(&self, section: Section, key: &str) -> bool {
-        self.0.get(&section).is_some_and(|s| s.contains(key))
+        self.keys.get(&section).is_some_and(|s| s.contains_key(key))
     }
 
-    /// Version 2: `{"v":2,"mapRoles":{"arn:aws:iam::111122223333:role/":["a","b"]}}`, the common
-    /// part of each principal written once. Past [`DEFLATE_ABOVE`] bytes, version 3:
-    /// `{"v":3,"deflate":"<base64>"}`, the version 2 text deflated (a tenth of it at thousands of
-    /// grants of one naming scheme, a third for varied names).
+    pub fn holder(&self, section: Section, key: &str) -> Option<Holder> {
+        self.keys.get(&section)?.get(key).copied().flatten()
+    }
+
+    /// Whether the entry at `key` may be kept for the grant `holder` whose status says it holds
+    /// it (an invalid grant's last applied entry).
+    fn may_keep(&self, section: Section, key: &str, holder: Holder) -> bool {
+        self.owns(section, key) && (self.legacy || self.holder(section, key) == Some(holder))
+    }
+
+    /// The number of managed entries.
+    pub fn len(&self) -> usize {
+        self.keys.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Version 4: `{"v":4,"mapRoles":{"arn:aws:iam::111122223333:role/":["a#0badf00d"]}}`, the
+    /// common part of each principal written once, each name followed by its holder. Past
+    /// [`DEFLATE_ABOVE`] bytes, version 3: `{"v":3,"deflate":"<base64>"}`, the version 4 text
+    /// deflated (a third of it or less at thousands of grants).
     pub fn to_annotation(&self) -> String {
-        let text = self.to_record_v2();
+        let text = self.to_record();
         if text.len() <= DEFLATE_ABOVE {
             return text;
         }
@@ -299,22 +362,25 @@ impl Ownership {
     /// Whether `text`, a record of these principals, is in the format [`Self::to_annotation`]
     /// writes them in (the deflated text is not compared: the principals are the same already).
     pub fn is_written_as(&self, text: &str) -> bool {
-        let v2 = self.to_record_v2();
-        if v2.len() <= DEFLATE_ABOVE {
-            text == v2
+        let v4 = self.to_record();
+        if v4.len() <= DEFLATE_ABOVE {
+            text == v4
         } else {
-            text.starts_with(r#"{"deflate":""#)
+            !self.legacy && text.starts_with(r#"{"deflate":""#)
         }
     }
 
-    fn to_record_v2(&self) -> String {
+    fn to_record(&self) -> String {
         let mut out = serde_json::Map::new();
-        out.insert("v".into(), 2.into());
-        for (section, keys) in self.0.iter().filter(|(_, v)| !v.is_empty()) {
-            let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for k in keys {
+        out.insert("v".into(), 4.into());
+        for (section, keys) in self.keys.iter().filter(|(_, v)| !v.is_empty()) {
+            let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (k, holder) in keys {
                 let (prefix, name) = split_key(k);
-                groups.entry(prefix).or_default().push(name);
+                groups.entry(prefix).or_default().push(match holder {
+                    Some(Holder(h)) => format!("{name}#{h:08x}"),
+                    None => name.to_string(),
+                });
             }
             out.insert(
                 section.key().into(),
@@ -324,12 +390,13 @@ impl Ownership {
         serde_json::Value::Object(out).to_string()
     }
 
-    /// The same principals per key (a key with none is the same as no key).
+    /// The same principals and holders per key (a key with none is the same as no key).
     fn same_keys(&self, other: &Ownership) -> bool {
-        fn non_empty(o: &Ownership) -> impl Iterator<Item = (&Section, &BTreeSet<String>)> {
-            o.0.iter().filter(|(_, v)| !v.is_empty())
+        type Held = BTreeMap<String, Option<Holder>>;
+        fn non_empty(o: &Ownership) -> impl Iterator<Item = (&Section, &Held)> {
+            o.keys.iter().filter(|(_, v)| !v.is_empty())
         }
-        non_empty(self).eq(non_empty(other))
+        self.legacy == other.legacy && non_empty(self).eq(non_empty(other))
     }
 }
 
@@ -337,7 +404,7 @@ impl Ownership {
 /// readable JSON.
 pub const DEFLATE_ABOVE: usize = 8 * 1024;
 
-/// The version 2 record inside a version 3 one. Inflating stops past the largest version 2 record
+/// The version 4 (or 2) record inside a version 3 one. Inflating stops past the largest record
 /// the annotation limit allows, so a record made by hand cannot make the operator allocate more.
 fn inflate_record(json: &serde_json::Value) -> Result<serde_json::Value, String> {
     use std::io::Read;
@@ -357,13 +424,13 @@ fn inflate_record(json: &serde_json::Value) -> Result<serde_json::Value, String>
     }
     let inner: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("the inflated record: {e}"))?;
-    if inner.get("v") != Some(&2.into()) {
-        return Err("the inflated record is not version 2".into());
+    if inner.get("v") != Some(&2.into()) && inner.get("v") != Some(&4.into()) {
+        return Err("the inflated record is not version 2 or 4".into());
     }
     Ok(inner)
 }
 
-/// The plan counts the record at its version 2 size against the 256 KiB annotation limit, so no
+/// The plan counts the record at its version 4 size against the 256 KiB annotation limit, so no
 /// record it writes inflates past that.
 const MAX_INFLATED: usize = 256 * 1024;
 
@@ -396,10 +463,11 @@ fn record_cost<'k>(
             (Keyed::lookup(p), n)
         }
     };
+    let name = name.len() + 3 + HOLDER_BYTES;
     if prefixes.contains_key(&prefix) {
-        (name.len() + 3, None)
+        (name, None)
     } else {
-        (name.len() + 3 + prefix.key.len() + 8, Some(prefix))
+        (name + prefix.key.len() + 8, Some(prefix))
     }
 }
 
@@ -600,7 +668,11 @@ pub(crate) fn render_entries(
 ) -> Result<String, RenderMismatch> {
     let entries: Vec<Managed> = entries
         .iter()
-        .map(|entry| Managed { entry, grant: None })
+        .map(|entry| Managed {
+            entry,
+            grant: None,
+            holder: None,
+        })
         .collect();
     render_managed(section, &entries)
 }
@@ -786,8 +858,9 @@ pub(super) struct Refusal {
     message: Arc<str>,
     section: Option<Section>,
     canonical_arn: Option<Arc<str>>,
-    /// An invalid grant's last applied entry (key and principal key), which stays.
-    keep: Option<(Section, OwnedKey)>,
+    /// An invalid grant's last applied entry (key, principal key, principal), which stays
+    /// when the ownership record names the grant its holder.
+    keep: Option<(Section, OwnedKey, Arc<str>)>,
 }
 
 pub(super) struct Candidate {
@@ -845,20 +918,16 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
     let v = match validated {
         Ok(v) => v,
         Err(invalid) => {
-            let kept = last_applied(g.reported());
-            let suffix = if kept.is_some() {
-                "; the entry it last applied stays in aws-auth until the grant is fixed or deleted"
-            } else {
-                ""
-            };
             // The kept entry's key and principal go into the status, so that the next pass
-            // (after the status says Invalid) still knows what to keep.
+            // (after the status says Invalid) still knows which entry it is; the plan keeps it
+            // only where the ownership record names this grant its holder.
             return Decision::Refused(Refusal {
                 reason: Reason::Invalid,
-                message: excerpt(&format!("{invalid}{suffix}"), MAX_MESSAGE_CHARS).into(),
-                section: kept.as_ref().map(|k| k.0),
-                canonical_arn: kept.as_ref().map(|k| k.2.as_str().into()),
-                keep: kept.map(|k| (k.0, OwnedKey::new(k.1))),
+                message: excerpt(&invalid.to_string(), MAX_MESSAGE_CHARS - KEPT.len()).into(),
+                section: None,
+                canonical_arn: None,
+                keep: last_applied(g.reported())
+                    .map(|(s, key, arn)| (s, OwnedKey::new(key), Arc::from(arn))),
             });
         }
     };
@@ -906,6 +975,7 @@ fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
 struct Managed<'a> {
     entry: &'a Entry,
     grant: Option<&'a Candidate>,
+    holder: Option<Holder>,
 }
 
 /// Grants + current aws-auth -> the new aws-auth and a verdict per grant.
@@ -986,24 +1056,38 @@ fn plan_anew<G: GrantRef>(
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(order.len());
     let mut claimed: KeyMap<Keyed, &Arc<str>> =
         KeyMap::with_capacity_and_hasher(order.len(), Prehashed);
-    let mut accepted: Vec<(&Arc<str>, &Candidate, bool)> = Vec::with_capacity(order.len());
-    let mut last_applied_of_invalid: Vec<(Section, Keyed)> = Vec::new();
+    let mut accepted: Vec<(&Arc<str>, &Candidate, bool, Holder)> = Vec::with_capacity(order.len());
+    let mut last_applied_of_invalid: Vec<(Section, Keyed, Holder)> = Vec::new();
     // Grants that wait on an unreadable key keep the entry they have, whatever it is.
     let mut held: Vec<(Section, Keyed)> = Vec::new();
     for ((g, _), own) in order.iter().zip(&owns) {
         let name = &own.name;
         let c = match &own.decision {
             Decision::Refused(r) => {
-                verdicts.push(Verdict {
-                    grant: name.clone(),
-                    reason: r.reason,
-                    message: r.message.clone(),
-                    section: r.section,
-                    canonical_arn: r.canonical_arn.clone(),
+                let holder = Holder::of(*g);
+                let kept = r
+                    .keep
+                    .as_ref()
+                    .filter(|(section, key, _)| owned_before.may_keep(*section, &key.key, holder));
+                verdicts.push(match kept {
+                    Some((section, key, arn)) => {
+                        last_applied_of_invalid.push((*section, key.borrowed(), holder));
+                        Verdict {
+                            grant: name.clone(),
+                            reason: r.reason,
+                            message: format!("{}{KEPT}", r.message).into(),
+                            section: Some(*section),
+                            canonical_arn: Some(arn.clone()),
+                        }
+                    }
+                    None => Verdict {
+                        grant: name.clone(),
+                        reason: r.reason,
+                        message: r.message.clone(),
+                        section: r.section,
+                        canonical_arn: r.canonical_arn.clone(),
+                    },
                 });
-                if let Some((section, key)) = &r.keep {
-                    last_applied_of_invalid.push((*section, key.borrowed()));
-                }
                 continue;
             }
             Decision::Candidate(c) => c,
@@ -1076,7 +1160,7 @@ fn plan_anew<G: GrantRef>(
             );
             continue;
         }
-        accepted.push((name, c, in_aws_auth));
+        accepted.push((name, c, in_aws_auth, Holder::of(*g)));
     }
 
     // Size budget, oldest grant first: whatever does not fit is refused, deterministically.
@@ -1129,10 +1213,15 @@ fn plan_anew<G: GrantRef>(
     let mut kept_now = 0;
     let invalid_kept = last_applied_of_invalid
         .into_iter()
-        .filter(|(_, key)| !claimed.contains_key(key));
+        .filter(|(_, key, _)| !claimed.contains_key(key))
+        .map(|(section, key, holder)| (section, key, Some(holder)));
+    // A grant waiting on an unreadable key keeps its entry's holder as recorded.
+    let held = held
+        .into_iter()
+        .map(|(section, key)| (section, key, owned_before.holder(section, key.as_str())));
     // Two invalid grants can keep the same entry.
     let mut kept: KeyMap<(Section, Keyed), ()> = KeyMap::default();
-    for (section, key) in invalid_kept.chain(held) {
+    for (section, key, holder) in invalid_kept.chain(held) {
         if let Some((&(_, key), &entry)) = managed_now.get_key_value(&(section, key))
             && kept.insert((section, key), ()).is_none()
         {
@@ -1140,14 +1229,18 @@ fn plan_anew<G: GrantRef>(
             let (cost, prefix) = record_cost(key.as_str(), None, &prefixes);
             annotation_bytes += cost;
             prefixes.extend(prefix.map(|p| (p, ())));
-            managed
-                .entry(section)
-                .or_default()
-                .push((key.as_str(), Managed { entry, grant: None }));
+            managed.entry(section).or_default().push((
+                key.as_str(),
+                Managed {
+                    entry,
+                    grant: None,
+                    holder,
+                },
+            ));
             kept_now += 1;
         }
     }
-    for (name, c, in_aws_auth) in accepted {
+    for (name, c, in_aws_auth, holder) in accepted {
         let adopting = unowned.contains_key(&c.key.borrowed());
         // An adopted entry replaces one already counted in `fixed_bytes`.
         let size = if adopting { 0 } else { c.text.len() };
@@ -1204,6 +1297,7 @@ fn plan_anew<G: GrantRef>(
             Managed {
                 entry: &c.entry,
                 grant: Some(c),
+                holder: Some(holder),
             },
         ));
         kept_now += usize::from(in_aws_auth);
@@ -1213,7 +1307,7 @@ fn plan_anew<G: GrantRef>(
     let (held, confirmed, removed) = if kept_now == managed_now.len() {
         (None, None, 0)
     } else {
-        hold_removals(current, config, &managed_now, &mut managed)
+        hold_removals(current, config, &owned_before, &managed_now, &mut managed)
     };
 
     // Assemble each key: unowned entries in their order, then managed entries by principal. The
@@ -1234,8 +1328,8 @@ fn plan_anew<G: GrantRef>(
     let mut to_render: Vec<(Section, Vec<Managed>)> = Vec::new();
     for section in Section::ALL {
         if !read.readable(section) {
-            if let Some(keys) = owned_before.0.get(&section) {
-                ownership.0.insert(section, keys.clone());
+            if let Some(keys) = owned_before.keys.get(&section) {
+                ownership.keys.insert(section, keys.clone());
             }
             keep(&mut data, section);
             continue;
@@ -1250,11 +1344,18 @@ fn plan_anew<G: GrantRef>(
             .iter()
             .zip(owned)
             .filter(|((_, _, k), owned)| !**owned && !adopted.contains_key(&k.borrowed()))
-            .map(|((_, entry, _), _)| Managed { entry, grant: None })
+            .map(|((_, entry, _), _)| Managed {
+                entry,
+                grant: None,
+                holder: None,
+            })
             .collect();
-        ownership
-            .0
-            .insert(section, mine.iter().map(|(k, _)| k.to_string()).collect());
+        ownership.keys.insert(
+            section,
+            mine.iter()
+                .map(|(k, m)| (k.to_string(), m.holder))
+                .collect(),
+        );
         after.extend(mine.into_iter().map(|(_, m)| m));
         let same = after.len() == current.len()
             && after.iter().zip(current).all(|(a, (_, e, _))| a.entry == e);
@@ -1380,6 +1481,7 @@ type Rendered<'a> = (
 fn hold_removals<'a>(
     current: Option<&ConfigMap>,
     config: &PlanConfig,
+    owned_before: &Ownership,
     managed_now: &KeyMap<(Section, Keyed<'a>), &'a Entry>,
     managed: &mut BTreeMap<Section, Vec<(&'a str, Managed<'a>)>>,
 ) -> (Option<HeldRemoval>, Option<HeldRemoval>, usize) {
@@ -1459,10 +1561,15 @@ fn hold_removals<'a>(
     };
     for key in removed {
         let entry = managed_now[&(key.0, Keyed::lookup(key.1))];
-        managed
-            .entry(key.0)
-            .or_default()
-            .push((key.1, Managed { entry, grant: None }));
+        let holder = owned_before.holder(key.0, key.1);
+        managed.entry(key.0).or_default().push((
+            key.1,
+            Managed {
+                entry,
+                grant: None,
+                holder,
+            },
+        ));
     }
     by_principal(managed);
     (Some(hold), None, 0)
@@ -1526,10 +1633,14 @@ fn could_hold(text: &str, canonical: &str) -> bool {
     })
 }
 
+/// What an invalid grant's message says when it keeps its last applied entry.
+const KEPT: &str =
+    "; the entry it last applied stays in aws-auth until the grant is fixed or deleted";
+
 /// An invalid grant whose status says it was applied keeps its entry, so an edit that breaks a
 /// grant does not lock its users out: its status then says Invalid with the kept entry's key and
-/// principal, which keeps it in the passes after. Returns that key, the principal's key and the
-/// principal.
+/// principal, which finds it in the passes after (the ownership record decides whether this grant
+/// holds it). Returns that key, the principal's key and the principal.
 fn last_applied(r: Reported) -> Option<(Section, String, String)> {
     let section = r.section.and_then(Section::from_key)?;
     let arn = r.canonical_arn?;

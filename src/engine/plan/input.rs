@@ -47,6 +47,10 @@ pub trait GrantRef: Sync {
     fn version(&self) -> Option<u128> {
         None
     }
+    /// Its uid, once the API server gave it one.
+    fn uid(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl GrantRef for IamAccessGrant {
@@ -76,6 +80,10 @@ impl GrantRef for IamAccessGrant {
         let (uid, rv) = (m.uid.as_deref()?, m.resource_version.as_deref()?);
         Some(hash128(|mut h| (uid, rv).hash(&mut h)))
     }
+
+    fn uid(&self) -> Option<&str> {
+        self.metadata.uid.as_deref()
+    }
 }
 
 /// References and shared pointers to a grant are grants.
@@ -96,6 +104,9 @@ macro_rules! through_pointer {
             }
             fn version(&self) -> Option<u128> {
                 (**self).version()
+            }
+            fn uid(&self) -> Option<&str> {
+                (**self).uid()
             }
         }
     )*};

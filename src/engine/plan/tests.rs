@@ -84,7 +84,10 @@ fn grant_is_added_after_the_node_role_which_is_kept_verbatim() {
     assert_eq!(roles[1].arn, "arn:aws:iam::111122223333:role/Admins");
     assert_eq!(
         p.ownership.to_annotation(),
-        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["admins"]},"v":2}"#
+        format!(
+            r#"{{"mapRoles":{{"arn:aws:iam::111122223333:role/":["admins#{:08x}"]}},"v":4}}"#,
+            Holder::of(&grants[0]).0
+        )
     );
     assert_eq!(
         p.diff,
@@ -211,12 +214,16 @@ fn unowned_entry_conflicts_unless_adopted() {
         adopt: true,
         ..spec
     };
-    let p = plan(&[grant("node", 0, adopting)], Some(&cm), &cfg()).unwrap();
+    let node = grant("node", 0, adopting);
+    let p = plan(std::slice::from_ref(&node), Some(&cm), &cfg()).unwrap();
     assert_eq!(reasons(&p), [("node", Reason::Applied)]);
     assert_eq!(read_data(&p.data).roles.values().len(), 1);
     assert_eq!(
         p.ownership.to_annotation(),
-        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["eks-node"]},"v":2}"#
+        format!(
+            r#"{{"mapRoles":{{"arn:aws:iam::111122223333:role/":["eks-node#{:08x}"]}},"v":4}}"#,
+            Holder::of(&node).0
+        )
     );
     // Adopted means owned: deleting the grant now removes the entry.
     let adopted = apply(&p, Some(&cm));
@@ -418,6 +425,82 @@ fn invalid_edit_of_an_applied_grant_keeps_its_entry() {
     );
     let p = plan(&[never], Some(&cm), &cfg()).unwrap();
     assert_eq!((p.verdicts[0].section, p.changed), (None, true));
+}
+
+/// Whoever may patch a grant's status cannot keep an entry with it: an invalid grant keeps only
+/// the entry the ownership record names it the holder of (by its uid). A revoked principal stays
+/// revoked, and a grant re-created under the same name is another holder.
+#[test]
+fn a_forged_status_keeps_no_entry() {
+    let with_uid = |mut g: IamAccessGrant, uid: &str| {
+        g.metadata.uid = Some(uid.into());
+        g
+    };
+    let admin = with_uid(
+        grant(
+            "admin",
+            0,
+            role(
+                "arn:aws:iam::111122223333:role/Admin",
+                "a",
+                &["system:masters"],
+            ),
+        ),
+        "uid-admin",
+    );
+    let cm = apply(
+        &plan(std::slice::from_ref(&admin), None, &cfg()).unwrap(),
+        None,
+    );
+    // The admin grant is deleted; a tenant's invalid grant claims its entry in a forged status.
+    let mut forger = with_uid(
+        grant(
+            "tenant",
+            1,
+            role("arn:aws:iam::111122223333:role/team/x", "t", &[]),
+        ),
+        "uid-tenant",
+    );
+    forger.status = Some(applied_status("arn:aws:iam::111122223333:role/Admin"));
+    let p = plan(std::slice::from_ref(&forger), Some(&cm), &cfg()).unwrap();
+    assert_eq!(reasons(&p), [("tenant", Reason::Invalid)]);
+    assert!(!p.verdicts[0].message.contains("stays in aws-auth"));
+    assert!(p.changed && read_data(&p.data).roles.values().is_empty());
+    // Nor under the revoked grant's own name, once it is a new object.
+    let mut reborn = with_uid(
+        grant(
+            "admin",
+            2,
+            role("arn:aws:iam::111122223333:role/team/Admin", "a", &[]),
+        ),
+        "uid-admin-2",
+    );
+    reborn.status = Some(applied_status("arn:aws:iam::111122223333:role/Admin"));
+    let p = plan(std::slice::from_ref(&reborn), Some(&cm), &cfg()).unwrap();
+    assert!(p.changed && read_data(&p.data).roles.values().is_empty());
+    // The holder itself, broken by an edit, keeps it.
+    let mut broken = with_uid(
+        grant(
+            "admin",
+            0,
+            role("arn:aws:iam::111122223333:role/team/Admin", "a", &[]),
+        ),
+        "uid-admin",
+    );
+    broken.status = Some(applied_status("arn:aws:iam::111122223333:role/Admin"));
+    let p = plan(std::slice::from_ref(&broken), Some(&cm), &cfg()).unwrap();
+    assert!(!p.changed && p.verdicts[0].message.contains("stays in aws-auth"));
+    // And so does a grant broken right after an upgrade, whose record has no holders yet.
+    let mut legacy = cm.clone();
+    legacy.metadata.annotations.as_mut().unwrap().insert(
+        OWNERSHIP_ANNOTATION.into(),
+        r#"{"mapRoles":{"arn:aws:iam::111122223333:role/":["admin"]},"v":2}"#.into(),
+    );
+    let p = plan(std::slice::from_ref(&broken), Some(&legacy), &cfg()).unwrap();
+    assert!(p.verdicts[0].message.contains("stays in aws-auth"));
+    let rewritten = apply(&p, Some(&legacy));
+    let p = plan(std::slice::from_ref(&broken), Some(&rewritten), &cfg()).unwrap();
+    assert!(!p.changed && p.verdicts[0].message.contains("stays in aws-auth"));
 }
 
 #[test]
@@ -997,12 +1080,7 @@ fn privileged_identities_beyond_groups() {
         ["system:bootstrappers", "system:nodes"],
         "{roles}"
     );
-    assert_eq!(
-        p.ownership.0.values().map(|s| s.len()).sum::<usize>(),
-        3,
-        "{:?}",
-        p.ownership
-    );
+    assert_eq!(p.ownership.len(), 3, "{:?}", p.ownership);
 }
 
 #[test]
@@ -1031,12 +1109,26 @@ fn the_first_ownership_format_is_read_and_rewritten_compactly() {
     );
     let owned = Ownership::from_configmap(Some(&old)).unwrap();
     assert!(owned.owns(Section::MapRoles, "arn:aws:iam::111122223333:role/a"));
-    // Same data, new record format: written once, then steady.
+    assert!(
+        owned.legacy
+            && owned
+                .holder(Section::MapRoles, "arn:aws:iam::111122223333:role/a")
+                .is_none()
+    );
+    // Same data, new record format with the holder: written once, then steady.
     let p = plan(std::slice::from_ref(&g), Some(&old), &cfg()).unwrap();
     assert!(p.changed && p.diff.is_empty());
+    let rewritten = apply(&p, Some(&old));
+    let now = Ownership::from_configmap(Some(&rewritten)).unwrap();
+    assert!(!now.legacy);
     assert_eq!(
-        Ownership::from_configmap(Some(&apply(&p, Some(&old)))).unwrap(),
-        owned
+        now.holder(Section::MapRoles, "arn:aws:iam::111122223333:role/a"),
+        Some(Holder::of(&g))
+    );
+    assert!(
+        !plan(std::slice::from_ref(&g), Some(&rewritten), &cfg())
+            .unwrap()
+            .changed
     );
 }
 
@@ -1055,25 +1147,25 @@ fn a_large_ownership_record_is_deflated_and_reads_back_the_same() {
     let cm = apply(&p, None);
     let text = &cm.metadata.annotations.as_ref().unwrap()[OWNERSHIP_ANNOTATION];
     assert!(text.starts_with(r#"{"deflate":""#) && text.ends_with(r#"","v":3}"#));
-    let v2 = p.ownership.to_record_v2();
+    let v4 = p.ownership.to_record();
     assert!(
-        v2.len() > DEFLATE_ABOVE && text.len() * 3 < v2.len(),
+        v4.len() > DEFLATE_ABOVE && text.len() * 2 < v4.len(),
         "{} {}",
         text.len(),
-        v2.len()
+        v4.len()
     );
     assert!(
         Ownership::from_configmap(Some(&cm))
             .unwrap()
             .same_keys(&p.ownership)
     );
-    assert!(p.ownership.is_written_as(text) && !p.ownership.is_written_as(&v2));
+    assert!(p.ownership.is_written_as(text) && !p.ownership.is_written_as(&v4));
     // Steady over its own output.
     assert!(!plan(&grants, Some(&cm), &cfg()).unwrap().changed);
     // The readable format of the same principals: the same ownership, rewritten once.
     let mut readable = cm.clone();
     let notes = readable.metadata.annotations.as_mut().unwrap();
-    notes.insert(OWNERSHIP_ANNOTATION.into(), v2.clone());
+    notes.insert(OWNERSHIP_ANNOTATION.into(), v4.clone());
     assert!(
         Ownership::from_configmap(Some(&readable))
             .unwrap()
@@ -1087,7 +1179,7 @@ fn a_large_ownership_record_is_deflated_and_reads_back_the_same() {
     );
     // Small records stay readable.
     let one = plan(&grants[..1], None, &cfg()).unwrap();
-    assert!(one.ownership.to_annotation().contains(r#""v":2"#));
+    assert!(one.ownership.to_annotation().contains(r#""v":4"#));
 
     let b64 =
         |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
@@ -1151,8 +1243,9 @@ fn five_thousand_grants_fit_and_too_large_says_what_is_left() {
     let cm = apply(&p, None);
     let data: usize = p.data.iter().map(|(k, v)| k.len() + v.len()).sum();
     let ann = cm.metadata.annotations.as_ref().unwrap()[OWNERSHIP_ANNOTATION].len();
+    // The holders (four random bytes each) are most of the deflated record.
     assert!(
-        data < DATA_LIMIT - DATA_MARGIN && ann < 30 * 1024,
+        data < DATA_LIMIT - DATA_MARGIN && ann < 48 * 1024,
         "{data} {ann}"
     );
     let small = PlanConfig {

@@ -222,6 +222,9 @@ impl GrantRef for Cached {
     fn version(&self) -> Option<u128> {
         self.version
     }
+    fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
 }
 
 /// A digest of what the plan reads of a grant; its status counts only while the spec is invalid

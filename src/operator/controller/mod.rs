@@ -40,7 +40,6 @@ use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use cache::Cached;
 use debounce::{Changes, Debounce};
-use std::collections::BTreeSet;
 
 pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
 const MANAGER: &str = "aws-auth-operator";
@@ -607,7 +606,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
             p.removed,
             p.confirmed.is_some(),
             p.managed_before,
-            p.ownership.0.values().map(BTreeSet::len).sum(),
+            p.ownership.len(),
         );
         match write(ctx, &mut p, current.as_deref(), &window).await? {
             Ok(w) => {

@@ -263,7 +263,7 @@ fn managed_changes(
     let owned = Ownership::from_configmap(old).unwrap_or_default();
     let mut out = Vec::new();
     for section in Section::ALL {
-        let Some(keys) = owned.0.get(&section) else {
+        let Some(keys) = owned.keys.get(&section) else {
             continue;
         };
         if !old_read.readable(section) || !new_read.readable(section) {
@@ -271,7 +271,10 @@ fn managed_changes(
         }
         let before = section_entries(old_read, section);
         let after = section_entries(new_read, section);
-        for (_, entry) in before.iter().filter(|(_, e)| keys.contains(&entry_key(e))) {
+        for (_, entry) in before
+            .iter()
+            .filter(|(_, e)| keys.contains_key(&entry_key(e)))
+        {
             let key = entry_key(entry);
             let now = after.iter().find(|(_, e)| entry_key(e) == key);
             let what = match now {
