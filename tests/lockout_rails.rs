@@ -315,3 +315,85 @@ async fn a_slow_deletion_is_held_like_a_mass_deletion() {
     );
     assert_eq!(users_in_aws_auth(&w).await, Some(5));
 }
+
+/// A history that cannot be written (here made immutable) does not stop a revocation: the
+/// removal applies with a Warning Event, an addition waits Pending and applies once the history
+/// is writable again; the node role stays throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_history_holds_additions_but_not_revocations() {
+    let w = World::new("history-broken").await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let _op = w.operator(&[]);
+    let (a, b) = (
+        "arn:aws:iam::111122223333:role/a",
+        "arn:aws:iam::111122223333:role/b",
+    );
+    w.create("a", role(a, "a", &["dev"])).await;
+    w.create("b", role(b, "b", &["dev"])).await;
+    w.wait_reason("a", "Applied").await;
+    w.wait_reason("b", "Applied").await;
+
+    let history = format!("{}-history", w.name);
+    let cms = w.configmaps.clone();
+    eventually("the history written", LONG, || async {
+        cms.get_opt(&history).await.ok().flatten()
+    })
+    .await;
+    cms.delete(&history, &DeleteParams::default())
+        .await
+        .unwrap();
+    let frozen: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": history, "labels": {(TEST_LABEL): w.name}},
+        "data": {"note": "frozen"},
+        "immutable": true
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &frozen).await.unwrap();
+    // Each write's version is kept right after it, so the write after the history broke is the
+    // first that finds its predecessor not kept.
+    w.create("x", role("arn:aws:iam::111122223333:role/x", "x", &["dev"]))
+        .await;
+    w.wait_reason("x", "Applied").await;
+
+    // b revoked, c added: b goes, c waits.
+    w.grants
+        .delete(&w.full_name("b"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let c = "arn:aws:iam::111122223333:role/c";
+    w.create("c", role(c, "c", &["dev"])).await;
+    eventually("b removed", LONG, || async {
+        let r = w.read().await?;
+        (!r.roles.values().iter().any(|m| m.arn == b)).then_some(())
+    })
+    .await;
+    let m = w.wait_reason("c", "Pending").await;
+    assert!(
+        m.contains(&history) && m.contains("removals proceed"),
+        "{m}"
+    );
+    let notes = eventually("a HistoryUnavailable event", LONG, || async {
+        let n = event_notes(&w.client, &w.name, "HistoryUnavailable").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("removals of managed entries proceed"),
+        "{notes:?}"
+    );
+    let roles = w.read().await.unwrap().roles.values();
+    assert!(roles.iter().any(|m| m.arn == a), "{roles:?}");
+    assert!(
+        roles.iter().any(|m| m.arn.contains("eks-node")),
+        "{roles:?}"
+    );
+    assert!(!roles.iter().any(|m| m.arn == c), "{roles:?}");
+
+    // The history repaired (deleted: the operator recreates it), c applies.
+    cms.delete(&history, &DeleteParams::default())
+        .await
+        .unwrap();
+    w.wait_reason("c", "Applied").await;
+    let h = cms.get(&history).await.unwrap();
+    assert!(h.immutable != Some(true) && h.data.is_some_and(|d| d.len() > 1));
+}

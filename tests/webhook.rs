@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrant;
 use aws_auth_operator::operator::webhook::review::BREAK_GLASS_ANNOTATION;
@@ -324,6 +324,44 @@ async fn the_webhook_stops_what_would_lock_people_out_at_the_door() {
     .await
     .unwrap();
     w.wait_reason("admins", "Applied").await;
+
+    // The history is the operator's: alice may neither edit nor delete it, but the operator
+    // keeps writing it; break-glass lets her through.
+    let history = format!("{}-history", w.name);
+    let alice_cms: Api<ConfigMap> = Api::namespaced(alice.clone(), "kube-system");
+    let planted = serde_json::json!({"data": {"9": "{\"data\":{\"mapRoles\":\"planted\"}}"}});
+    let e = alice_cms
+        .patch(&history, &PatchParams::default(), &Patch::Merge(&planted))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("changing kube-system/{history} is denied")) && e.contains("admin"),
+        "{e}"
+    );
+    let e = alice_cms
+        .delete(&history, &DeleteParams::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("deleting"), "{e}");
+    let versions = |h: ConfigMap| h.data.map_or(0, |d| d.len());
+    let before = versions(w.configmaps.get(&history).await.unwrap());
+    w.create(
+        "ops",
+        role("arn:aws:iam::111122223333:role/ops", "ops", &["ops"]),
+    )
+    .await;
+    w.wait_reason("ops", "Applied").await;
+    eventually("the operator still writes the history", LONG, || async {
+        (versions(w.configmaps.get(&history).await.ok()?) > before).then_some(())
+    })
+    .await;
+    let glass = serde_json::json!({"metadata": {"annotations": {(BREAK_GLASS_ANNOTATION): "INC-7 repair"}}});
+    alice_cms
+        .patch(&history, &PatchParams::default(), &Patch::Merge(&glass))
+        .await
+        .unwrap();
 
     // The operator stopped, failurePolicy Ignore: edits go through unchecked.
     op.kill();

@@ -56,6 +56,10 @@ pub struct PlanConfig {
     /// Set for one pass when the grant list cannot be trusted to be complete (the CRD is missing
     /// or being deleted): no managed entry is removed, whatever the count or confirmation.
     pub grants_unavailable: Option<String>,
+    /// Set for one pass when the history of aws-auth cannot be kept: removals of managed entries
+    /// still apply (a revocation must not wait on a broken history), additions and changes wait
+    /// (`Pending`, with this reason) and the entries they would change stay as they are.
+    pub history_unavailable: Option<String>,
     /// Managed entries the operator removed in its recent passes (its removal window). They count
     /// toward the breaker with this pass's, so a deletion spread over many passes is held as a
     /// mass deletion in one would be.
@@ -80,6 +84,7 @@ impl Default for PlanConfig {
             privileged_principals: Vec::new(),
             allowed_accounts: Vec::new(),
             grants_unavailable: None,
+            history_unavailable: None,
             recently_removed: 0,
             peak_managed: 0,
         }
@@ -1158,6 +1163,20 @@ fn plan_anew<G: GrantRef>(
                     u.section, u.line
                 ),
             );
+            continue;
+        }
+        if let Some(why) = &config.history_unavailable
+            && managed_now.get(&section_key) != Some(&&c.entry)
+        {
+            refuse(
+                Reason::Pending,
+                format!(
+                    "{why}: additions and changes wait until the history can be kept (removals proceed)"
+                ),
+            );
+            if in_aws_auth {
+                held.push(section_key);
+            }
             continue;
         }
         accepted.push((name, c, in_aws_auth, Holder::of(*g)));

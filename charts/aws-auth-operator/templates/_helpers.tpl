@@ -47,8 +47,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
     matchLabels: {kubernetes.io/metadata.name: {{ .Values.awsAuth.namespace }}}
   {{- if semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version }}
   matchConditions:
-    - name: aws-auth-only
-      expression: "(object != null && object.metadata.name == '{{ .Values.awsAuth.name }}') || (oldObject != null && oldObject.metadata.name == '{{ .Values.awsAuth.name }}')"
+    {{- $names := printf "['%s', '%s']" .Values.awsAuth.name (include "aws-auth-operator.historyName" .) }}
+    - name: aws-auth-and-history-only
+      expression: "(object != null && object.metadata.name in {{ $names }}) || (oldObject != null && oldObject.metadata.name in {{ $names }})"
   {{- end }}
   failurePolicy: {{ .Values.webhook.failurePolicy }}
   sideEffects: NoneOnDryRun

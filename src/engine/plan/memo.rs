@@ -323,13 +323,15 @@ fn config_hash(c: &PlanConfig, h: &mut impl Hasher) {
         privileged_principals,
         allowed_accounts,
         grants_unavailable,
+        history_unavailable,
         recently_removed,
         peak_managed,
     } = c;
     (cluster_creators, max_data_bytes, max_annotation_bytes).hash(h);
     (max_removals, max_removal_percent, privileged_groups).hash(h);
     (privileged_principals, allowed_accounts).hash(h);
-    (grants_unavailable, recently_removed, peak_managed).hash(h);
+    (grants_unavailable, history_unavailable).hash(h);
+    (recently_removed, peak_managed).hash(h);
 }
 
 /// What the plan reads of a grant: its name, creation time, spec, and (`with_status`) the part of

@@ -1322,6 +1322,7 @@ fn the_plan_memo_tells_apart_every_input_the_plan_reads() {
     });
     with(&|_, _, k| k.recently_removed = 3);
     with(&|_, _, k| k.grants_unavailable = Some("gone".into()));
+    with(&|_, _, k| k.history_unavailable = Some("broken".into()));
     with(&|_, _, k| k.max_removals = 9);
     with(&|_, _, k| k.cluster_creators.push("x".into()));
     variants.push(fingerprint(&gs, None, &cfg()));
@@ -1462,4 +1463,59 @@ fn a_mass_removal_of_thousands_is_held_within_the_annotation_limit() {
         .sum();
     assert!(annotations < ANNOTATIONS_LIMIT, "{annotations} bytes");
     assert_eq!(p.data, *cm.data.as_ref().unwrap());
+}
+
+/// With the history unavailable, a revocation still applies; an addition and a change wait
+/// (Pending, the entry as it was), and an unchanged grant stays Applied.
+#[test]
+fn a_broken_history_holds_additions_not_revocations() {
+    let arn = |n: &str| format!("arn:aws:iam::111122223333:role/{n}");
+    let before = [
+        grant("a", 0, role(&arn("a"), "a", &["dev"])),
+        grant("b", 1, role(&arn("b"), "b", &["dev"])),
+        grant("d", 2, role(&arn("d"), "d", &["dev"])),
+    ];
+    let cm = apply(
+        &plan(
+            &before,
+            Some(&aws_auth(&[("mapRoles", NODE_ROLES)])),
+            &cfg(),
+        )
+        .unwrap(),
+        None,
+    );
+    let broken = PlanConfig {
+        history_unavailable: Some("the history ConfigMap cannot be written".into()),
+        ..cfg()
+    };
+    let after = [
+        before[0].clone(),
+        grant("c", 3, role(&arn("c"), "c", &["dev"])),
+        grant("d", 2, role(&arn("d"), "d", &["system:masters"])),
+    ];
+    let p = plan(&after, Some(&cm), &broken).unwrap();
+    assert_eq!(
+        reasons(&p),
+        [
+            ("a", Reason::Applied),
+            ("c", Reason::Pending),
+            ("d", Reason::Pending)
+        ]
+    );
+    assert!(
+        p.verdicts[1].message.contains("removals proceed"),
+        "{}",
+        p.verdicts[1].message
+    );
+    assert_eq!(
+        p.diff,
+        ["- mapRoles: arn:aws:iam::111122223333:role/b username=\"b\" groups=[dev]"]
+    );
+    let roles = read_data(&p.data).roles.values();
+    let d = roles.iter().find(|m| m.arn == arn("d")).unwrap();
+    assert_eq!(d.groups, ["dev"]);
+    assert!(roles.iter().any(|m| m.arn.contains("eks-node")));
+    // Back to normal, the rest applies.
+    let p = plan(&after, Some(&apply(&p, Some(&cm))), &cfg()).unwrap();
+    assert!(p.all_applied());
 }

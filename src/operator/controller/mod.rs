@@ -426,6 +426,7 @@ async fn start_webhook(
     let target = webhook::review::AwsAuthTarget {
         namespace: args.aws_auth_namespace.clone(),
         name: args.aws_auth_name.clone(),
+        history_name: args.history.name(&args.aws_auth_name),
         operator_username: webhook::operator_username(client, w.operator_username.as_deref())
             .await?,
     };
@@ -596,6 +597,28 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
                 .map_err(|e| SyncError::Transient(e.into()))?;
         }
     }
+    // The version about to be replaced goes into the history first: a write that could not be
+    // undone is not made, except a revocation (additions and changes wait, removals proceed).
+    let mut history_unavailable = None;
+    if p.changed
+        && let Some(cur) = current.as_deref()
+        && let Err(e) = keep_history(ctx, cur).await
+    {
+        let e = match e {
+            SyncError::Transient(e) => e,
+            other => return Err(other),
+        };
+        let why = format!(
+            "the history ConfigMap {}/{} cannot be written ({e})",
+            ctx.namespace,
+            ctx.history.name(&ctx.name)
+        );
+        warn!(error = %e, "history not kept: removals proceed, additions and changes wait");
+        config.history_unavailable = Some(why);
+        p = plan_in(&ctx.memo, &grants, current.as_deref(), &config)
+            .map_err(|e| SyncError::Transient(e.into()))?;
+        history_unavailable = Some(e);
+    }
     let t_plan = started.elapsed();
     let (written, write_error) = if p.changed {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
@@ -665,6 +688,25 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         && let Err(e) = keep_history(ctx, w).await
     {
         debug!(error = ?e, "history not updated after the write; the next write keeps it first");
+    }
+    if let Some(e) = history_unavailable {
+        if let Some(w) = &written {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "HistoryUnavailable".into(),
+                note: Some(truncate(&format!(
+                    "wrote {} change(s) without keeping the replaced version, as the history {}/{} cannot be written ({e}): removals of managed entries proceed, additions and changes wait until it can be",
+                    p.diff.len(),
+                    ctx.namespace,
+                    ctx.history.name(&ctx.name)
+                ))),
+                action: "Write".into(),
+                secondary: None,
+            };
+            let _ = ctx.recorder.publish(&ev, &w.object_ref(&())).await;
+        }
+        // Retried with back-off until the history is kept and what waits is written.
+        return Err(SyncError::Transient(write_error.unwrap_or(e)));
     }
     match write_error {
         Some(e) => Err(SyncError::Transient(e)),
@@ -750,8 +792,8 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
 }
 
 /// Keeps a version of aws-auth in the history ConfigMap: each one the operator writes, right
-/// after writing it, and whatever is there before it is replaced. No history, no write: a write
-/// that could not be undone is not made.
+/// after writing it, and whatever is there before it is replaced. No history, no write (but for
+/// removals): a write that could not be undone is not made.
 async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncError> {
     // What this process last wrote saves reading up to 800 KiB before every write; the history's
     // resourceVersion still guards each change, and a conflict reads it afresh.
@@ -882,15 +924,6 @@ async fn write(
     window: &RemovalWindow,
 ) -> Result<Result<ConfigMap, Error>, SyncError> {
     let started = std::time::Instant::now();
-    if let Some(cur) = current {
-        // A history that cannot be kept fails the write the way a refused write does.
-        match keep_history(ctx, cur).await {
-            Ok(()) => {}
-            Err(SyncError::Transient(e)) => return Ok(Err(e)),
-            Err(conflict) => return Err(conflict),
-        }
-    }
-    let history_took = started.elapsed();
     // The memo has let go of the plan, so its data moves into the ConfigMap sent (one copy of up
     // to 1 MiB of text for the rest of the pass, not two).
     let mut cm = match Arc::get_mut(p) {
@@ -911,7 +944,7 @@ async fn write(
         Ok(written) => {
             info!(
                 resource_version = written.metadata.resource_version.as_deref().unwrap_or(""),
-                history_ms = history_took.as_secs_f64() * 1e3,
+                write_ms = started.elapsed().as_secs_f64() * 1e3,
                 changed_entries = p.diff.len(),
                 // The first few: a write of thousands of entries stays one readable line.
                 changes = ?&p.diff[..p.diff.len().min(LOGGED_CHANGES)],

@@ -546,11 +546,11 @@ pub async fn register(
         .parse()
         .unwrap_or(0);
     let match_conditions = (version.major == "1" && minor >= 28).then(|| {
-        let n = &target.name;
+        let (n, h) = (&target.name, &target.history_name);
         vec![MatchCondition {
-            name: "aws-auth-only".into(),
+            name: "aws-auth-and-history-only".into(),
             expression: format!(
-                "(object != null && object.metadata.name == '{n}') || (oldObject != null && oldObject.metadata.name == '{n}')"
+                "(object != null && object.metadata.name in ['{n}', '{h}']) || (oldObject != null && oldObject.metadata.name in ['{n}', '{h}'])"
             ),
         }]
     });

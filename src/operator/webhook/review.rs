@@ -65,6 +65,8 @@ pub struct Requester {
 pub struct AwsAuthTarget {
     pub namespace: String,
     pub name: String,
+    /// The history ConfigMap beside it, which only the operator writes.
+    pub history_name: String,
     pub operator_username: String,
 }
 
@@ -108,24 +110,35 @@ pub fn review_aws_auth(
     target: &AwsAuthTarget,
 ) -> Decision {
     let obj = new.or(old);
-    let named = obj.is_some_and(|c| {
-        c.metadata.name.as_deref() == Some(target.name.as_str())
-            && c.metadata.namespace.as_deref().unwrap_or(&target.namespace) == target.namespace
-    });
-    if !named || user.username == target.operator_username {
+    let named = |name: &str| {
+        obj.is_some_and(|c| {
+            c.metadata.name.as_deref() == Some(name)
+                && c.metadata.namespace.as_deref().unwrap_or(&target.namespace) == target.namespace
+        })
+    };
+    let history = named(&target.history_name);
+    if !(named(&target.name) || history) || user.username == target.operator_username {
         return Decision::allow();
     }
     let annotations = |c: Option<&ConfigMap>| c.and_then(|c| c.metadata.annotations.clone());
     if let Some(why) = break_glass(op, annotations(old).as_ref(), annotations(new).as_ref()) {
+        let recorded = if history {
+            "logged by the operator"
+        } else {
+            "recorded in a Warning Event"
+        };
         return Decision {
             allowed: true,
             warnings: vec![format!(
-                "aws-auth-operator's checks were skipped (break-glass: {}); this is recorded in a Warning Event",
+                "aws-auth-operator's checks were skipped (break-glass: {}); this is {recorded}",
                 shown(&why)
             )],
             break_glass: Some(why),
             ..Default::default()
         };
+    }
+    if history {
+        return review_history(op, target);
     }
     let place = format!("{}/{}", target.namespace, target.name);
     match op {
@@ -166,6 +179,25 @@ pub fn review_aws_auth(
         "aws-auth-operator denied this edit of {place} ({n} problem{}; nothing was written): {}. Fix the text and apply again; {HATCH}",
         if n == 1 { "" } else { "s" },
         problems.join("; ")
+    ))
+}
+
+/// The history is the operator's record of what aws-auth held, which `restore` writes back:
+/// only the operator writes it, so nobody can plant an entry there for a restore to bring in.
+fn review_history(op: &Op, target: &AwsAuthTarget) -> Decision {
+    if matches!(op, Op::Other) {
+        return Decision::allow();
+    }
+    let verb = match op {
+        Op::Create => "creating",
+        Op::Delete => "deleting",
+        _ => "changing",
+    };
+    Decision::deny(format!(
+        "{verb} {}/{} is denied: it is aws-auth-operator's history of aws-auth (what `aws-auth-operator restore` writes back), which only the operator ({}) writes; nothing was written. {HATCH}",
+        target.namespace,
+        target.history_name,
+        shown(&target.operator_username)
     ))
 }
 

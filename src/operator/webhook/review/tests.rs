@@ -11,6 +11,7 @@ fn target() -> AwsAuthTarget {
     AwsAuthTarget {
         namespace: "kube-system".into(),
         name: "aws-auth".into(),
+        history_name: "aws-auth-history".into(),
         operator_username: "system:serviceaccount:aws-auth-system:aws-auth-operator".into(),
     }
 }
@@ -389,4 +390,46 @@ fn a_confirmation_names_the_held_removal_and_who_gives_it() {
         "{}",
         d.message
     );
+}
+
+/// The history ConfigMap is the operator's alone: anyone else's create, update or delete is
+/// denied (break-glass lets it through), the operator's own writes pass, other ConfigMaps are
+/// not looked at.
+#[test]
+fn only_the_operator_writes_the_history() {
+    let named = |name: &str, annotations: &[(&str, &str)]| {
+        let mut c = cm(&[("1", "{}")], annotations);
+        c.metadata.name = Some(name.into());
+        c
+    };
+    let old = named("aws-auth-history", &[]);
+    let new = named("aws-auth-history", &[]);
+    for (op, old, new, verb) in [
+        (Op::Create, None, Some(&new), "creating"),
+        (Op::Update, Some(&old), Some(&new), "changing"),
+        (Op::Delete, Some(&old), None, "deleting"),
+    ] {
+        let d = review_aws_auth(&op, &alice(), old, new, &target());
+        assert!(!d.allowed, "{op:?}");
+        assert!(
+            d.message
+                .contains(&format!("{verb} kube-system/aws-auth-history is denied"))
+                && d.message.contains("break-glass"),
+            "{}",
+            d.message
+        );
+        let operator = Requester {
+            username: target().operator_username,
+            groups: vec![],
+        };
+        assert!(review_aws_auth(&op, &operator, old, new, &target()).allowed);
+    }
+    let glass = named("aws-auth-history", &[(BREAK_GLASS_ANNOTATION, "INC-9")]);
+    let d = review_aws_auth(&Op::Update, &alice(), Some(&old), Some(&glass), &target());
+    assert!(
+        d.allowed && d.break_glass.as_deref() == Some("INC-9"),
+        "{d:?}"
+    );
+    let other = named("coredns", &[]);
+    assert!(review_aws_auth(&Op::Delete, &alice(), Some(&other), None, &target()).allowed);
 }
