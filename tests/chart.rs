@@ -550,7 +550,7 @@ fn chart_renders_every_option() {
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rel-aws-auth-operator"], "verbs": ["get", "list", "watch", "patch"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rel-aws-auth-operator-webhook-certs"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rel-aws-auth-operator-webhook-certs"], "verbs": ["get", "update"]},
         ])
     );
     let metrics_svc = docs

@@ -423,3 +423,122 @@ async fn replicas_share_one_webhook_certificate_through_a_secret() {
     let stored = secrets.get("aws-auth-operator-shared-certs").await.unwrap();
     assert_eq!(stored.type_.as_deref(), Some("kubernetes.io/tls"));
 }
+
+/// The certificate made here expires: with a 30 s validity it is made again at about 20 s, the
+/// Secret and the registered CA bundle (new CA and the one before) updated, the server presents
+/// the new certificate, and the API server still gets answers after the first one expired.
+#[tokio::test(flavor = "multi_thread")]
+async fn self_made_certificates_are_renewed_before_they_expire() {
+    use k8s_openapi::api::core::v1::Secret;
+    const ROTATING: &str = "aws-auth-operator-webhook-rotation-test";
+    let w = World::new("webhook-rotate").await;
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
+    let _ = hooks.delete(ROTATING, &DeleteParams::default()).await;
+    support::label_kube_system(&w.client).await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "default");
+    let secret = "aws-auth-operator-rotation-certs";
+    let _ = secrets.delete(secret, &DeleteParams::default()).await;
+
+    let port = free_port();
+    let (addr, url) = (
+        format!("127.0.0.1:{port}"),
+        format!("https://127.0.0.1:{port}"),
+    );
+    let shared = format!("default/{secret}");
+    let _op = w.operator(&[
+        "--webhook-addr",
+        &addr,
+        "--webhook-url",
+        &url,
+        "--webhook-name",
+        ROTATING,
+        "--webhook-failure-policy",
+        "fail",
+        "--operator-username",
+        "admin",
+        "--webhook-cert-secret",
+        &shared,
+        "--webhook-cert-validity",
+        "30s",
+    ]);
+    let alice = client_as("alice", &["system:masters"]).await;
+    let tab = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    let answered = || async {
+        let e = probe(&alice, &w, &[("mapRoles", &tab)]).await.err()?;
+        e.contains("tab character").then_some(e)
+    };
+    eventually("the webhook answers", LONG, answered).await;
+    let field =
+        |s: &Secret, k: &str| String::from_utf8(s.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    let first = secrets.get(secret).await.unwrap();
+    let not_after: u64 = first.metadata.annotations.as_ref().unwrap()["aws-auth.dev/not-after"]
+        .parse()
+        .unwrap();
+    let renewed = eventually("the certificate made again", LONG, || async {
+        let s = secrets.get(secret).await.ok()?;
+        (field(&s, "tls.crt") != field(&first, "tls.crt")).then_some(s)
+    })
+    .await;
+    let bundle = field(&renewed, "ca.crt");
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
+    assert!(bundle.contains(field(&first, "ca.crt").trim_end()));
+    eventually("the new CA bundle registered", LONG, || async {
+        let c = hooks.get_opt(ROTATING).await.ok()??;
+        let registered = c.webhooks?[0].client_config.ca_bundle.clone()?;
+        (registered.0 == bundle.as_bytes()).then_some(())
+    })
+    .await;
+
+    // The server presents the new certificate: a client trusting only the new CA connects.
+    let new_ca = bundle
+        .split_inclusive("-----END CERTIFICATE-----")
+        .next()
+        .unwrap();
+    eventually("the new certificate served", LONG, || async {
+        handshake(port, new_ca).await.then_some(())
+    })
+    .await;
+    // Past the first certificate's end, the API server still gets answers.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::time::sleep(Duration::from_secs((not_after + 2).saturating_sub(now))).await;
+    eventually(
+        "answers after the first certificate expired",
+        LONG,
+        answered,
+    )
+    .await;
+    hooks
+        .delete(ROTATING, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// Whether a TLS handshake with the webhook port succeeds for a client trusting only `ca`.
+async fn handshake(port: u16, ca: &str) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    let Ok(cert) = CertificateDer::from_pem_slice(ca.as_bytes()) else {
+        return false;
+    };
+    if roots.add(cert).is_err() {
+        return false;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.is_ok()
+}

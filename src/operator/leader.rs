@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::operator::controller::parse_duration;
+use crate::operator::duration::parse_duration;
 use crate::operator::telemetry::Metrics;
 use crate::{Error, Result};
 

@@ -31,6 +31,7 @@ use crate::engine::plan::{
     CONFIRMED_BY_ANNOTATION, HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, RemovalWindow,
     Verdict, plan_in,
 };
+use crate::operator::duration::parse_duration;
 use crate::operator::http;
 use crate::operator::leader::{Election, Gate, LeaderArgs};
 use crate::operator::telemetry::{
@@ -96,22 +97,6 @@ pub struct RunArgs {
     pub webhook: WebhookArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
-}
-
-/// `250ms`, `2s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; use e.g. 200ms, 2s, 5m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("`{s}` has no known unit; use ms, s, m or h")),
-    }
 }
 
 /// Everything a sync pass needs.
@@ -404,19 +389,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
     status_worker.abort();
     resync.abort();
     health.abort();
-    if let Some(w) = webhook {
+    for w in webhook.iter().flatten() {
         w.abort();
     }
     result
 }
 
-/// Serves the admission webhook and, with `--webhook-url`/`--webhook-service`, registers it.
+/// Serves the admission webhook and, with `--webhook-url`/`--webhook-service`, registers it;
+/// keeps its certificate fresh. The server's task and the certificates'.
 async fn start_webhook(
     client: &Client,
     args: &RunArgs,
     config: &PlanConfig,
     addr: std::net::SocketAddr,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<[tokio::task::JoinHandle<()>; 2]> {
     let w = &args.webhook;
     let tls = match &w.webhook_cert_secret {
         Some(secret) => webhook::shared_tls(client, w, secret).await?,
@@ -435,9 +421,10 @@ async fn start_webhook(
         config: config.clone(),
         granters: w.privileged_granters.clone(),
     });
-    let task = tokio::spawn(webhook::serve(listener, tls.server, hook));
+    let task = tokio::spawn(webhook::serve(listener, tls.server.clone(), hook));
     info!(%addr, operator = %target.operator_username, "admission webhook serving");
-    if w.webhook_url.is_some() || w.webhook_service.is_some() {
+    let registers = w.webhook_url.is_some() || w.webhook_service.is_some();
+    if registers {
         let ca = tls.ca_pem.as_deref().ok_or_else(|| Error::Usage {
             flag: "--webhook-cert-dir",
             message: "registering the webhook needs the CA: put ca.crt beside tls.crt and tls.key"
@@ -445,7 +432,18 @@ async fn start_webhook(
         })?;
         webhook::register(client, w, ca, &target, args.grant_selector.as_deref()).await?;
     }
-    Ok(task)
+    let registration = registers.then(|| webhook::certs::Registration {
+        client: client.clone(),
+        target,
+        grant_selector: args.grant_selector.clone(),
+    });
+    let fresh = tokio::spawn(webhook::certs::keep_fresh(
+        client.clone(),
+        w.clone(),
+        tls,
+        registration,
+    ));
+    Ok([task, fresh])
 }
 
 /// Counts a watch's lists after its first: each one is a restart after an error or expiry.
@@ -1114,14 +1112,5 @@ mod tests {
             got.sort();
             assert_eq!(got, want, "{order:?}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("fast").is_err());
     }
 }

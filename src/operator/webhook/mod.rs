@@ -1,7 +1,10 @@
 //! The validating admission webhook: how EKS reads aws-auth, checked at the door, where a person
 //! still sees the error in their terminal. Serves HTTPS, makes its own CA and serving certificate
 //! at start (or reads one, e.g. from cert-manager), and registers itself.
+pub mod certs;
 pub mod review;
+
+pub use certs::{Tls, make_certificates, shared_tls, tls};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +74,12 @@ pub struct WebhookArgs {
         conflicts_with = "webhook_cert_dir"
     )]
     pub webhook_cert_secret: Option<String>,
+    /// How long a certificate made here is valid; it is made again (and the Secret and the
+    /// registration updated) once a third of that is left. A --webhook-cert-dir is re-read when
+    /// its files change instead.
+    #[arg(long, env = "AWS_AUTH_WEBHOOK_CERT_VALIDITY", default_value = "365d",
+          value_parser = crate::operator::duration::parse_duration)]
+    pub webhook_cert_validity: Duration,
     /// Name of the ValidatingWebhookConfiguration the operator creates or patches.
     #[arg(
         long,
@@ -111,13 +120,7 @@ pub struct Webhook {
     pub granters: Vec<String>,
 }
 
-/// The serving certificate and, when made here or given, the CA that signed it.
-pub struct Tls {
-    pub server: Arc<rustls::ServerConfig>,
-    pub ca_pem: Option<String>,
-}
-
-fn usage(message: String) -> Error {
+pub(crate) fn usage(message: String) -> Error {
     Error::Usage {
         flag: "--webhook",
         message,
@@ -165,127 +168,6 @@ fn parse_service(s: &str) -> Result<(String, String, i32)> {
         return Err(bad());
     }
     Ok((ns.to_string(), name.to_string(), port))
-}
-
-/// A CA and a serving certificate for `hosts`, made now (PEM: CA, certificate, key).
-pub fn make_certificates(hosts: &[String]) -> Result<(String, String, String)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let err = |e: rcgen::Error| usage(format!("making the webhook certificate: {e}"));
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, "aws-auth-operator webhook CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::new(hosts.to_vec()).map_err(err)?;
-    leaf.distinguished_name.push(
-        DnType::CommonName,
-        hosts.first().cloned().unwrap_or_default(),
-    );
-    let key = KeyPair::generate().map_err(err)?;
-    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
-    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
-}
-
-/// The TLS configuration: from `--webhook-cert-dir`, or made for `hosts`.
-pub fn tls(args: &WebhookArgs) -> Result<Tls> {
-    let (ca_pem, cert_pem, key_pem) = match &args.webhook_cert_dir {
-        Some(dir) => {
-            let read = |f: &str| {
-                std::fs::read_to_string(dir.join(f)).map_err(|source| Error::Io {
-                    path: dir.join(f),
-                    source,
-                })
-            };
-            (read("ca.crt").ok(), read("tls.crt")?, read("tls.key")?)
-        }
-        None => {
-            let (ca, cert, key) = make_certificates(&hosts(args)?)?;
-            (Some(ca), cert, key)
-        }
-    };
-    server_config(ca_pem, &cert_pem, &key_pem)
-}
-
-/// The certificates kept in `--webhook-cert-secret`: read if a replica made them already, else
-/// made here and stored (a replica that loses the race to create reads the winner's).
-pub async fn shared_tls(client: &Client, args: &WebhookArgs, secret: &str) -> Result<Tls> {
-    use k8s_openapi::api::core::v1::Secret;
-    let (ns, name) = secret.split_once('/').ok_or_else(|| {
-        usage(format!(
-            "--webhook-cert-secret `{secret}` must be NAMESPACE/NAME"
-        ))
-    })?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let field = |s: &Secret, k: &str| {
-        let b = s.data.as_ref()?.get(k)?;
-        String::from_utf8(b.0.clone()).ok()
-    };
-    let stored = |s: &Secret| {
-        Some((
-            field(s, "ca.crt")?,
-            field(s, "tls.crt")?,
-            field(s, "tls.key")?,
-        ))
-    };
-    if let Some((ca, cert, key)) = secrets.get_opt(name).await?.as_ref().and_then(stored) {
-        return server_config(Some(ca), &cert, &key);
-    }
-    let (ca, cert, key) = make_certificates(&hosts(args)?)?;
-    let data = [("ca.crt", &ca), ("tls.crt", &cert), ("tls.key", &key)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.clone().into_bytes())))
-        .collect();
-    let made = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(data),
-        ..Default::default()
-    };
-    match secrets.create(&Default::default(), &made).await {
-        Ok(_) => server_config(Some(ca), &cert, &key),
-        Err(kube::Error::Api(s)) if s.is_already_exists() => {
-            let theirs = secrets.get(name).await?;
-            let (ca, cert, key) = stored(&theirs).ok_or_else(|| {
-                usage(format!("Secret {secret} lacks ca.crt, tls.crt or tls.key; delete it so that it is made again"))
-            })?;
-            server_config(Some(ca), &cert, &key)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn server_config(ca_pem: Option<String>, cert_pem: &str, key_pem: &str) -> Result<Tls> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |what: &str, e: &dyn std::fmt::Display| usage(format!("webhook {what}: {e}"));
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("certificate", &e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad("TLS", &e))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| bad("certificate", &e))?;
-    Ok(Tls {
-        server: Arc::new(server),
-        ca_pem,
-    })
 }
 
 /// Binds the webhook port; fails with the address in the message.
@@ -669,13 +551,14 @@ fn selector_labels(s: &str) -> Option<std::collections::BTreeMap<String, String>
 mod tests {
     use super::*;
 
-    fn args(url: Option<&str>, service: Option<&str>) -> WebhookArgs {
+    pub(super) fn args(url: Option<&str>, service: Option<&str>) -> WebhookArgs {
         WebhookArgs {
             webhook_addr: None,
             webhook_url: url.map(Into::into),
             webhook_service: service.map(Into::into),
             webhook_cert_dir: None,
             webhook_cert_secret: None,
+            webhook_cert_validity: Duration::from_secs(365 * 86_400),
             webhook_name: "aws-auth-operator".into(),
             webhook_failure_policy: FailurePolicy::Ignore,
             webhook_timeout: 5,
