@@ -516,8 +516,12 @@ async fn a_failing_write_reports_pending_and_applied_only_after_it_succeeds() {
     let mut op = w.operator_as(user, &[]);
     w.create("p", role("arn:aws:iam::111122223333:role/P", "p", &[]))
         .await;
+    // The history is written first, and is refused the same way: the addition waits.
     let msg = w.wait_reason("p", "Pending").await;
-    assert!(msg.contains("waiting to write aws-auth"), "{msg}");
+    assert!(
+        msg.contains("history ConfigMap") && msg.contains("additions and changes wait"),
+        "{msg}"
+    );
     assert!(msg.to_lowercase().contains("forbidden"), "{msg}");
     assert_eq!(w.read().await.unwrap().roles.values(), [node_role()]);
     op.kill();
