@@ -237,6 +237,54 @@ fn characters_go_yaml_refuses_are_written_as_escapes() {
     assert!(data.values().all(|v| !v.contains(['\u{fffe}', '\u{ffff}'])));
 }
 
+/// An unowned key holding line separators (legal in `-o json`, read by EKS as they are) is
+/// printed with YAML escapes, so the output fed back as `--aws-auth` reads the same and changes
+/// nothing.
+#[test]
+fn output_holding_line_separators_can_be_fed_back() {
+    let s = Scratch::new("ls");
+    let keep = "unowned \u{2028} text \u{2029} and \u{85}";
+    let mut cm: serde_json::Value = serde_json::from_str(&aws_auth_json("", None)).unwrap();
+    cm["data"]["notes"] = keep.into();
+    cm["metadata"]["annotations"] = serde_json::json!({"team": "a\u{2028}b"});
+    let cm = s.write("aws-auth.json", &cm.to_string());
+    let g = s.write("g.yaml", GRANT);
+    let first = render(&["-f", &g, "--aws-auth", &cm]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let out = stdout(&first);
+    assert!(out.contains(r#""unowned \L text \P and \N""#), "{out}");
+    assert!(!out.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{out}");
+    let fed = s.write("out.yaml", &out);
+    let second = render(&["-f", &g, "--aws-auth", &fed]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(stdout(&second), out);
+    assert!(
+        stderr(&second).contains("aws-auth unchanged"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(rendered_data(&second)["notes"], keep);
+}
+
+/// A key that is a document marker and an empty quoted string is not empty for EKS (it fails
+/// to decode and drops the key): unreadable, kept byte-identical, the grant waiting.
+#[test]
+fn a_document_marker_with_an_empty_string_is_unreadable() {
+    let s = Scratch::new("marker");
+    for text in ["--- \"\"", "---\n''", "---\n\"\""] {
+        let cm = s.write("aws-auth.json", &aws_auth_json(text, None));
+        let g = s.write("g.yaml", GRANT);
+        let o = render(&["-f", &g, "--aws-auth", &cm]);
+        assert_eq!(o.status.code(), Some(1), "{text:?}: {}", stderr(&o));
+        assert_eq!(rendered_data(&o)["mapRoles"], text);
+        let err = stderr(&o);
+        assert!(
+            err.contains("AwsAuthUnreadable") && err.contains("empty quoted string"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn a_raw_next_line_in_the_configmap_is_seen_as_it_is() {
     let s = Scratch::new("nel");

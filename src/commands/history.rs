@@ -123,12 +123,8 @@ pub async fn history(cmd: &HistoryCmd, out: &mut dyn Write) -> Result<bool> {
             v.time, v.resource_version
         )
         .map_err(io)?;
-        out.write_all(
-            serde_yaml::to_string(&cm)
-                .expect("a ConfigMap serializes")
-                .as_bytes(),
-        )
-        .map_err(io)?;
+        out.write_all(crate::commands::manifests::configmap_yaml(&cm)?.as_bytes())
+            .map_err(io)?;
         return Ok(true);
     }
     if all.is_empty() {

@@ -186,7 +186,27 @@ pub fn load_configmap(path: &Path) -> Result<ConfigMap> {
             "{e}; the ConfigMap's exact text cannot be known from YAML: export it with `kubectl -n kube-system get cm aws-auth -o json`"
         ))
     })?;
-    serde_yaml::from_str(&text).map_err(|e| bad(format!("not a ConfigMap manifest: {e}")))
+    // Decoded as kubectl does (YAML 1.1): the same text means the same ConfigMap here and there.
+    let mut decoded =
+        yaml11::decode(&text).map_err(|e| bad(format!("not a ConfigMap manifest: {e}")))?;
+    if decoded.documents.len() != 1 {
+        return Err(bad(format!(
+            "{} YAML documents; give the aws-auth ConfigMap alone",
+            decoded.documents.len()
+        )));
+    }
+    serde_json::from_value(decoded.documents.remove(0))
+        .map_err(|e| bad(format!("not a ConfigMap manifest: {e}")))
+}
+
+/// A ConfigMap as the YAML manifest `render` and `history show` print: read back (as kubectl
+/// would) before it is returned, so what is printed is exactly the object, whatever its text holds.
+pub fn configmap_yaml(cm: &ConfigMap) -> Result<String> {
+    let value = serde_json::to_value(cm).expect("a ConfigMap serializes");
+    yaml11::to_manifest(&value).map_err(|message| Error::Manifest {
+        path: "<output>".into(),
+        message,
+    })
 }
 
 /// kubectl takes a document starting with `{` (after whitespace) as JSON.

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::commands::manifests::{load_configmap, load_grants};
+use crate::commands::manifests::{configmap_yaml, load_configmap, load_grants};
 use crate::engine::authmap;
 use crate::engine::plan::{Plan, PlanConfig, RailsArgs, plan};
 use crate::{Error, Result};
@@ -64,7 +64,7 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     match args.output {
         Output::Yaml => {
             let cm = p.configmap(current.as_ref(), &ns, &name, false);
-            let yaml = serde_yaml::to_string(&cm).expect("a ConfigMap serializes");
+            let yaml = configmap_yaml(&cm)?;
             stdout.write_all(yaml.as_bytes()).map_err(out)?;
         }
         Output::Diff => {

@@ -382,7 +382,7 @@ pub fn read_accounts(text: Option<&str>) -> SectionRead<String> {
 
 /// The authenticator skips these texts before parsing: no entries, no error.
 fn skippable(text: &str) -> bool {
-    matches!(text.trim(), "" | "``" | "\"\"")
+    matches!(text.trim(), "" | "``" | "\"\"" | "''")
 }
 
 pub fn is_account_id(s: &str) -> bool {
@@ -716,12 +716,22 @@ fn root_list<'n>(root: &'n Node, section: Section, r: &mut Reporter<'_>) -> Opti
     r.check_props(root);
     match &root.kind {
         Kind::Seq(items) => Some(items),
-        // `""`, `''`, empty, `null`, `~`: no entries and nothing lost.
+        // Empty, `null`, `~`: no entries and nothing lost (a text that is only `""` or `''` was
+        // skipped before parsing).
         Kind::Scalar { value, style }
-            if value.is_empty()
-                || (*style == TScalarStyle::Plain
-                    && resolve_plain(value) == Some(Resolved::Null)) =>
+            if *style == TScalarStyle::Plain
+                && (value.is_empty() || resolve_plain(value) == Some(Resolved::Null)) =>
         {
+            None
+        }
+        // A quoted empty string with anything beside it (`--- ""`, `'' # note`): the
+        // authenticator decodes it as a string, not a list, and drops the key.
+        Kind::Scalar { value, .. } if value.is_empty() => {
+            r.at(
+                root,
+                Effect::KeyDropped,
+                format!("the value of {section} is an empty quoted string, not a list: EKS drops the whole key; write `[]`, or leave the key empty"),
+            );
             None
         }
         Kind::Alias => {
@@ -1456,9 +1466,38 @@ mod tests {
 
     #[test]
     fn what_the_authenticator_skips_maps_nobody() {
-        for text in ["``", "  ``\n", " \"\" "] {
+        for text in ["``", "  ``\n", " \"\" ", "''", "\n''\n"] {
             let r = roles(text);
             assert!(r.findings.is_empty() && r.entries.is_empty(), "{text:?}");
+        }
+    }
+
+    /// An empty quoted string that is not the whole text is decoded, as a string, and the
+    /// authenticator drops the key: unreadable here, in every key.
+    #[test]
+    fn an_empty_quoted_string_beside_anything_drops_the_key() {
+        for text in [
+            "--- \"\"",
+            "---\n\"\"",
+            "--- ''",
+            "---\n''",
+            "'' # note",
+            "\"\" ...",
+        ] {
+            for section in [Section::MapRoles, Section::MapUsers] {
+                let r = read_mappings(section, Some(text));
+                let f = r
+                    .first_blocking()
+                    .unwrap_or_else(|| panic!("{text:?} readable"));
+                assert_eq!(f.effect, Effect::KeyDropped, "{text:?}: {f}");
+            }
+            assert!(!read_accounts(Some(text)).readable(), "{text:?}");
+        }
+        for text in ["---", "--- ~", "--- null", "--- []"] {
+            assert!(
+                roles(text).readable() && roles(text).entries.is_empty(),
+                "{text:?}"
+            );
         }
     }
 

@@ -174,9 +174,147 @@ fn number(text: &str) -> Number {
         .unwrap_or_else(|| Number::from(0))
 }
 
+/// `value` as a YAML manifest that kubectl (go-yaml v2, YAML 1.1) reads back as exactly `value`.
+/// A string holding a character go-yaml refuses or reads as a line break (U+0085, U+2028,
+/// U+2029, controls, a carriage return), or one that YAML 1.1 would read as something else
+/// unquoted (`on`, `012`), is written double-quoted with YAML escapes (`\N`, `\L`, `\P`,
+/// `\uXXXX`); the rest as the YAML emitter writes it. The text is read back before it is
+/// returned, so a manifest that would not mean `value` is never printed.
+pub fn to_manifest(value: &Value) -> Result<String, String> {
+    // A stand-in no string of the value holds, for the strings written here.
+    let mut prefix = String::from("aws-auth-operator-quoted-");
+    while contains_text(value, &prefix) {
+        prefix.push('x');
+    }
+    let mut quoted = Vec::new();
+    let masked = mask(value, &prefix, &mut quoted);
+    let mut text = serde_yaml::to_string(&masked).map_err(|e| e.to_string())?;
+    for (i, q) in quoted.iter().enumerate() {
+        text = text.replacen(&stand_in(&prefix, i), q, 1);
+    }
+    let back = decode(&text).map_err(|e| format!("the manifest does not read back: {e}"))?;
+    if back.documents.len() != 1 || back.documents[0] != *value {
+        return Err("the manifest does not read back as the object it was made from".into());
+    }
+    Ok(text)
+}
+
+fn stand_in(prefix: &str, i: usize) -> String {
+    // Fixed width, so that no stand-in is the start of another.
+    format!("{prefix}{i:010}")
+}
+
+fn contains_text(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(needle),
+        Value::Array(a) => a.iter().any(|v| contains_text(v, needle)),
+        Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| k.contains(needle) || contains_text(v, needle)),
+        _ => false,
+    }
+}
+
+fn mask(v: &Value, prefix: &str, quoted: &mut Vec<String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(mask_one(s, prefix, quoted)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| mask(v, prefix, quoted)).collect()),
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, v) in o {
+                let k = mask_one(k, prefix, quoted);
+                out.insert(k, mask(v, prefix, quoted));
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn mask_one(s: &str, prefix: &str, quoted: &mut Vec<String>) -> String {
+    if needs_double_quotes(s) {
+        quoted.push(double_quoted(s));
+        stand_in(prefix, quoted.len() - 1)
+    } else {
+        s.to_string()
+    }
+}
+
+fn needs_double_quotes(s: &str) -> bool {
+    s.chars().any(|c| {
+        !goyaml::is_printable(c) || goyaml::is_unicode_break(c) || c == '\r' || c == '\u{feff}'
+    }) || resolve_plain(s).is_some()
+}
+
+/// A YAML double-quoted scalar of `s`, with the escapes go-yaml v2 reads.
+pub fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !goyaml::is_printable(c) || c == '\u{feff}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strings YAML readers refuse, fold or type are written double-quoted with escapes, and the
+    /// manifest reads back as the object; the rest is the emitter's ordinary YAML.
+    #[test]
+    fn manifests_read_back_exactly_whatever_their_strings_hold() {
+        let hostile = [
+            "- rolearn: a\u{2028}b\n",
+            "x\u{2029}y\u{85}z",
+            "bell\u{7}del\u{7f}c1\u{9f}",
+            "crlf\r\nend",
+            "\u{feff}bom",
+            "\u{fffe}",
+            "on",
+            "012",
+            "~",
+            "plain text\nwith lines\n",
+            "quote\" and \\ backslash",
+        ];
+        let data: Map<String, Value> = hostile
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("k{i}"), Value::String(v.to_string())))
+            .collect();
+        let value = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data});
+        let text = to_manifest(&value).unwrap();
+        check_characters(&text).unwrap();
+        assert!(text.contains(r#""- rolearn: a\Lb\n""#), "{text}");
+        assert!(text.contains(r#""x\Py\Nz""#), "{text}");
+        assert!(text.contains(r#""bell\u0007del\u007Fc1\u009F""#), "{text}");
+        assert!(
+            text.contains(r#""on""#) && text.contains(r#""012""#),
+            "{text}"
+        );
+        assert_eq!(decode(&text).unwrap().documents, [value]);
+        // A string that holds the stand-in itself stays what it is.
+        let tricky =
+            serde_json::json!({"a": "aws-auth-operator-quoted-0000000000", "b": "\u{2028}"});
+        assert_eq!(
+            decode(&to_manifest(&tricky).unwrap()).unwrap().documents,
+            [tricky]
+        );
+    }
 
     #[test]
     fn yaml11_scalars_are_typed_as_kubectl_types_them() {
