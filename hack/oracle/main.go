@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -175,6 +176,12 @@ func find(a string, roles map[string]config.RoleMapping, users map[string]config
 			}
 		}
 	}
+	// The store is a Go map: which of several matches answers is random. Sorted, so that an
+	// ambiguous lookup always reports the same first candidate (and says it is ambiguous).
+	sort.Slice(hits, func(i, j int) bool {
+		a, b := hits[i].Username+"\x00"+strings.Join(hits[i].Groups, "\x00"), hits[j].Username+"\x00"+strings.Join(hits[j].Groups, "\x00")
+		return a < b
+	})
 	if len(hits) > 0 {
 		l.Section, l.Username, l.Groups = hits[0].Section, hits[0].Username, hits[0].Groups
 		for _, h := range hits[1:] {

@@ -181,10 +181,20 @@ pub(crate) fn check_quoted(chars: &[char], start: usize, double: bool) -> Option
     None
 }
 
-/// A plain scalar whose value is not its source text was folded from several lines.
+/// A plain scalar whose value is not its source text was folded from several lines; one that
+/// starts with an indicator go-yaml never lets start a plain scalar (yaml-rust2 takes `|` and
+/// `>` as text in a flow collection) is refused by go-yaml.
 pub(crate) fn check_plain(chars: &[char], start: usize, value: &str) -> Option<(Effect, String)> {
     let n = value.chars().count();
     let source = chars.get(start..start + n)?;
+    if let Some(&c @ ('|' | '>' | '%' | '@' | '`')) = source.first() {
+        return Some((
+            Effect::KeyDropped,
+            format!(
+                "a value cannot start with `{c}` unquoted: go-yaml refuses it and EKS drops the whole key; put the value in double quotes"
+            ),
+        ));
+    }
     if source.iter().copied().eq(value.chars()) {
         None
     } else {
