@@ -236,10 +236,21 @@ impl Setup {
     /// A setup with one part broken: the provider's client ids (none: no provider), the trust
     /// policy's StringEquals `:sub`, the annotation (default: the role's ARN, with an injected pod).
     async fn arrange(&self, client_ids: Option<&[&str]>, sub: &str, annotation: Option<&str>) {
+        self.arrange_policy(client_ids, &self.trust("StringEquals", sub), annotation)
+            .await;
+    }
+
+    /// [`Setup::arrange`] with a trust policy of its own.
+    async fn arrange_policy(
+        &self,
+        client_ids: Option<&[&str]>,
+        policy: &str,
+        annotation: Option<&str>,
+    ) {
         if let Some(ids) = client_ids {
             self.provider(ids).await;
         }
-        self.role(&self.trust("StringEquals", sub)).await;
+        self.role(policy).await;
         match annotation {
             Some(a) => self.service_account(Some(a)).await,
             None => {
@@ -393,6 +404,42 @@ async fn each_broken_step_is_named_with_its_fix() {
         "trust-policy",
         "StringEquals compares literally",
         "StringEquals",
+    );
+
+    // The right Allow beside an explicit Deny for every ServiceAccount of the namespace: STS
+    // refuses, and so does the doctor.
+    let s = Setup::new("deny");
+    let mut policy: serde_json::Value =
+        serde_json::from_str(&s.trust("StringEquals", "system:serviceaccount:irsa-deny:app"))
+            .unwrap();
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Effect": "Deny",
+        "Principal": {"Federated": s.provider_arn()},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringLike": {format!("{}:sub", s.hostpath): "system:serviceaccount:irsa-deny:*"}}
+    }));
+    s.arrange_policy(STS, &policy.to_string(), None).await;
+    only_failure(
+        &s.doctor_issuer(),
+        "trust-policy",
+        "statement 2 denies sts:AssumeRoleWithWebIdentity",
+        "remove that Deny",
+    );
+
+    // A wildcard action allows: healthy.
+    let s = Setup::new("action-wildcard");
+    let policy = s
+        .trust(
+            "StringEquals",
+            "system:serviceaccount:irsa-action-wildcard:app",
+        )
+        .replace("sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWith*");
+    s.arrange_policy(STS, &policy, None).await;
+    let (code, checks) = s.doctor_issuer();
+    assert_eq!(code, 0, "{checks:#?}");
+    assert!(
+        checks.iter().any(|c| c.0 == "trust-policy" && c.1 == "ok"),
+        "{checks:#?}"
     );
 
     // A typo in the annotation.

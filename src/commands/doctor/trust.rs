@@ -3,6 +3,8 @@
 //! assume the role, and if not, which part is wrong. Pure.
 use serde_json::Value;
 
+use crate::engine::glob;
+
 /// What a working policy must allow.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
@@ -46,6 +48,9 @@ pub struct Problem {
 }
 
 /// The verdict: allowed (with warnings), or the problem of the statement that came closest.
+/// Evaluated as IAM evaluates one policy (ARCHITECTURE.md lists the rules and their sources): an
+/// explicit Deny that applies wins over every Allow; otherwise an Allow must apply, with its
+/// action (`Action` with `*`/`?`, or `NotAction`), its principal and all its conditions.
 pub fn evaluate(policy: &str, e: &Expected) -> Result<Vec<String>, Problem> {
     let doc: Value = serde_json::from_str(policy).map_err(|err| Problem {
         what: format!("the trust policy is not valid JSON ({err})"),
@@ -56,9 +61,35 @@ pub fn evaluate(policy: &str, e: &Expected) -> Result<Vec<String>, Problem> {
         s @ Value::Object(_) => vec![s],
         _ => Vec::new(),
     };
+    let mut warnings = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        if s["Effect"] != "Deny" {
+            continue;
+        }
+        match deny_applies(s, e) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(Problem {
+                    what: format!(
+                        "statement {} denies sts:AssumeRoleWithWebIdentity to {}: an explicit Deny overrides every Allow",
+                        i + 1,
+                        e.subject()
+                    ),
+                    fix: format!(
+                        "remove that Deny, or narrow its condition so that it does not match {}",
+                        e.subject()
+                    ),
+                });
+            }
+            Err(why) => warnings.push(format!(
+                "statement {} is a Deny whose {why} is not evaluated here: if it matches, STS refuses",
+                i + 1
+            )),
+        }
+    }
     let candidates: Vec<&Value> = statements
         .into_iter()
-        .filter(|s| s["Effect"] == "Allow" && allows_action(&s["Action"]))
+        .filter(|s| s["Effect"] == "Allow" && action_applies(s))
         .collect();
     if candidates.is_empty() {
         return Err(Problem {
@@ -69,13 +100,19 @@ pub fn evaluate(policy: &str, e: &Expected) -> Result<Vec<String>, Problem> {
     let mut first_problem = None;
     for s in &candidates {
         let federated = strings(&s["Principal"]["Federated"]);
-        let result = if federated.contains(&e.provider_arn) {
-            check_conditions(s, e)
-        } else {
-            Err(wrong_provider(&federated, e))
+        let result = match principal_applies(s, e) {
+            Some(true) => check_conditions(s, e),
+            Some(false) => Err(wrong_provider(&federated, e)),
+            None => Err(Problem {
+                what: "the statement allowing sts:AssumeRoleWithWebIdentity uses NotPrincipal, which is not evaluated here (IAM advises against it with Allow)".into(),
+                fix: format!("name the provider in Principal: {}", e.statement()),
+            }),
         };
         match result {
-            Ok(w) => return Ok(w),
+            Ok(w) => {
+                warnings.extend(w);
+                return Ok(warnings);
+            }
             // Prefer what is wrong in a statement that names the right provider.
             Err(p) if federated.contains(&e.provider_arn) => return Err(p),
             Err(p) => {
@@ -86,10 +123,95 @@ pub fn evaluate(policy: &str, e: &Expected) -> Result<Vec<String>, Problem> {
     Err(first_problem.expect("at least one candidate"))
 }
 
-fn allows_action(a: &Value) -> bool {
-    strings(a).iter().any(|x| {
-        let x = x.to_ascii_lowercase();
-        x == "sts:assumerolewithwebidentity" || x == "sts:*" || x == "*"
+/// The action the token asks for.
+const ACTION: &str = "sts:assumerolewithwebidentity";
+
+/// `Action` (or `NotAction`) covers the request: IAM action names are case-insensitive and take
+/// `*` and `?` wildcards.
+fn action_applies(s: &Value) -> bool {
+    let covers = |v: &Value| {
+        strings(v)
+            .iter()
+            .any(|p| glob::matches(&p.to_ascii_lowercase(), ACTION))
+    };
+    match (s.get("Action"), s.get("NotAction")) {
+        (Some(a), _) => covers(a),
+        (None, Some(n)) => !covers(n),
+        (None, None) => false,
+    }
+}
+
+/// Whether the statement's principal is the cluster's provider: `Principal` names it (or `*`);
+/// `NotPrincipal` is evaluated only for a Deny (None for an Allow).
+fn principal_applies(s: &Value, e: &Expected) -> Option<bool> {
+    let names = |p: &Value| {
+        p == "*"
+            || strings(&p["Federated"]).contains(&e.provider_arn)
+            || strings(&p["AWS"]).contains(&"*")
+    };
+    match (s.get("Principal"), s.get("NotPrincipal")) {
+        (Some(p), _) => Some(names(p)),
+        (None, Some(n)) if s["Effect"] == "Deny" => Some(!names(n)),
+        _ => None,
+    }
+}
+
+/// Whether a Deny statement applies to the request; Err names what could not be evaluated.
+fn deny_applies(s: &Value, e: &Expected) -> Result<bool, String> {
+    if !action_applies(s) || principal_applies(s, e) != Some(true) {
+        return Ok(false);
+    }
+    let Some(ops) = s.get("Condition").and_then(Value::as_object) else {
+        return Ok(true);
+    };
+    // Every operator and every key must hold (AND); any value of a key may (OR).
+    for (op, keys) in ops {
+        let Some(keys) = keys.as_object() else {
+            return Err(format!("condition {op}"));
+        };
+        for (key, values) in keys {
+            let actual = context_value(key, e).ok_or_else(|| format!("condition key {key}"))?;
+            match op_holds(op, &strings(values), &actual) {
+                Some(true) => {}
+                Some(false) => return Ok(false),
+                None => return Err(format!("condition operator {op}")),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The request's value of a condition key the doctor knows: the token's `sub` and `aud`.
+fn context_value(key: &str, e: &Expected) -> Option<String> {
+    let (prefix, field) = key.rsplit_once(':')?;
+    if prefix != e.issuer_hostpath {
+        return None;
+    }
+    match field {
+        "sub" => Some(e.subject()),
+        "aud" => Some(e.audience.to_string()),
+        _ => None,
+    }
+}
+
+/// One condition operator over a single-valued key (None: an operator not evaluated here). The
+/// `ForAnyValue:`/`ForAllValues:` qualifiers reduce to the plain operator for one value, and
+/// `...IfExists` to it for a key the request always has.
+fn op_holds(op: &str, values: &[&str], actual: &str) -> Option<bool> {
+    let op = op
+        .strip_prefix("ForAnyValue:")
+        .or_else(|| op.strip_prefix("ForAllValues:"))
+        .unwrap_or(op);
+    let op = op.strip_suffix("IfExists").unwrap_or(op);
+    let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
+    Some(match op {
+        "StringEquals" => any(&|v| v == actual),
+        "StringNotEquals" => !any(&|v| v == actual),
+        "StringEqualsIgnoreCase" => any(&|v| v.eq_ignore_ascii_case(actual)),
+        "StringNotEqualsIgnoreCase" => !any(&|v| v.eq_ignore_ascii_case(actual)),
+        "StringLike" => any(&|v| glob::matches(v, actual)),
+        "StringNotLike" => !any(&|v| glob::matches(v, actual)),
+        _ => return None,
     })
 }
 
@@ -154,21 +276,21 @@ fn check_conditions(s: &Value, e: &Expected) -> Result<Vec<String>, Problem> {
     let subject = e.subject();
     let fix = format!("use the condition {}", e.statement());
     let mut warnings = Vec::new();
-    let mut sub: Vec<(&str, &str)> = Vec::new();
-    let mut aud: Vec<(&str, &str)> = Vec::new();
+    // Per key, each operator with its values: all operators must hold, any value of one may.
+    let mut sub: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut aud: Vec<(&str, Vec<&str>)> = Vec::new();
     if let Some(ops) = s["Condition"].as_object() {
         for (op, keys) in ops {
             let Some(keys) = keys.as_object() else {
                 continue;
             };
             for (key, values) in keys {
-                let (prefix, field) = match key.rsplit_once(':') {
-                    Some(x) => x,
-                    None => continue,
-                };
-                if !matches!(field, "sub" | "aud") {
+                let Some((prefix, field @ ("sub" | "aud"))) = key.rsplit_once(':') else {
+                    warnings.push(format!(
+                        "the condition {op} on {key} is not evaluated here: STS also requires it to hold"
+                    ));
                     continue;
-                }
+                };
                 if prefix != e.issuer_hostpath {
                     return Err(Problem {
                         what: format!(
@@ -179,7 +301,7 @@ fn check_conditions(s: &Value, e: &Expected) -> Result<Vec<String>, Problem> {
                     });
                 }
                 let target = if field == "sub" { &mut sub } else { &mut aud };
-                target.extend(strings(values).into_iter().map(|v| (op.as_str(), v)));
+                target.push((op.as_str(), strings(values)));
             }
         }
     }
@@ -192,39 +314,68 @@ fn check_conditions(s: &Value, e: &Expected) -> Result<Vec<String>, Problem> {
             fix,
         });
     }
-    if !sub.iter().any(|(op, v)| condition_holds(op, v, &subject)) {
-        return Err(Problem {
-            what: sub_mismatch(&sub, e),
-            fix,
-        });
+    let not_evaluated = |op: &str, key: &str| Problem {
+        what: format!(
+            "the condition operator {op} on {}:{key} is not evaluated here",
+            e.issuer_hostpath
+        ),
+        fix: format!("use StringEquals or StringLike: {}", e.statement()),
+    };
+    match failing(&sub, &subject) {
+        None => {}
+        Some(Err(op)) => return Err(not_evaluated(op, "sub")),
+        Some(Ok((op, values))) => {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| (op, *v)).collect();
+            return Err(Problem {
+                what: if pairs.is_empty() {
+                    format!(
+                        "the {op} condition on {}:sub has no value",
+                        e.issuer_hostpath
+                    )
+                } else {
+                    sub_mismatch(&pairs, e)
+                },
+                fix,
+            });
+        }
     }
     if aud.is_empty() {
         warnings.push(format!(
             "no {}:aud condition; add \"{}:aud\": \"{}\"",
             e.issuer_hostpath, e.issuer_hostpath, e.audience
         ));
-    } else if !aud.iter().any(|(op, v)| condition_holds(op, v, e.audience)) {
-        let values: Vec<&str> = aud.iter().map(|(_, v)| *v).collect();
-        return Err(Problem {
-            what: format!(
-                "the {}:aud condition allows {}, not {}",
-                e.issuer_hostpath,
-                values.join(", "),
-                e.audience
-            ),
-            fix,
-        });
+    }
+    match failing(&aud, e.audience) {
+        None => {}
+        Some(Err(op)) => return Err(not_evaluated(op, "aud")),
+        Some(Ok((op, values))) => {
+            let negated = if op.contains("Not") { " (negated)" } else { "" };
+            return Err(Problem {
+                what: format!(
+                    "the {}:aud condition allows {}{negated}, not {}",
+                    e.issuer_hostpath,
+                    values.join(", "),
+                    e.audience
+                ),
+                fix,
+            });
+        }
     }
     Ok(warnings)
 }
 
-fn condition_holds(op: &str, value: &str, actual: &str) -> bool {
-    match op {
-        "StringEquals" => value == actual,
-        "StringEqualsIgnoreCase" => value.eq_ignore_ascii_case(actual),
-        "StringLike" => crate::engine::glob::matches(value, actual),
-        _ => false,
-    }
+/// The first operator that does not hold for `actual` (Err: one not evaluated here).
+fn failing<'c, 'v>(
+    conds: &'c [(&'v str, Vec<&'v str>)],
+    actual: &str,
+) -> Option<Result<(&'v str, &'c [&'v str]), &'v str>> {
+    conds
+        .iter()
+        .find_map(|(op, values)| match op_holds(op, values, actual) {
+            Some(true) => None,
+            Some(false) => Some(Ok((*op, values.as_slice()))),
+            None => Some(Err(*op)),
+        })
 }
 
 /// Says which part of `system:serviceaccount:NS:SA` the policy gets wrong.
@@ -239,8 +390,9 @@ fn sub_mismatch(sub: &[(&str, &str)], e: &Expected) -> String {
     let parts: Vec<&str> = value.split(':').collect();
     match parts.as_slice() {
         ["system", "serviceaccount", ns, sa] => {
-            let ns_ok = condition_holds(op, ns, e.namespace) || *ns == e.namespace;
-            let sa_ok = condition_holds(op, sa, e.service_account) || *sa == e.service_account;
+            let ns_ok = op_holds(op, &[ns], e.namespace) == Some(true) || *ns == e.namespace;
+            let sa_ok =
+                op_holds(op, &[sa], e.service_account) == Some(true) || *sa == e.service_account;
             match (ns_ok, sa_ok) {
                 (false, true) => format!(
                     "{key} allows namespace {ns}, not {} (\"{value}\")",
@@ -306,6 +458,140 @@ mod tests {
         let p = policy(PROVIDER, "StringLike", "system:serviceaccount:shop:*", None);
         let w = evaluate(&p, &e).unwrap();
         assert!(w[0].contains("no oidc.eks.us-east-1.amazonaws.com/id/ABCDEF:aud condition"));
+    }
+
+    fn with_statements(extra: &[Value]) -> String {
+        let mut doc: Value = serde_json::from_str(&policy(
+            PROVIDER,
+            "StringEquals",
+            "system:serviceaccount:shop:cart",
+            Some("sts.amazonaws.com"),
+        ))
+        .unwrap();
+        doc["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .extend(extra.iter().cloned());
+        doc.to_string()
+    }
+
+    /// An explicit Deny that applies (action, principal, every condition) wins over any Allow;
+    /// one that does not apply, or names another ServiceAccount, changes nothing.
+    #[test]
+    fn an_explicit_deny_overrides_every_allow() {
+        let e = expected();
+        let deny = |cond: Value| {
+            serde_json::json!({"Effect": "Deny", "Principal": {"Federated": PROVIDER},
+                "Action": "sts:AssumeRoleWithWebIdentity", "Condition": cond})
+        };
+        let sub = format!("{HOSTPATH}:sub");
+        let every_sa =
+            deny(serde_json::json!({"StringLike": {&sub: "system:serviceaccount:shop:*"}}));
+        let p = evaluate(&with_statements(&[every_sa]), &e).unwrap_err();
+        assert!(
+            p.what.contains("statement 2 denies") && p.what.contains("explicit Deny overrides"),
+            "{}",
+            p.what
+        );
+        // Unconditional, by wildcard action, by NotPrincipal: all deny.
+        let bare = serde_json::json!({"Effect": "Deny", "Principal": "*", "Action": "sts:*"});
+        assert!(evaluate(&with_statements(&[bare]), &e).is_err());
+        let not_principal = serde_json::json!({"Effect": "Deny",
+            "NotPrincipal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/other"},
+            "Action": "sts:AssumeRoleWith*"});
+        assert!(evaluate(&with_statements(&[not_principal]), &e).is_err());
+        // Another ServiceAccount, a negated condition that excludes ours, another action: allowed.
+        let other =
+            deny(serde_json::json!({"StringEquals": {&sub: "system:serviceaccount:shop:other"}}));
+        let not_ours =
+            deny(serde_json::json!({"StringNotEquals": {&sub: "system:serviceaccount:shop:cart"}}));
+        let other_action =
+            serde_json::json!({"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"});
+        let not_action = serde_json::json!({"Effect": "Deny", "Principal": "*",
+            "NotAction": "sts:AssumeRoleWith*"});
+        assert_eq!(
+            evaluate(
+                &with_statements(&[other, not_ours, other_action, not_action]),
+                &e
+            ),
+            Ok(vec![])
+        );
+        // A Deny on a key not evaluated here is said so.
+        let unknown = deny(serde_json::json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}));
+        let w = evaluate(&with_statements(&[unknown]), &e).unwrap();
+        assert!(
+            w[0].contains("statement 2 is a Deny") && w[0].contains("not evaluated"),
+            "{w:?}"
+        );
+    }
+
+    /// Action values take `*` and `?` and any case; NotAction allows every other action.
+    #[test]
+    fn actions_match_with_wildcards_and_not_action() {
+        let e = expected();
+        let allow = |action: Value| {
+            let mut p: Value = serde_json::from_str(&policy(
+                PROVIDER,
+                "StringEquals",
+                "system:serviceaccount:shop:cart",
+                Some("sts.amazonaws.com"),
+            ))
+            .unwrap();
+            let s = &mut p["Statement"][0];
+            s.as_object_mut().unwrap().remove("Action");
+            for (k, v) in action.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            evaluate(&p.to_string(), &e)
+        };
+        for ok in [
+            serde_json::json!({"Action": "sts:AssumeRoleWith*"}),
+            serde_json::json!({"Action": ["s3:GetObject", "STS:assumerolewithwebidentity"]}),
+            serde_json::json!({"Action": "sts:AssumeRoleWith?ebIdentity"}),
+            serde_json::json!({"Action": "*"}),
+            serde_json::json!({"NotAction": "sts:AssumeRole"}),
+        ] {
+            assert_eq!(allow(ok.clone()), Ok(vec![]), "{ok}");
+        }
+        for refused in [
+            serde_json::json!({"Action": "sts:AssumeRole"}),
+            serde_json::json!({"Action": "sts:AssumeRoleWithSAML"}),
+            serde_json::json!({"NotAction": "sts:*"}),
+        ] {
+            let p = allow(refused.clone()).unwrap_err();
+            assert!(
+                p.what.contains("no statement allows"),
+                "{refused}: {}",
+                p.what
+            );
+        }
+    }
+
+    /// Every operator of a condition must hold; negated operators exclude their values.
+    #[test]
+    fn conditions_hold_together() {
+        let e = expected();
+        let sub = format!("{HOSTPATH}:sub");
+        let doc = |cond: Value| {
+            serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": {"Federated": PROVIDER},
+                "Action": "sts:AssumeRoleWithWebIdentity", "Condition": cond}]})
+            .to_string()
+        };
+        let both = doc(serde_json::json!({
+            "StringLike": {&sub: "system:serviceaccount:shop:*"},
+            "StringNotEquals": {&sub: "system:serviceaccount:shop:cart"}
+        }));
+        assert!(evaluate(&both, &e).is_err());
+        let fine = doc(serde_json::json!({
+            "StringLike": {&sub: "system:serviceaccount:shop:*"},
+            "ForAnyValue:StringNotEqualsIfExists": {&sub: "system:serviceaccount:shop:admin"},
+            "StringEquals": {format!("{HOSTPATH}:amr"): "authenticated"}
+        }));
+        let w = evaluate(&fine, &e).unwrap();
+        assert!(
+            w.iter().any(|w| w.contains(":amr is not evaluated")),
+            "{w:?}"
+        );
     }
 
     #[test]
