@@ -13,8 +13,10 @@ hack/python-env.sh install
 hack/tools.sh install
 dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-test.XXXXXX")"
 trap 'hack/local-sts.sh down "$dir"; hack/local-cluster.sh down "$dir"' EXIT
-# The oracle builds (Go) while the servers start and the image builds (Rust).
-hack/oracle.sh build >"$dir/oracle-path" &
+# The oracle builds (Go) while the servers start and the image builds (Rust); its path goes to a
+# file of its own (starting the servers empties $dir).
+oracle_path="$(mktemp "${TMPDIR:-/tmp}/aws-auth-oracle-path.XXXXXX")"
+hack/oracle.sh build >"$oracle_path" &
 oracle_build=$!
 hack/local-cluster.sh up "$dir"
 hack/local-sts.sh up "$dir"
@@ -27,6 +29,7 @@ AWS_AUTH_TEST_IMAGE="$(hack/image.sh build)"
 export AWS_AUTH_TEST_IMAGE
 # aws-iam-authenticator's own parser, the differential tests' oracle (hack/oracle.sh).
 wait "$oracle_build"
-AWS_AUTH_TEST_ORACLE="$(cat "$dir/oracle-path")"
+AWS_AUTH_TEST_ORACLE="$(cat "$oracle_path")"
+rm -f "$oracle_path"
 export AWS_AUTH_TEST_ORACLE
 cargo test --all-targets -- "$@"
