@@ -28,6 +28,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("keeping aws-auth's history (nothing is written without it): {0}")]
     History(#[source] kube::Error),
+    /// Nothing is written by choice until a person acts.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
             Error::Render(_) => "render_mismatch",
             Error::Kube(_) => "kube",
             Error::History(_) => "history",
+            Error::Waiting(_) => "waiting",
         }
     }
 }

@@ -184,6 +184,7 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         "maxRemovals": 3,
         "maxRemovalPercent": 10,
         "removalWindow": "30m",
+        "onAwsAuthDeleted": "wait",
         "history": {"name": "auth-history", "versions": 5, "bytes": 100000},
     }));
     let env = env_of(find(&docs, "Deployment"));
@@ -196,6 +197,7 @@ fn chart_renders_secure_defaults_and_least_privilege() {
         ("AWS_AUTH_MAX_REMOVALS", "3"),
         ("AWS_AUTH_MAX_REMOVAL_PERCENT", "10"),
         ("AWS_AUTH_REMOVAL_WINDOW", "30m"),
+        ("AWS_AUTH_ON_AWS_AUTH_DELETED", "wait"),
         ("AWS_AUTH_HISTORY_NAME", "auth-history"),
         ("AWS_AUTH_HISTORY_VERSIONS", "5"),
         ("AWS_AUTH_HISTORY_BYTES", "100000"),

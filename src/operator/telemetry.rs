@@ -47,6 +47,12 @@ pub struct WatchLabel {
     pub watch: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecreatedLabel {
+    /// `restored` or `managed`.
+    pub with: &'static str,
+}
+
 /// Sync outcomes, the `result` label of `syncs_total` and of the duration histogram.
 pub const SYNC_OK: &str = "success";
 pub const SYNC_CONFLICT: &str = "conflict";
@@ -66,6 +72,8 @@ pub struct Metrics {
     pub failures: Family<CategoryLabel, Counter>,
     pub grants: Family<ReasonLabel, Gauge>,
     pub removals_held: Gauge,
+    /// aws-auth found deleted and recreated, by what it was recreated with.
+    pub recreated: Family<RecreatedLabel, Counter>,
     pub leader: Gauge,
     pub last_success: Gauge<f64, AtomicU64>,
     pub watch_restarts: Family<WatchLabel, Counter>,
@@ -88,6 +96,7 @@ impl Default for Metrics {
             failures: Family::default(),
             grants: Family::default(),
             removals_held: Gauge::default(),
+            recreated: Family::default(),
             leader: Gauge::default(),
             last_success: Gauge::default(),
             watch_restarts: Family::default(),
@@ -126,6 +135,11 @@ impl Default for Metrics {
             "removals_held",
             "Managed entries whose removal is held until confirmed or until the grants are back",
             m.removals_held.clone(),
+        );
+        r.register(
+            "aws_auth_recreated",
+            "aws-auth found deleted and recreated: restored (its last known version) or managed (no version known, or --on-aws-auth-deleted recreate-managed)",
+            m.recreated.clone(),
         );
         r.register(
             "leader",

@@ -5,11 +5,12 @@ pub mod cache;
 pub mod debounce;
 pub mod events;
 pub mod protobuf;
+mod recreate;
 pub mod status;
 pub mod status_queue;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use events::Recorder;
@@ -81,6 +82,17 @@ pub struct RunArgs {
     /// Sync this often even without changes.
     #[arg(long, env = "AWS_AUTH_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+    /// What to do when aws-auth is found deleted while an earlier version of it is known: restore
+    /// it (unmanaged entries as they were, plus the grants'), recreate it with the grants' entries
+    /// only, or wait for a person. With no earlier version (a fresh install) the grants' entries
+    /// are written.
+    #[arg(
+        long,
+        env = "AWS_AUTH_ON_AWS_AUTH_DELETED",
+        value_enum,
+        default_value = "restore"
+    )]
+    pub on_aws_auth_deleted: recreate::OnDeleted,
     /// Address of the health and metrics endpoints (/livez, /readyz, /metrics).
     #[arg(long, env = "AWS_AUTH_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     pub health_addr: std::net::SocketAddr,
@@ -124,6 +136,13 @@ struct Context {
     last_written: Arc<std::sync::Mutex<Option<Arc<ConfigMap>>>>,
     /// What the passes' plans reuse from one pass to the next (the webhook's plans keep nothing).
     memo: Memo,
+    on_deleted: recreate::OnDeleted,
+    /// aws-auth as a pass last read or wrote it: what a deleted aws-auth is restored from.
+    last_seen: std::sync::Mutex<Option<Arc<ConfigMap>>>,
+    /// Set while `--on-aws-auth-deleted wait` waits (its Event is recorded once).
+    waiting_for_aws_auth: AtomicBool,
+    /// Set when the history ConfigMap was found deleted, until it is recreated (with an Event).
+    history_lost: AtomicBool,
 }
 
 impl Context {
@@ -315,6 +334,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         aws_auth_seen,
         last_written,
         memo: Memo::default(),
+        on_deleted: args.on_aws_auth_deleted,
+        last_seen: Default::default(),
+        waiting_for_aws_auth: AtomicBool::new(false),
+        history_lost: AtomicBool::new(false),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -577,6 +600,36 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         Some(w) => Some(w),
         None => ctx.configmaps.get_opt(&ctx.name).await?.map(Arc::new),
     };
+    // aws-auth found deleted: planned over its last known version, or over nothing.
+    let (current, recreating) = match current {
+        Some(c) => {
+            *ctx.last_seen.lock().expect("last seen lock") = Some(c.clone());
+            ctx.waiting_for_aws_auth.store(false, Ordering::Relaxed);
+            (Some(c), None)
+        }
+        None => {
+            let seen = ctx.last_seen.lock().expect("last seen lock").clone();
+            let history = ctx.history.name(&ctx.name);
+            let known = recreate::last_known(
+                &ctx.configmaps,
+                &ctx.namespace,
+                &ctx.name,
+                &history,
+                seen.as_deref(),
+            )
+            .await?;
+            match (known, ctx.on_deleted) {
+                (Some(k), recreate::OnDeleted::Restore) => {
+                    (Some(Arc::new(k.cm.clone())), Some((true, Some(k))))
+                }
+                (known, _) => (None, Some((false, known))),
+            }
+        }
+    };
+    let waiting = matches!(&recreating, Some((false, Some(_))))
+        && ctx.on_deleted == recreate::OnDeleted::Wait;
+    // A restored version is written even where the plan changes nothing in it.
+    let restoring = matches!(&recreating, Some((true, _)));
     let (window, now) = ctx.window(current.as_deref());
     config.recently_removed = window.recent();
     config.peak_managed = window.peak;
@@ -599,7 +652,9 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     // undone is not made, except a revocation (additions and changes wait, removals proceed).
     let mut history_unavailable = None;
     if p.changed
-        && let Some(cur) = current.as_deref()
+        && !waiting
+        // A restored version is in the history or was read by this process: nothing to keep.
+        && let Some(cur) = current.as_deref().filter(|c| c.metadata.resource_version.is_some())
         && let Err(e) = keep_history(ctx, cur).await
     {
         let e = match e {
@@ -618,7 +673,15 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         history_unavailable = Some(e);
     }
     let t_plan = started.elapsed();
-    let (written, write_error) = if p.changed {
+    let (written, write_error) = if waiting {
+        (
+            None,
+            Some(Error::Waiting(format!(
+                "{}/{} was deleted, and --on-aws-auth-deleted is wait: nothing is written until a person creates it again (aws-auth-operator restore N, or kubectl apply)",
+                ctx.namespace, ctx.name
+            ))),
+        )
+    } else if p.changed || restoring {
         // Until this write is known to have succeeded, nothing of it is taken for aws-auth.
         ctx.forget_written();
         ctx.memo.forget_plan();
@@ -633,6 +696,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
             Ok(w) => {
                 let w = Arc::new(w);
                 *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
+                *ctx.last_seen.lock().expect("last seen lock") = Some(w.clone());
                 (Some(w), None)
             }
             Err(e) => (None, Some(e)),
@@ -648,7 +712,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     if write_error.is_none() {
         report_rails(ctx, &p, current.as_deref()).await;
     }
-    if p.changed && write_error.is_none() {
+    if (p.changed || restoring) && write_error.is_none() {
         ctx.metrics.writes.inc();
     }
     let mut by_reason = std::collections::BTreeMap::<&'static str, i64>::new();
@@ -659,17 +723,17 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     if let Some(e) = &write_error {
         warn!(error = %e, "writing aws-auth failed");
         if let Some(cm) = &current {
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "WriteFailed".into(),
-                note: Some(truncate(&format!(
-                    "writing {}/{} failed: {e}",
-                    ctx.namespace, ctx.name
-                ))),
-                action: "Write".into(),
-                secondary: None,
-            };
-            let _ = ctx.recorder.publish(&ev, &cm.object_ref(&())).await;
+            let note = format!("writing {}/{} failed: {e}", ctx.namespace, ctx.name);
+            let about = cm.object_ref(&());
+            note_event(
+                ctx,
+                &about,
+                EventType::Warning,
+                "WriteFailed",
+                "Write",
+                &note,
+            )
+            .await;
         }
     }
     update_statuses(ctx, &grants, &p, write_error.as_ref());
@@ -682,26 +746,47 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     // The version just written goes into the history now, after aws-auth and the statuses: the
     // next write finds its predecessor kept already and does not wait for the history. If this
     // fails, that write keeps it itself.
+    if let Some(w) = &written {
+        let mut kept = keep_history(ctx, w).await;
+        // Deleted by someone: created again at once, with the version just written.
+        if matches!(kept, Err(SyncError::Conflict)) && ctx.history_lost.load(Ordering::Relaxed) {
+            kept = keep_history(ctx, w).await;
+        }
+        if let Err(e) = kept {
+            debug!(error = ?e, "history not updated after the write; the next write keeps it first");
+        }
+    }
     if let Some(w) = &written
-        && let Err(e) = keep_history(ctx, w).await
+        && let Some((restored, known)) = &recreating
     {
-        debug!(error = ?e, "history not updated after the write; the next write keeps it first");
+        report_recreated(ctx, w, *restored, known.as_ref()).await;
+    }
+    if waiting {
+        if !ctx.waiting_for_aws_auth.swap(true, Ordering::Relaxed)
+            && let Some((_, Some(k))) = &recreating
+        {
+            report_waiting(ctx, k).await;
+        }
+        return Ok(());
     }
     if let Some(e) = history_unavailable {
         if let Some(w) = &written {
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "HistoryUnavailable".into(),
-                note: Some(truncate(&format!(
-                    "wrote {} change(s) without keeping the replaced version, as the history {}/{} cannot be written ({e}): removals of managed entries proceed, additions and changes wait until it can be",
-                    p.diff.len(),
-                    ctx.namespace,
-                    ctx.history.name(&ctx.name)
-                ))),
-                action: "Write".into(),
-                secondary: None,
-            };
-            let _ = ctx.recorder.publish(&ev, &w.object_ref(&())).await;
+            let note = format!(
+                "wrote {} change(s) without keeping the replaced version, as the history {}/{} cannot be written ({e}): removals of managed entries proceed, additions and changes wait until it can be",
+                p.diff.len(),
+                ctx.namespace,
+                ctx.history.name(&ctx.name)
+            );
+            let about = w.object_ref(&());
+            note_event(
+                ctx,
+                &about,
+                EventType::Warning,
+                "HistoryUnavailable",
+                "Write",
+                &note,
+            )
+            .await;
         }
         // Retried with back-off until the history is kept and what waits is written.
         return Err(SyncError::Transient(write_error.unwrap_or(e)));
@@ -787,6 +872,127 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
             debug!(error = %e, reason, "event not recorded");
         }
     }
+}
+
+/// Records an Event about aws-auth (or the object `about` names); a failure is only logged.
+async fn note_event(
+    ctx: &Context,
+    about: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note)),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, about).await {
+        debug!(error = %e, reason, "event not recorded");
+    }
+}
+
+/// aws-auth was found deleted and has just been recreated: a Warning Event on it says from what
+/// (and what a recreation with the grants' entries only left out), and a metric counts it.
+async fn report_recreated(
+    ctx: &Context,
+    written: &ConfigMap,
+    restored: bool,
+    known: Option<&recreate::Known>,
+) {
+    let listed = |k: &recreate::Known| {
+        let all = k.unmanaged();
+        let shown: Vec<String> = all.iter().take(10).map(|p| shown(p).into_owned()).collect();
+        let more = all.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        (all.len(), format!("{}{more}", shown.join(", ")))
+    };
+    let (type_, reason, note, with) = match (restored, known) {
+        (true, Some(k)) => {
+            let (n, list) = listed(k);
+            (
+                EventType::Warning,
+                "AwsAuthRestored",
+                format!(
+                    "aws-auth was deleted; recreated from {} with the {n} entries aws-auth-operator does not manage, as they were ({list}), and the grants' entries",
+                    k.source
+                ),
+                "restored",
+            )
+        }
+        (false, Some(k)) => {
+            let (n, list) = listed(k);
+            (
+                EventType::Warning,
+                "AwsAuthRecreated",
+                format!(
+                    "aws-auth was deleted; recreated with the grants' entries only (--on-aws-auth-deleted recreate-managed). {} also held {n} entries aws-auth-operator does not manage ({list}): bring them back with `aws-auth-operator history` and `restore N`",
+                    k.source
+                ),
+                "managed",
+            )
+        }
+        (_, None) => {
+            info!(
+                "no earlier version of aws-auth is known (no history): created with the grants' entries only"
+            );
+            (
+                EventType::Normal,
+                "AwsAuthCreated",
+                "no earlier version of aws-auth is known (no history): created with the grants' entries only".to_string(),
+                "",
+            )
+        }
+    };
+    if !with.is_empty() {
+        warn!(reason, note = %note, "aws-auth recreated");
+        ctx.metrics
+            .recreated
+            .get_or_create(&crate::operator::telemetry::RecreatedLabel { with })
+            .inc();
+    }
+    note_event(
+        ctx,
+        &written.object_ref(&()),
+        type_,
+        reason,
+        "Recreate",
+        &note,
+    )
+    .await;
+}
+
+/// `--on-aws-auth-deleted wait`: said once, in the log and in an Event about the missing object.
+async fn report_waiting(ctx: &Context, known: &recreate::Known) {
+    let note = format!(
+        "aws-auth was deleted; --on-aws-auth-deleted is wait, so nothing is written until it exists again. Its last known version is {} ({} entries not managed by aws-auth-operator); `aws-auth-operator history` and `restore N` bring it back",
+        known.source,
+        known.unmanaged().len()
+    );
+    warn!(note = %note, "aws-auth deleted; waiting");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(ctx.name.clone()),
+        namespace: Some(ctx.namespace.clone()),
+        ..Default::default()
+    };
+    note_event(
+        ctx,
+        &reference,
+        EventType::Warning,
+        "AwsAuthDeleted",
+        "Wait",
+        &note,
+    )
+    .await;
 }
 
 /// Keeps a version of aws-auth in the history ConfigMap: each one the operator writes, right
@@ -886,24 +1092,50 @@ async fn keep_history(ctx: &Context, current: &ConfigMap) -> Result<(), SyncErro
                 .map(|c| c.metadata.resource_version)
         }
     };
-    let mut known = ctx.history_state.lock().expect("history lock");
-    match res {
-        Ok(rv) => {
-            *known = rv.map(|resource_version| HistoryState {
-                resource_version,
-                index,
-            });
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
-            *known = None;
-            Err(SyncError::Conflict)
-        }
-        Err(e) => {
-            *known = None;
-            Err(SyncError::Transient(Error::History(e)))
+    let recreated =
+        state.is_none() && res.is_ok() && ctx.history_lost.swap(false, Ordering::Relaxed);
+    {
+        let mut known = ctx.history_state.lock().expect("history lock");
+        match res {
+            Ok(rv) => {
+                *known = rv.map(|resource_version| HistoryState {
+                    resource_version,
+                    index,
+                });
+            }
+            Err(kube::Error::Api(s))
+                if s.is_conflict() || s.is_already_exists() || s.is_not_found() =>
+            {
+                // Gone (deleted by someone): created again at once, with the version at hand.
+                if s.is_not_found() {
+                    ctx.history_lost.store(true, Ordering::Relaxed);
+                }
+                *known = None;
+                return Err(SyncError::Conflict);
+            }
+            Err(e) => {
+                *known = None;
+                return Err(SyncError::Transient(Error::History(e)));
+            }
         }
     }
+    if recreated {
+        let note = format!(
+            "the history ConfigMap {}/{name} was deleted; recreated with the version of aws-auth at hand (resourceVersion {}); the versions it held are lost",
+            ctx.namespace, rv
+        );
+        warn!(note = %note, "history recreated");
+        note_event(
+            ctx,
+            &current.object_ref(&()),
+            EventType::Warning,
+            "HistoryRecreated",
+            "Write",
+            &note,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// The history ConfigMap as this process last wrote it: its resourceVersion and index.
@@ -934,7 +1166,8 @@ async fn write(
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    let res = match current {
+    // A restored version (no resourceVersion) is created, like a missing aws-auth.
+    let res = match current.filter(|c| c.metadata.resource_version.is_some()) {
         None => ctx.configmaps.create(&pp, &cm).await,
         Some(_) => replace_answered_with_metadata(ctx, &pp, cm).await,
     };
@@ -997,7 +1230,10 @@ fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error:
         let (reason, message) = match (verdict.reason, write_error) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
-            (Reason::Applied, Some(_)) if g.reports(Reason::Applied) => {
+            // While a deleted aws-auth is waited for, nothing is applied at all.
+            (Reason::Applied, Some(e))
+                if g.reports(Reason::Applied) && !matches!(e, Error::Waiting(_)) =>
+            {
                 return None;
             }
             (Reason::Applied, Some(e)) => (
