@@ -5,6 +5,7 @@
 #   hack/local-cluster.sh up [DIR]    start etcd + kube-apiserver on free ports; writes DIR/kubeconfig
 #   hack/local-cluster.sh env [DIR]   print the exports the tests read (KUBECONFIG, AWS_AUTH_TEST_CLUSTER)
 #   hack/local-cluster.sh down [DIR]  stop both and remove DIR
+#   hack/local-cluster.sh stop|start etcd|apiserver DIR   stop or restart one (the fault tests)
 #
 # DIR defaults to ${TMPDIR:-/tmp}/aws-auth-operator-cluster. The build (about 6 minutes on 2 cores)
 # is cached under ${XDG_CACHE_HOME:-$HOME/.cache}/aws-auth-operator, outside any checkout.
@@ -82,6 +83,25 @@ wait_ready() {
   return 1
 }
 
+# Starts (again) one component of the running cluster: etcd or apiserver.
+start() {
+  # exec: the recorded pid is the component's own, not a shell's.
+  eval "exec setsid $(cat "$DIR/$1.cmd")" >>"$DIR/$1.log" 2>&1 </dev/null &
+  echo $! >"$DIR/$1.pid"
+}
+
+# Stops one component (SIGTERM, then SIGKILL), leaving its data for `start`.
+stop() {
+  local pid i
+  pid="$(cat "$DIR/$1.pid")"
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 up() {
   install_etcd
   build_apiserver
@@ -95,20 +115,21 @@ up() {
   openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
   openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
   echo 'admintoken,admin,admin,system:masters' >"$DIR/tokens.csv"
-  setsid etcd --data-dir "$DIR/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+  # Each command is kept, so that the fault tests can stop and start one on the same ports.
+  printf '%q ' etcd --data-dir "$DIR/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "default=http://127.0.0.1:$peer_port" \
-    >"$DIR/etcd.log" 2>&1 </dev/null &
-  echo $! >"$DIR/etcd.pid"
-  setsid "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" >"$DIR/etcd.cmd"
+  printf '%q ' "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 --secure-port="$api_port" --cert-dir="$DIR/certs" \
     --token-auth-file="$DIR/tokens.csv" --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$DIR/sa.pub" --service-account-signing-key-file="$DIR/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 >"$DIR/apiserver.log" 2>&1 </dev/null &
-  echo $! >"$DIR/apiserver.pid"
+    --service-cluster-ip-range=10.0.0.0/24 >"$DIR/apiserver.cmd"
+  echo "$api_port" >"$DIR/apiserver.port"
+  start etcd
+  start apiserver
   cat >"$DIR/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -146,5 +167,10 @@ case "${1:-}" in
   up) up ;;
   env) printf 'export KUBECONFIG=%q\nexport AWS_AUTH_TEST_CLUSTER=1\n' "$DIR/kubeconfig" ;;
   down) down ;;
-  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+  stop) DIR="${3:?DIR}"; stop "${2:?etcd or apiserver}" ;;
+  start)
+    DIR="${3:?DIR}"; start "${2:?etcd or apiserver}"
+    if [ "$2" = apiserver ]; then wait_ready "$(cat "$DIR/apiserver.port")"; fi
+    ;;
+  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac

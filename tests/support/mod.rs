@@ -39,7 +39,7 @@ pub async fn client() -> Client {
     client
 }
 
-async fn install_crd(client: Client) {
+pub async fn install_crd(client: Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client);
     match crds
         .create(&PostParams::default(), &IamAccessGrant::crd())
@@ -232,6 +232,16 @@ impl Operator {
         extra: &[&str],
         kubeconfig: Option<&std::path::Path>,
     ) -> Operator {
+        Self::start_env(configmap, extra, kubeconfig, &[])
+    }
+
+    /// [`Operator::start`] with more environment (the fault tests' abort points).
+    pub fn start_env(
+        configmap: &str,
+        extra: &[&str],
+        kubeconfig: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Operator {
         // One log per process: several operators of one test (replicas) must not share a file.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -270,6 +280,7 @@ impl Operator {
             // Tests grant system:masters freely unless they test the policy (a flag overrides it).
             .env("AWS_AUTH_PRIVILEGED_PRINCIPAL", "*")
             .env("RUST_LOG", "info,kube_client::client::tls=error")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()

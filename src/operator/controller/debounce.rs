@@ -30,6 +30,12 @@ impl Changes {
         self.note();
     }
 
+    /// Waits up to `max`, or until a change arrives: a pass that failed need not wait out its
+    /// back-off once something changed (the watches reconnecting after an outage, say).
+    pub async fn wait_for(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.signal.notified()).await;
+    }
+
     fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }

@@ -45,6 +45,8 @@ use debounce::{Changes, Debounce};
 
 pub const CRD_NAME: &str = "iamaccessgrants.aws-auth.dev";
 const MANAGER: &str = "aws-auth-operator";
+/// Which operator process wrote aws-auth last (its pod name, or host and process id).
+pub const WRITER_ANNOTATION: &str = "aws-auth.dev/written-by";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -143,6 +145,14 @@ struct Context {
     waiting_for_aws_auth: AtomicBool,
     /// Set when the history ConfigMap was found deleted, until it is recreated (with an Event).
     history_lost: AtomicBool,
+    /// The resourceVersions of this instance's last writes, to tell another writer's from them.
+    my_writes: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// When another instance's write was last reported (at most one Event per interval).
+    other_writer_reported: std::sync::Mutex<Option<std::time::Instant>>,
+    /// This process, as its writes name it.
+    instance: String,
+    /// Whether leader election is on (a change of writer is then a change of leader).
+    elected: bool,
 }
 
 impl Context {
@@ -220,7 +230,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         tokio::sync::mpsc::channel::<break_glass::Note>(break_glass::QUEUE);
     let (grant_glass, mut grant_seen) = (glass_tx.clone(), break_glass::Seen::default());
     let grant_events = watcher(grants.clone(), grant_watch)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect_ok(relists(metrics.clone(), "grants"))
         .inspect_ok(move |ev| match ev {
             watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
@@ -250,7 +260,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let own = last_written.clone();
     let mut cm_seen = break_glass::Seen::default();
     let cm_events = watcher(cm_meta, cm_watch)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect_ok(relists(metrics.clone(), "aws-auth"))
         .inspect_ok(move |ev| {
             if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
@@ -293,13 +303,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .map_ok(|_| false)
         .boxed();
     let notify = changes.clone();
+    let watch_metrics = metrics.clone();
     let watches = tokio::spawn(async move {
         let mut all = futures::stream::select(grant_events, cm_events);
         while let Some(ev) = all.next().await {
             match ev {
                 Ok(false) => notify.note(),
                 Ok(true) => notify.note_removal(),
-                Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+                Err(e) => {
+                    // Not ready while the API server cannot be reached (until a relist completes).
+                    watch_metrics.ready.store(false, Ordering::Relaxed);
+                    warn!(error = %e, "watch error; retrying with backoff")
+                }
             }
         }
     });
@@ -338,6 +353,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         last_seen: Default::default(),
         waiting_for_aws_auth: AtomicBool::new(false),
         history_lost: AtomicBool::new(false),
+        my_writes: Default::default(),
+        other_writer_reported: Default::default(),
+        instance: std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        }),
+        elected: election.is_some(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -469,6 +491,34 @@ async fn start_webhook(
     Ok([task, fresh])
 }
 
+/// Back-off between a watch's attempts to reconnect: doubling from 250 ms up to 5 s (kube's
+/// default goes to 30 s), so that once the API server is back after an outage the watches, and
+/// the passes they start, follow within seconds. One client per watch: no jitter is needed.
+#[derive(Debug, Clone, Copy)]
+struct WatchBackoff(Duration);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff(Duration::from_millis(250))
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = WatchBackoff::default();
+    }
+}
+
 /// Counts a watch's lists after its first: each one is a restart after an error or expiry.
 fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher::Event<K>) {
     // The series exists from the start, at 0, so that rate() and alerts see it.
@@ -477,8 +527,8 @@ fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher
         .get_or_create(&WatchLabel { watch })
         .inc_by(0);
     let mut lists = 0u64;
-    move |ev| {
-        if matches!(ev, watcher::Event::Init) {
+    move |ev| match ev {
+        watcher::Event::Init => {
             lists += 1;
             if lists > 1 {
                 metrics
@@ -487,6 +537,9 @@ fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher
                     .inc();
             }
         }
+        // A relist after an error completed: the API server answers again.
+        watcher::Event::InitDone if lists > 1 => metrics.ready.store(true, Ordering::Relaxed),
+        _ => {}
     }
 }
 
@@ -553,8 +606,13 @@ async fn reconcile_forever(ctx: &Context, debounce: &Debounce, changes: &Changes
                 Err(SyncError::Transient(e)) => {
                     ctx.metrics.synced(SYNC_ERROR, took);
                     ctx.metrics.failed(e.metric_label());
+                    // The API server did not answer at all: not ready until a pass succeeds.
+                    if matches!(&e, Error::Kube(k) | Error::History(k) if !matches!(k, kube::Error::Api(_)))
+                    {
+                        ctx.metrics.ready.store(false, Ordering::Relaxed);
+                    }
                     warn!(error = %e, category = e.metric_label(), retry_in = ?backoff, "sync failed");
-                    tokio::time::sleep(backoff).await;
+                    changes.wait_for(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
@@ -598,7 +656,13 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let mut config = ctx.config.clone();
     let current = match ctx.still_written() {
         Some(w) => Some(w),
-        None => ctx.configmaps.get_opt(&ctx.name).await?.map(Arc::new),
+        None => {
+            let read = ctx.configmaps.get_opt(&ctx.name).await?.map(Arc::new);
+            if let Some(c) = &read {
+                report_other_writer(ctx, c).await;
+            }
+            read
+        }
     };
     // aws-auth found deleted: planned over its last known version, or over nothing.
     let (current, recreating) = match current {
@@ -673,6 +737,9 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         history_unavailable = Some(e);
     }
     let t_plan = started.elapsed();
+    if p.changed || restoring {
+        abort_point("before-write");
+    }
     let (written, write_error) = if waiting {
         (
             None,
@@ -697,6 +764,14 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
                 let w = Arc::new(w);
                 *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
                 *ctx.last_seen.lock().expect("last seen lock") = Some(w.clone());
+                if let Some(rv) = &w.metadata.resource_version {
+                    let mut mine = ctx.my_writes.lock().expect("my writes lock");
+                    mine.push_back(rv.clone());
+                    if mine.len() > 32 {
+                        mine.pop_front();
+                    }
+                }
+                abort_point("after-write");
                 (Some(w), None)
             }
             Err(e) => (None, Some(e)),
@@ -872,6 +947,70 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
             debug!(error = %e, reason, "event not recorded");
         }
     }
+}
+
+/// Debug builds only (the fault tests): abort the process at a named point of the pass when
+/// `AWS_AUTH_TEST_ABORT_AT` names it, as a SIGKILL there would: `before-write` (the history kept,
+/// aws-auth not written) or `after-write` (aws-auth written, statuses and history not).
+fn abort_point(at: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("AWS_AUTH_TEST_ABORT_AT").as_deref() == Ok(at) {
+        eprintln!("aborting at {at} (AWS_AUTH_TEST_ABORT_AT)");
+        std::process::abort();
+    }
+    let _ = at;
+}
+
+/// Another aws-auth-operator writing aws-auth (a second install, or replicas without leader
+/// election): both stay consistent through resourceVersion preconditions, but they may undo each
+/// other's work, so it is said, at most every ten minutes, in a Warning Event naming the other
+/// writer and in the log. Each write carries its writer in an annotation; with leader election a
+/// change of writer is a change of leader, and is not reported.
+async fn report_other_writer(ctx: &Context, current: &ConfigMap) {
+    let Some(rv) = current.metadata.resource_version.as_deref() else {
+        return;
+    };
+    let Some(other) = current
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(WRITER_ANNOTATION))
+    else {
+        return;
+    };
+    if ctx.elected || *other == ctx.instance {
+        return;
+    }
+    {
+        let mine = ctx.my_writes.lock().expect("my writes lock");
+        // Before this instance wrote anything, the last writer may be its own predecessor.
+        if mine.is_empty() || mine.iter().any(|m| m == rv) {
+            return;
+        }
+    }
+    {
+        let mut last = ctx.other_writer_reported.lock().expect("other writer lock");
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(600)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    let note = format!(
+        "aws-auth resourceVersion {rv} was written by another aws-auth-operator, {} (field manager {MANAGER}), not by this one, {}: a second install, or replicas without leader election. Both stay consistent through resourceVersion preconditions, but they may undo each other's work: run one operator per cluster, or enable leader election",
+        shown(other),
+        shown(&ctx.instance)
+    );
+    warn!(note = %note, "another writer");
+    let about = current.object_ref(&());
+    note_event(
+        ctx,
+        &about,
+        EventType::Warning,
+        "AnotherWriter",
+        "Write",
+        &note,
+    )
+    .await;
 }
 
 /// Records an Event about aws-auth (or the object `about` names); a failure is only logged.
@@ -1161,6 +1300,10 @@ async fn write(
         None => p.configmap(current, &ctx.namespace, &ctx.name, true),
     };
     window.apply_to(&mut cm);
+    cm.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(WRITER_ANNOTATION.into(), ctx.instance.clone());
     leading(ctx)?;
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
