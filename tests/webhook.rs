@@ -542,3 +542,57 @@ async fn handshake(port: u16, ca: &str) -> bool {
     let name = ServerName::try_from("127.0.0.1").unwrap();
     connector.connect(name, tcp).await.is_ok()
 }
+
+/// On an API server that does not label namespaces with their name (before 1.21), the aws-auth
+/// webhook would be registered and never called: the operator refuses to start it, naming the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_without_its_name_label_is_refused() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = support::client().await;
+    let ns = "aws-auth-unlabeled";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await;
+    // Whatever an earlier run left: the label off.
+    let off = serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": null}}});
+    namespaces
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .unwrap();
+    let port = free_port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+        .args([
+            "run",
+            "--aws-auth-namespace",
+            ns,
+            "--aws-auth-name",
+            "aws-auth",
+        ])
+        .args(["--webhook-addr", &format!("127.0.0.1:{port}")])
+        .args(["--webhook-url", &format!("https://127.0.0.1:{port}")])
+        .args(["--webhook-name", "aws-auth-operator-unlabeled-test"])
+        .args(["--operator-username", "admin"])
+        .args(["--health-addr", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "kubectl label namespace {ns} kubernetes.io/metadata.name={ns}"
+        )),
+        "{err}"
+    );
+    assert!(
+        Api::<ValidatingWebhookConfiguration>::all(client)
+            .get_opt("aws-auth-operator-unlabeled-test")
+            .await
+            .unwrap()
+            .is_none(),
+        "registered anyway"
+    );
+}

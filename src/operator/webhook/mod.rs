@@ -387,6 +387,44 @@ pub async fn operator_username(client: &Client, given: Option<&str>) -> Result<S
     }
 }
 
+/// The label the aws-auth webhook selects its namespace by. API servers before 1.21 do not set
+/// it: there the webhook would be registered and never called.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Refuses to register a webhook the API server would never call: aws-auth's namespace must carry
+/// the label its namespace selector matches.
+async fn namespace_selectable(client: &Client, namespace: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let fix = format!(
+        "kubectl label namespace {namespace} {NAMESPACE_NAME_LABEL}={namespace} (Kubernetes sets it from 1.21 on)"
+    );
+    match Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await
+    {
+        Ok(Some(ns)) => {
+            let label = ns
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(NAMESPACE_NAME_LABEL));
+            if label.map(String::as_str) == Some(namespace) {
+                Ok(())
+            } else {
+                Err(usage(format!(
+                    "namespace {namespace} lacks the label {NAMESPACE_NAME_LABEL}={namespace} that the aws-auth webhook selects it by, so the API server would never call it; the webhook is not started: {fix}"
+                )))
+            }
+        }
+        Ok(None) => Err(usage(format!(
+            "namespace {namespace} (where aws-auth lives) does not exist"
+        ))),
+        Err(e) => Err(usage(format!(
+            "cannot read namespace {namespace} to check the label {NAMESPACE_NAME_LABEL} the aws-auth webhook selects it by ({e}); grant `get` on it (the chart does), or {fix}"
+        ))),
+    }
+}
+
 /// Creates or updates the ValidatingWebhookConfiguration: one webhook for aws-auth (only its
 /// namespace, and only its name where the server has match conditions), one for the grants.
 pub async fn register(
@@ -421,6 +459,7 @@ pub async fn register(
             }),
         })
     };
+    namespace_selectable(client, &target.namespace).await?;
     let version = client.apiserver_version().await?;
     let minor: u32 = version
         .minor
@@ -466,13 +505,7 @@ pub async fn register(
             })
         };
     let namespace_selector = LabelSelector {
-        match_labels: Some(
-            [(
-                "kubernetes.io/metadata.name".to_string(),
-                target.namespace.clone(),
-            )]
-            .into(),
-        ),
+        match_labels: Some([(NAMESPACE_NAME_LABEL.to_string(), target.namespace.clone())].into()),
         ..Default::default()
     };
     let object_selector = grant_selector
