@@ -11,7 +11,9 @@
 # is cached under ${XDG_CACHE_HOME:-$HOME/.cache}/aws-auth-operator, outside any checkout.
 set -euo pipefail
 
-K8S_VERSION=v1.20.2
+# K8S_VERSION: v1.20.2 is built from Debian's source package; any other version from the
+# k8s.io/kubernetes Go module (the Go module proxy).
+K8S_VERSION="${K8S_VERSION:-v1.20.2}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/aws-auth-operator"
 APISERVER="$CACHE/kube-apiserver-$K8S_VERSION"
 DIR="${2:-${TMPDIR:-/tmp}/aws-auth-operator-cluster}"
@@ -30,8 +32,51 @@ install_etcd() {
   DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq etcd-server curl openssl >/dev/null
 }
 
+# The version the server reports (/version; Helm's kubeVersion checks, the operator's feature
+# checks), which `make` would stamp.
+version_flags() {
+  local minor="${K8S_VERSION#v1.}"
+  minor="${minor%%.*}"
+  local v=k8s.io/component-base/version
+  printf -- '-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean' \
+    "$v" "$K8S_VERSION" "$v" "$v" "$minor" "$v"
+}
+
+# Upstream kube-apiserver from the k8s.io/kubernetes Go module: a scratch module requiring it, its
+# staging modules (./staging in its own go.mod) replaced by their published v0.X.Y.
+build_apiserver_module() {
+  command -v go >/dev/null 2>&1 || { log "Go is needed to build kube-apiserver $K8S_VERSION"; exit 1; }
+  log "building kube-apiserver $K8S_VERSION from the k8s.io/kubernetes Go module (cached in $CACHE)"
+  local work staging_version mod
+  work="$(mktemp -d "${TMPDIR:-/tmp}/kube-apiserver-build.XXXXXX")"
+  staging_version="v0.${K8S_VERSION#v1.}"
+  (
+    cd "$work"
+    mod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+      sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+    {
+      printf 'module local/kube-apiserver\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
+        "$(sed -n 's/^go //p' "$mod")" "$K8S_VERSION"
+      sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging.*#\t\1 => \1 '"$staging_version"'#p' "$mod"
+      printf ')\n'
+    } >go.mod
+    GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >"$work/build.log" 2>&1 &&
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$APISERVER.tmp" \
+        -ldflags "$(version_flags)" k8s.io/kubernetes/cmd/kube-apiserver >>"$work/build.log" 2>&1 ||
+      { tail -40 "$work/build.log" >&2; exit 1; }
+    mv "$APISERVER.tmp" "$APISERVER"
+  )
+  rm -rf "$work"
+  log "built $APISERVER"
+}
+
 build_apiserver() {
   [ -x "$APISERVER" ] && return
+  mkdir -p "$CACHE"
+  if [ "$K8S_VERSION" != v1.20.2 ]; then
+    build_apiserver_module
+    return
+  fi
   log "building kube-apiserver $K8S_VERSION from Debian's source package (cached in $CACHE)"
   mkdir -p "$CACHE"
   if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null; then
