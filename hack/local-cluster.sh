@@ -197,13 +197,13 @@ KC
 }
 
 down() {
+  # Each stopped and waited for (a kube-apiserver without its etcd can linger in shutdown).
   local p
   for p in apiserver etcd; do
     if [ -f "$DIR/$p.pid" ]; then
-      kill "$(cat "$DIR/$p.pid")" 2>/dev/null || true
+      stop "$p"
     fi
   done
-  sleep 1
   rm -rf "$DIR"
 }
 

@@ -49,7 +49,7 @@ pub const READY: &str = "Ready";
 #[schemars(transform = arn_xor_account)]
 #[x_kube(validation = Rule::new("has(self.arn) != has(self.account)").message("set either arn (an IAM user or role, with username) or account (a 12-digit AWS account id), not both"))]
 #[x_kube(validation = Rule::new("!has(self.arn) || has(self.username)").message("username is required with arn, e.g. username: alice"))]
-#[x_kube(validation = Rule::new("!has(self.account) || (!has(self.username) && size(self.groups) == 0)").message("an account grant maps every principal of the account to its ARN with no groups: remove username and groups"))]
+#[x_kube(validation = Rule::new("!has(self.account) || (!has(self.username) && (!has(self.groups) || size(self.groups) == 0))").message("an account grant maps every principal of the account to its ARN with no groups: remove username and groups"))]
 pub struct IamAccessGrantSpec {
     /// IAM user or role ARN, e.g. arn:aws:iam::111122223333:role/admins (roles without a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
