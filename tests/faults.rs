@@ -430,10 +430,7 @@ impl Proxy {
 }
 
 fn leads(op: &Operator) -> Option<bool> {
-    let (_, body) = op.http_get("/metrics")?;
-    body.lines()
-        .find(|l| l.starts_with("aws_auth_operator_leader "))
-        .map(|l| l.ends_with(" 1"))
+    op.metric("aws_auth_operator_leader").map(|v| v == 1.0)
 }
 
 /// The leader cut off from the API server while a follower takes over: it writes nothing once
@@ -603,13 +600,8 @@ async fn a_foreign_writer_every_100ms() {
     }
     let took = ended.elapsed();
     let conflicts = op
-        .http_get("/metrics")
-        .and_then(|(_, body)| {
-            body.lines()
-                .find(|l| l.starts_with("aws_auth_operator_conflicts_total "))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+        .metric("aws_auth_operator_conflicts_total")
+        .unwrap_or(0.0);
     println!(
         "figures: foreign writer: {written} foreign writes in 30 s, {conflicts} conflicts counted by the operator"
     );

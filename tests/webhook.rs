@@ -413,11 +413,11 @@ async fn replicas_share_one_webhook_certificate_through_a_secret() {
         .await;
     let first = shared_tls(&client, &args.webhook, secret).await.unwrap();
     let second = shared_tls(&client, &args.webhook, secret).await.unwrap();
-    let ca = first.ca_pem.expect("the CA is kept");
+    let ca = first.ca_pem().expect("the CA is kept").to_string();
     assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
     assert_eq!(
         Some(ca),
-        second.ca_pem,
+        second.ca_pem().map(str::to_string),
         "the second replica made its own CA"
     );
     let stored = secrets.get("aws-auth-operator-shared-certs").await.unwrap();

@@ -145,8 +145,9 @@ struct Context {
     waiting_for_aws_auth: AtomicBool,
     /// Set when the history ConfigMap was found deleted, until it is recreated (with an Event).
     history_lost: AtomicBool,
-    /// The resourceVersions of this instance's last writes, to tell another writer's from them.
-    my_writes: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// Whether this process has written aws-auth (before that, the writer aws-auth names may be
+    /// its own predecessor).
+    has_written: AtomicBool,
     /// When another instance's write was last reported (at most one Event per interval).
     other_writer_reported: std::sync::Mutex<Option<std::time::Instant>>,
     /// This process, as its writes name it.
@@ -353,7 +354,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         last_seen: Default::default(),
         waiting_for_aws_auth: AtomicBool::new(false),
         history_lost: AtomicBool::new(false),
-        my_writes: Default::default(),
+        has_written: AtomicBool::new(false),
         other_writer_reported: Default::default(),
         instance: std::env::var("POD_NAME").unwrap_or_else(|_| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -470,7 +471,7 @@ async fn start_webhook(
     info!(%addr, operator = %target.operator_username, "admission webhook serving");
     let registers = w.webhook_url.is_some() || w.webhook_service.is_some();
     if registers {
-        let ca = tls.ca_pem.as_deref().ok_or_else(|| Error::Usage {
+        let ca = tls.ca_pem().ok_or_else(|| Error::Usage {
             flag: "--webhook-cert-dir",
             message: "registering the webhook needs the CA: put ca.crt beside tls.crt and tls.key"
                 .into(),
@@ -665,7 +666,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
     };
     // aws-auth found deleted: planned over its last known version, or over nothing.
-    let (current, recreating) = match current {
+    let (current, missing) = match current {
         Some(c) => {
             *ctx.last_seen.lock().expect("last seen lock") = Some(c.clone());
             ctx.waiting_for_aws_auth.store(false, Ordering::Relaxed);
@@ -673,27 +674,25 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
         None => {
             let seen = ctx.last_seen.lock().expect("last seen lock").clone();
-            let history = ctx.history.name(&ctx.name);
             let known = recreate::last_known(
                 &ctx.configmaps,
                 &ctx.namespace,
                 &ctx.name,
-                &history,
+                &ctx.history.name(&ctx.name),
                 seen.as_deref(),
             )
             .await?;
-            match (known, ctx.on_deleted) {
-                (Some(k), recreate::OnDeleted::Restore) => {
-                    (Some(Arc::new(k.cm.clone())), Some((true, Some(k))))
-                }
-                (known, _) => (None, Some((false, known))),
-            }
+            let missing = recreate::Missing::decide(known, ctx.on_deleted);
+            let base = match &missing {
+                recreate::Missing::Restore(k) => Some(Arc::new(k.cm.clone())),
+                _ => None,
+            };
+            (base, Some(missing))
         }
     };
-    let waiting = matches!(&recreating, Some((false, Some(_))))
-        && ctx.on_deleted == recreate::OnDeleted::Wait;
+    let waiting = matches!(missing, Some(recreate::Missing::Wait(_)));
     // A restored version is written even where the plan changes nothing in it.
-    let restoring = matches!(&recreating, Some((true, _)));
+    let restoring = matches!(missing, Some(recreate::Missing::Restore(_)));
     let (window, now) = ctx.window(current.as_deref());
     config.recently_removed = window.recent();
     config.peak_managed = window.peak;
@@ -764,13 +763,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
                 let w = Arc::new(w);
                 *ctx.last_written.lock().expect("last written lock") = Some(w.clone());
                 *ctx.last_seen.lock().expect("last seen lock") = Some(w.clone());
-                if let Some(rv) = &w.metadata.resource_version {
-                    let mut mine = ctx.my_writes.lock().expect("my writes lock");
-                    mine.push_back(rv.clone());
-                    if mine.len() > 32 {
-                        mine.pop_front();
-                    }
-                }
+                ctx.has_written.store(true, Ordering::Relaxed);
                 abort_point("after-write");
                 (Some(w), None)
             }
@@ -832,14 +825,12 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         }
     }
     if let Some(w) = &written
-        && let Some((restored, known)) = &recreating
+        && let Some(m) = &missing
     {
-        report_recreated(ctx, w, *restored, known.as_ref()).await;
+        report_recreated(ctx, w, m).await;
     }
-    if waiting {
-        if !ctx.waiting_for_aws_auth.swap(true, Ordering::Relaxed)
-            && let Some((_, Some(k))) = &recreating
-        {
+    if let Some(recreate::Missing::Wait(k)) = &missing {
+        if !ctx.waiting_for_aws_auth.swap(true, Ordering::Relaxed) {
             report_waiting(ctx, k).await;
         }
         return Ok(());
@@ -935,17 +926,9 @@ async fn report_rails(ctx: &Context, p: &Plan, current: Option<&ConfigMap>) {
         );
         events.push((EventType::Normal, "RemovalConfirmed", note));
     }
+    let about = cm.object_ref(&());
     for (type_, reason, note) in events {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(truncate(&note)),
-            action: "Remove".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &cm.object_ref(&())).await {
-            debug!(error = %e, reason, "event not recorded");
-        }
+        note_event(ctx, &about, type_, reason, "Remove", &note).await;
     }
 }
 
@@ -978,15 +961,10 @@ async fn report_other_writer(ctx: &Context, current: &ConfigMap) {
     else {
         return;
     };
-    if ctx.elected || *other == ctx.instance {
+    // Every write of this process names it; before its first, the named writer may be its own
+    // predecessor.
+    if ctx.elected || *other == ctx.instance || !ctx.has_written.load(Ordering::Relaxed) {
         return;
-    }
-    {
-        let mine = ctx.my_writes.lock().expect("my writes lock");
-        // Before this instance wrote anything, the last writer may be its own predecessor.
-        if mine.is_empty() || mine.iter().any(|m| m == rv) {
-            return;
-        }
     }
     {
         let mut last = ctx.other_writer_reported.lock().expect("other writer lock");
@@ -1036,12 +1014,7 @@ async fn note_event(
 
 /// aws-auth was found deleted and has just been recreated: a Warning Event on it says from what
 /// (and what a recreation with the grants' entries only left out), and a metric counts it.
-async fn report_recreated(
-    ctx: &Context,
-    written: &ConfigMap,
-    restored: bool,
-    known: Option<&recreate::Known>,
-) {
+async fn report_recreated(ctx: &Context, written: &ConfigMap, missing: &recreate::Missing) {
     let listed = |k: &recreate::Known| {
         let all = k.unmanaged();
         let shown: Vec<String> = all.iter().take(10).map(|p| shown(p).into_owned()).collect();
@@ -1053,8 +1026,8 @@ async fn report_recreated(
         };
         (all.len(), format!("{}{more}", shown.join(", ")))
     };
-    let (type_, reason, note, with) = match (restored, known) {
-        (true, Some(k)) => {
+    let (type_, reason, note, with) = match missing {
+        recreate::Missing::Restore(k) => {
             let (n, list) = listed(k);
             (
                 EventType::Warning,
@@ -1066,7 +1039,7 @@ async fn report_recreated(
                 "restored",
             )
         }
-        (false, Some(k)) => {
+        recreate::Missing::Recreate(Some(k)) => {
             let (n, list) = listed(k);
             (
                 EventType::Warning,
@@ -1078,7 +1051,9 @@ async fn report_recreated(
                 "managed",
             )
         }
-        (_, None) => {
+        // Written only once it exists again, so never reported here.
+        recreate::Missing::Wait(_) => return,
+        recreate::Missing::Recreate(None) => {
             info!(
                 "no earlier version of aws-auth is known (no history): created with the grants' entries only"
             );

@@ -24,6 +24,26 @@ pub enum OnDeleted {
     Wait,
 }
 
+/// aws-auth found missing, and what this pass does about it.
+pub enum Missing {
+    /// Recreate it from its last known version (the pass plans over it).
+    Restore(Known),
+    /// Create it with the grants' entries: no earlier version is known, or the flag says so.
+    Recreate(Option<Known>),
+    /// Write nothing until a person creates it.
+    Wait(Known),
+}
+
+impl Missing {
+    pub fn decide(known: Option<Known>, on_deleted: OnDeleted) -> Missing {
+        match (known, on_deleted) {
+            (Some(k), OnDeleted::Restore) => Missing::Restore(k),
+            (Some(k), OnDeleted::Wait) => Missing::Wait(k),
+            (known, _) => Missing::Recreate(known),
+        }
+    }
+}
+
 /// The last known version of a deleted aws-auth, as a ConfigMap to plan over (no
 /// resourceVersion: the write creates it), and where it came from.
 pub struct Known {

@@ -94,7 +94,6 @@ impl ResolvesServerCert for Serving {
 /// The server's TLS configuration and the material it serves.
 pub struct Tls {
     pub server: Arc<rustls::ServerConfig>,
-    pub ca_pem: Option<String>,
     serving: Arc<Serving>,
     material: Material,
 }
@@ -125,17 +124,20 @@ fn server_config(material: Material) -> Result<Tls> {
         .with_cert_resolver(serving.clone());
     Ok(Tls {
         server: Arc::new(server),
-        ca_pem: material.ca_pem.clone(),
         serving,
         material,
     })
 }
 
 impl Tls {
+    /// The CA bundle that vouches for the served certificate (none: a directory without ca.crt).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.material.ca_pem.as_deref()
+    }
+
     /// Serves `m` from the next handshake on.
     fn swap(&mut self, m: Material) -> Result<()> {
         *self.serving.0.write().expect("certificate lock") = certified(&m)?;
-        self.ca_pem = m.ca_pem.clone();
         self.material = m;
         Ok(())
     }
@@ -343,7 +345,7 @@ pub async fn keep_fresh(
                         not_after_unix = ends.map(|d| d.as_secs()),
                         "webhook certificate renewed"
                     );
-                    if let (Some(r), Some(ca)) = (&registration, &tls.ca_pem)
+                    if let (Some(r), Some(ca)) = (&registration, tls.ca_pem())
                         && let Err(e) =
                             register(&r.client, &args, ca, &r.target, r.grant_selector.as_deref())
                                 .await
@@ -401,6 +403,6 @@ mod tests {
         // The server takes it in place.
         let mut tls = server_config(third.clone()).unwrap();
         tls.swap(second.clone()).unwrap();
-        assert_eq!(tls.ca_pem, second.ca_pem);
+        assert_eq!(tls.ca_pem(), second.ca_pem.as_deref());
     }
 }

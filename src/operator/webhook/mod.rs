@@ -625,7 +625,11 @@ mod tests {
     fn made_certificates_load_into_rustls() {
         let a = args(Some("https://127.0.0.1:1"), None);
         let t = tls(&a).unwrap();
-        assert!(t.ca_pem.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            t.ca_pem()
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
     }
 
     #[test]
