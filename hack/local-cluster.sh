@@ -161,6 +161,8 @@ up() {
   openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
   echo 'admintoken,admin,admin,system:masters' >"$DIR/tokens.csv"
   # Each command is kept, so that the fault tests can stop and start one on the same ports.
+  # No endpoint reconciler: from 1.37 it refuses a loopback advertise address, and no test needs
+  # the `kubernetes` Service's endpoints.
   printf '%q ' etcd --data-dir "$DIR/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" \
@@ -171,7 +173,7 @@ up() {
     --token-auth-file="$DIR/tokens.csv" --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$DIR/sa.pub" --service-account-signing-key-file="$DIR/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 >"$DIR/apiserver.cmd"
+    --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none >"$DIR/apiserver.cmd"
   echo "$api_port" >"$DIR/apiserver.port"
   start etcd
   start apiserver

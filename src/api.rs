@@ -46,42 +46,30 @@ pub const READY: &str = "Ready";
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(transform = arn_xor_account)]
-#[x_kube(validation = Rule::new("has(self.arn) != has(self.account)").message("set either arn (an IAM user or role, with username) or account (a 12-digit AWS account id), not both"))]
-#[x_kube(validation = Rule::new("!has(self.arn) || has(self.username)").message("username is required with arn, e.g. username: alice"))]
-#[x_kube(validation = Rule::new("!has(self.account) || (!has(self.username) && (!has(self.groups) || size(self.groups) == 0))").message("an account grant maps every principal of the account to its ARN with no groups: remove username and groups"))]
+#[schemars(transform = grant_rules)]
 pub struct IamAccessGrantSpec {
     /// IAM user or role ARN, e.g. arn:aws:iam::111122223333:role/admins (roles without a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = crate::engine::validate::MAX_ARN_CHARS),
-        regex(pattern = r"^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$")
-    )]
+    #[schemars(length(max = crate::engine::validate::MAX_ARN_CHARS))]
     pub arn: Option<String>,
 
     /// Kubernetes username; may use {{AccountID}}, {{SessionName}}, {{SessionNameRaw}},
     /// {{AccessKeyID}} and, for node roles, {{EC2PrivateDNSName}}.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS),
-        regex(pattern = r"^\S+$")
-    )]
+    #[schemars(length(max = crate::engine::validate::MAX_NAME_CHARS))]
     pub username: Option<String>,
 
     /// Kubernetes groups, e.g. [system:masters]; the same template tokens are allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = crate::engine::validate::MAX_GROUPS),
-        inner(
-            length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS),
-            regex(pattern = r"^\S+$")
-        )
+        inner(length(max = crate::engine::validate::MAX_NAME_CHARS))
     )]
     pub groups: Vec<String>,
 
     /// A 12-digit AWS account id, quoted ("111122223333"): admits every principal of the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 12), regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(max = crate::engine::validate::MAX_NAME_CHARS))]
     pub account: Option<String>,
 
     /// Take over an aws-auth entry for the same principal that was written by someone else.
@@ -109,11 +97,13 @@ impl IamAccessGrantSpec {
     }
 }
 
-/// For API servers without CEL (before 1.25): exactly one of `arn`+`username` or `account`.
-fn arn_xor_account(schema: &mut schemars::Schema) {
+/// The grant's self-contained rules as CEL (`x-kubernetes-validations`), with the operator's own
+/// messages ([`crate::engine::rules`]): the API server refuses a bad grant even with the operator
+/// stopped. Bounds stay `maxLength`/`maxItems`, which also bound the rules' cost.
+fn grant_rules(schema: &mut schemars::Schema) {
     schema.insert(
-        "oneOf".into(),
-        serde_json::json!([{"required": ["arn", "username"]}, {"required": ["account"]}]),
+        "x-kubernetes-validations".into(),
+        crate::engine::rules::x_kubernetes_validations(),
     );
 }
 

@@ -169,7 +169,8 @@ async fn cluster_creator_given_as_session_arn_is_refused_and_nothing_written() {
 async fn invalid_grants_are_rejected_or_refused_and_valid_ones_still_apply() {
     let w = World::new("invalid").await;
     let _op = w.operator(&[]);
-    // The CRD schema rejects what it can.
+    // The CRD's schema and CEL rules refuse what needs no other object.
+    let rules = support::CRD_RULES.lock().await;
     for bad in [
         IamAccessGrantSpec {
             account: Some("1234".into()),
@@ -193,10 +194,14 @@ async fn invalid_grants_are_rejected_or_refused_and_valid_ones_still_apply() {
             other => panic!("schema accepted {bad:?}: {other:?}"),
         }
     }
-    // What the schema cannot see, the operator refuses with the fix.
-    w.create(
-        "path",
-        role("arn:aws:iam::111122223333:role/team/Admins", "a", &[]),
+    drop(rules);
+    // A grant the CRD admitted before it had these rules: the operator refuses it with the fix.
+    support::create_past_the_rules(
+        &w.client,
+        &w.grant(
+            "path",
+            role("arn:aws:iam::111122223333:role/team/Admins", "a", &[]),
+        ),
     )
     .await;
     w.create(

@@ -7,4 +7,5 @@ pub mod history;
 mod parallel;
 pub mod plan;
 pub mod policy;
+pub mod rules;
 pub mod validate;

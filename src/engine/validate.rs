@@ -6,7 +6,8 @@ use crate::api::IamAccessGrantSpec;
 use crate::engine::authmap::arn::{self, ArnError, PrincipalType};
 use crate::engine::authmap::read::is_account_id;
 use crate::engine::authmap::template::{self, EC2_PRIVATE_DNS_NAME};
-use crate::engine::authmap::{Mapping, Section, shown};
+use crate::engine::authmap::{Mapping, Section, needs_escape};
+use crate::engine::rules;
 
 /// A grant reduced to what it writes into aws-auth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,34 +105,19 @@ fn check_bounds(spec: &IamAccessGrantSpec) -> Result<(), Invalid> {
 pub fn validate(spec: &IamAccessGrantSpec) -> Result<ValidGrant, Invalid> {
     check_bounds(spec)?;
     match (&spec.arn, &spec.account) {
-        (Some(_), Some(_)) => Err(invalid(
-            "spec",
-            "set either arn (an IAM user or role) or account, not both",
-        )),
-        (None, None) => Err(invalid(
-            "spec",
-            "set arn (an IAM user or role ARN) with username, or account (a 12-digit AWS account id)",
-        )),
+        (Some(_), Some(_)) => Err(invalid("spec", rules::BOTH)),
+        (None, None) => Err(invalid("spec", rules::NEITHER)),
         (None, Some(account)) => validate_account(spec, account),
         (Some(a), None) => validate_arn_grant(spec, a),
     }
 }
 
 fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGrant, Invalid> {
-    let shown_account = shown(account);
     if !is_account_id(account) {
-        return Err(invalid(
-            "spec.account",
-            format!(
-                "`{shown_account}` is not a 12-digit AWS account id; write it in quotes, e.g. account: \"111122223333\""
-            ),
-        ));
+        return Err(invalid("spec.account", rules::ACCOUNT_DIGITS));
     }
     if spec.username.is_some() || !spec.groups.is_empty() {
-        return Err(invalid(
-            "spec.account",
-            "an account grant maps every principal of the account to its own ARN with no groups; remove username and groups, or grant a role or user with arn instead",
-        ));
+        return Err(invalid("spec.account", rules::ACCOUNT_ONLY));
     }
     Ok(ValidGrant {
         section: Section::MapAccounts,
@@ -145,15 +131,20 @@ fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant
     let (section, canonical, key) = validate_arn(raw)?;
     let username = spec.username.as_deref().unwrap_or_default();
     if username.is_empty() {
-        return Err(invalid(
-            "spec.username",
-            "is required: the Kubernetes username this principal gets, e.g. username: alice or username: \"admin:{{SessionName}}\"",
-        ));
+        return Err(invalid("spec.username", rules::USERNAME_REQUIRED));
     }
     let node_role = section == Section::MapRoles && spec.groups.iter().any(|g| g == "system:nodes");
-    check_text("spec.username", username, node_role)?;
-    for g in &spec.groups {
-        check_text("spec.groups", g, node_role)?;
+    if let Some(rule) = broken_text_rule(username, node_role) {
+        return Err(invalid("spec.username", text_message(rule)));
+    }
+    // Rule by rule across the groups, as the CRD's rules report them.
+    if let Some(rule) = spec
+        .groups
+        .iter()
+        .filter_map(|g| broken_text_rule(g, node_role))
+        .min()
+    {
+        return Err(invalid("spec.groups", text_message(rule)));
     }
     Ok(ValidGrant {
         section,
@@ -198,98 +189,82 @@ fn plain_iam_arn(raw: &str) -> Option<(Section, String, String)> {
     is_iam_name(name).then(|| (section, raw.to_string(), raw.to_ascii_lowercase()))
 }
 
-/// [`validate_arn`] without its shortcut.
+/// [`validate_arn`] without its shortcut: the ARN rules of [`rules`], in their order.
 fn validate_arn_in_full(raw: &str) -> Result<(Section, String), Invalid> {
-    const F: &str = "spec.arn";
-    let shown_raw = shown(raw);
-    if raw.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            F,
-            format!(
-                "`{shown_raw}` contains whitespace, which EKS keeps verbatim so it never matches; remove it"
-            ),
-        ));
+    let refuse = |message: String| Err(invalid("spec.arn", message));
+    if raw.chars().any(needs_escape) {
+        return refuse(rules::ARN_CONTROL.into());
     }
-    let c = arn::canonicalize(raw).map_err(|e| match e {
-        ArnError::Unsupported { .. } if raw.contains(":group/") => invalid(
-            F,
-            format!("{e}; IAM groups cannot be mapped: grant each user, or a role the group's members assume"),
-        ),
-        e => invalid(F, e.to_string()),
-    })?;
+    if raw.chars().any(char::is_whitespace) {
+        return refuse(rules::ARN_WHITESPACE.into());
+    }
+    let c = match arn::canonicalize(raw) {
+        Ok(c) => c,
+        Err(ArnError::NotAnArn(_)) => return refuse(rules::NOT_AN_ARN.into()),
+        Err(ArnError::Partition { .. }) => return refuse(rules::unknown_partition()),
+        Err(ArnError::Unsupported { .. }) if raw.contains(":group/") => {
+            return refuse(rules::IAM_GROUP.into());
+        }
+        Err(ArnError::Unsupported { .. }) => return refuse(rules::NOT_A_PRINCIPAL.into()),
+        Err(ArnError::NoSession(_)) => return refuse(rules::NO_SESSION.into()),
+    };
     let parsed = arn::Arn::parse(raw).expect("canonicalized ARNs parse");
     if !is_account_id(parsed.account) {
-        return Err(invalid(
-            F,
-            format!(
-                "account `{}` in `{shown_raw}` is not a 12-digit AWS account id",
-                parsed.account
-            ),
-        ));
+        return refuse(rules::ARN_ACCOUNT.into());
     }
     if !parsed.region.is_empty() && parsed.service == "iam" {
-        return Err(invalid(
-            F,
-            format!(
-                "IAM ARNs have no region; use arn:{}:iam::{}:{}",
-                parsed.partition, parsed.account, parsed.resource
-            ),
-        ));
+        return refuse(rules::ARN_REGION.into());
     }
+    let role = |name: &str| {
+        format!(
+            "arn:{}:iam::{}:role/{name}",
+            parsed.partition, parsed.account
+        )
+    };
+    // (path, name); the path is `None` without a slash (`user//bob` has an empty one).
+    let name_and_path = |kind: &str| {
+        let rest = parsed.resource.strip_prefix(kind)?;
+        Some(match rest.rsplit_once('/') {
+            Some((path, name)) => (Some(path), name),
+            None => (None, rest),
+        })
+    };
     match c.kind {
-        PrincipalType::Role if parsed.service == "sts" => Err(invalid(
-            F,
-            format!(
-                "`{shown_raw}` is an STS assumed-role session ARN, which changes every session; grant the role: use {}",
-                shown(&arn::strip_role_path(&c.arn))
-            ),
-        )),
+        PrincipalType::Role if parsed.service == "sts" => {
+            // assumed-role/ROLE[/...]/SESSION: the role's name stands before the session.
+            let segments: Vec<&str> = parsed.resource.split('/').collect();
+            let name = segments[segments.len() - 2];
+            check_iam_name(name)?;
+            refuse(format!("{}{}", rules::ASSUMED_ROLE, role(name)))
+        }
         PrincipalType::Role => {
-            if let Some((_, name)) = arn::role_path(raw) {
-                let fixed = arn::strip_role_path(raw);
-                let fixed = shown(&fixed);
-                check_iam_name(name, raw)?;
-                return Err(invalid(
-                    F,
-                    format!("role ARN has a path; EKS matches roles without it: use {fixed}"),
-                ));
+            let (path, name) = name_and_path("role/").unwrap_or((None, ""));
+            check_iam_name(name)?;
+            if path.is_some() {
+                return refuse(format!("{}{}", rules::ROLE_PATH, role(name)));
             }
-            check_iam_name(raw.rsplit('/').next().unwrap_or_default(), raw)?;
             Ok((Section::MapRoles, c.arn))
         }
         PrincipalType::User => {
-            let rest = parsed.resource.trim_start_matches("user/");
-            let (path, name) = rest.rsplit_once('/').unwrap_or(("", rest));
-            check_iam_name(name, raw)?;
-            if path
-                .split('/')
-                .any(|seg| seg.is_empty() && !path.is_empty())
-                || !path.chars().all(|ch| ('\u{21}'..='\u{7e}').contains(&ch))
-            {
-                return Err(invalid(
-                    F,
-                    format!("user path in `{shown_raw}` is not a valid IAM path"),
-                ));
+            let (path, name) = name_and_path("user/").unwrap_or((None, ""));
+            check_iam_name(name)?;
+            let segment_ok =
+                |seg: &str| !seg.is_empty() && seg.bytes().all(|b| (0x21..=0x7e).contains(&b));
+            if path.is_some_and(|p| !p.split('/').all(segment_ok)) {
+                return refuse(rules::USER_PATH.into());
             }
             Ok((Section::MapUsers, c.arn))
         }
-        PrincipalType::Root => Err(invalid(
-            F,
-            format!(
-                "`{shown_raw}` is the account root user; to admit every principal of the account use account: \"{}\" instead of arn",
-                parsed.account
-            ),
+        PrincipalType::Root => refuse(format!(
+            "{}{}{}",
+            rules::ROOT_USER,
+            parsed.account,
+            rules::ROOT_USER_END
         )),
-        PrincipalType::FederatedUser => Err(invalid(
-            F,
-            format!(
-                "`{shown_raw}` is an STS federated-user session; grant the IAM user or role that calls GetFederationToken"
-            ),
-        )),
+        PrincipalType::FederatedUser => refuse(rules::FEDERATED_USER.into()),
     }
 }
 
-/// IAM user and role names: 1-64 of `[A-Za-z0-9+=,.@_-]`.
 /// IAM's rule for user and role names: 1-64 letters, digits and `+=,.@_-`.
 pub fn is_iam_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -298,75 +273,50 @@ pub fn is_iam_name(name: &str) -> bool {
         })
 }
 
-fn check_iam_name(name: &str, raw: &str) -> Result<(), Invalid> {
-    let (shown_name, shown_raw) = (shown(name), shown(raw));
+fn check_iam_name(name: &str) -> Result<(), Invalid> {
     if is_iam_name(name) {
         Ok(())
     } else {
-        Err(invalid(
-            "spec.arn",
-            format!(
-                "`{shown_name}` in `{shown_raw}` is not a valid IAM name (1-64 characters of letters, digits and +=,.@_-)"
-            ),
-        ))
+        Err(invalid("spec.arn", rules::IAM_NAME))
     }
 }
 
-fn check_text(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
+/// The text rules a username or group must keep, in order (the CRD's rules check them in the same
+/// order): not empty, no control or format character, no whitespace, only known template tokens,
+/// `{{EC2PrivateDNSName}}` only for node roles. Gives the first one `value` breaks.
+fn broken_text_rule(value: &str, node_role: bool) -> Option<u8> {
     if is_plain_text(value) {
-        return Ok(());
+        return None;
     }
-    check_text_in_full(field, value, node_role)
+    if value.is_empty() {
+        Some(0)
+    } else if value.chars().any(needs_escape) {
+        Some(1)
+    } else if value.chars().any(char::is_whitespace) {
+        Some(2)
+    } else if !template::unknown_tokens(value).is_empty() {
+        Some(3)
+    } else if value.contains(EC2_PRIVATE_DNS_NAME) && !node_role {
+        Some(4)
+    } else {
+        None
+    }
 }
 
-/// Printable ASCII without spaces or braces (most names and groups): passes every check of
-/// [`check_text_in_full`], with no template token to look for.
+fn text_message(rule: u8) -> String {
+    match rule {
+        0 => rules::EMPTY_ITEM.into(),
+        1 => rules::TEXT_CONTROL.into(),
+        2 => rules::TEXT_WHITESPACE.into(),
+        3 => rules::unknown_token(),
+        _ => rules::EC2_ONLY_FOR_NODES.into(),
+    }
+}
+
+/// Printable ASCII without spaces or braces (most names and groups): keeps every text rule, with
+/// no template token to look for.
 fn is_plain_text(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| matches!(b, 0x21..=0x7e) && b != b'{')
-}
-
-fn check_text_in_full(field: &'static str, value: &str, node_role: bool) -> Result<(), Invalid> {
-    let shown_value = shown(value);
-    if value.is_empty() {
-        return Err(invalid(
-            field,
-            "must not contain empty strings; remove the empty item",
-        ));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|&c| crate::engine::authmap::needs_escape(c))
-    {
-        return Err(invalid(
-            field,
-            format!(
-                "`{shown_value}` contains the control or format character U+{:04X}; Kubernetes names in aws-auth must not: remove it",
-                c as u32
-            ),
-        ));
-    }
-    if value.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            field,
-            format!("`{shown_value}` contains whitespace; Kubernetes names in aws-auth must not"),
-        ));
-    }
-    if let Some(bad) = template::unknown_tokens(value).first() {
-        return Err(invalid(
-            field,
-            format!(
-                "`{bad}` in `{shown_value}` is not a template token EKS knows, so it would stay literal text; use one of {}",
-                template::TOKENS.join(", ")
-            ),
-        ));
-    }
-    if value.contains(EC2_PRIVATE_DNS_NAME) && !node_role {
-        return Err(invalid(
-            field,
-            "{{EC2PrivateDNSName}} works only for EC2 node roles (a role grant whose groups include system:nodes); for anything else authentication fails; use {{SessionName}}",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -396,19 +346,23 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_named_not_called_whitespace() {
+    fn control_characters_are_named_not_called_whitespace_and_never_echoed() {
         let e = validate(&role(
             "arn:aws:iam::111122223333:role/a",
             "a\u{1b}[31mb",
             &[],
         ))
         .unwrap_err();
-        assert!(
-            e.message.contains("control or format character U+001B"),
-            "{e}"
-        );
-        assert!(e.message.contains("a\\u{001B}[31mb"), "{e}");
-        assert!(!e.message.contains('\u{1b}'));
+        assert_eq!(e.message, rules::TEXT_CONTROL);
+        let e = validate(&role("arn:aws:iam::111122223333:role/a\u{1b}", "a", &[])).unwrap_err();
+        assert_eq!(e.message, rules::ARN_CONTROL);
+    }
+
+    #[test]
+    fn groups_are_checked_rule_by_rule() {
+        // The empty item is named before the whitespace in an earlier group, as the CRD does.
+        let e = validate(&role("arn:aws:iam::111122223333:role/a", "a", &["a b", ""])).unwrap_err();
+        assert_eq!(e.message, rules::EMPTY_ITEM);
     }
 
     fn role(arn: &str, username: &str, groups: &[&str]) -> IamAccessGrantSpec {
@@ -587,7 +541,7 @@ mod tests {
                 node_role in any::<bool>(),
             ) {
                 if is_plain_text(&value) {
-                    prop_assert_eq!(check_text_in_full("f", &value, node_role), Ok(()));
+                    prop_assert_eq!(broken_text_rule(&value, node_role), None);
                 }
             }
         }

@@ -60,6 +60,64 @@ pub async fn install_crd(client: Client) {
     .await;
 }
 
+/// Held by a test that lifts the CRD's CEL rules ([`create_past_the_rules`]) and by one that
+/// relies on them refusing a grant: within a test binary the two never overlap.
+pub static CRD_RULES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Creates `grant` as a CRD without the CEL rules admitted it (a grant from before an upgrade, or
+/// from a server without CEL): the operator must still refuse it. Lifts the rules, creates the
+/// grant, and puts them back before it returns.
+pub async fn create_past_the_rules(client: &Client, grant: &IamAccessGrant) {
+    let _rules = CRD_RULES.lock().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let grants: Api<IamAccessGrant> = Api::all(client.clone());
+    let name = "iamaccessgrants.aws-auth.dev";
+    let set_rules = |lifted: bool| {
+        let crds = crds.clone();
+        async move {
+            let mut crd = crds.get(name).await.expect("the CRD");
+            let mut wanted = serde_json::to_value(IamAccessGrant::crd().spec).unwrap();
+            if lifted {
+                wanted["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("x-kubernetes-validations");
+            }
+            crd.spec = serde_json::from_value(wanted).unwrap();
+            crds.replace(name, &PostParams::default(), &crd)
+                .await
+                .expect("replacing the CRD");
+        }
+    };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    set_rules(true).await;
+    eventually(
+        "the CRD without its rules served",
+        Duration::from_secs(30),
+        || async { grants.create(&dry_run, grant).await.ok().map(|_| ()) },
+    )
+    .await;
+    grants
+        .create(&PostParams::default(), grant)
+        .await
+        .expect("creating the grant past the rules");
+    set_rules(false).await;
+    eventually(
+        "the CRD with its rules served",
+        Duration::from_secs(30),
+        || async {
+            let mut probe = grant.clone();
+            probe.metadata.name =
+                Some(format!("{}-probe", grant.metadata.name.as_deref().unwrap()));
+            grants.create(&dry_run, &probe).await.is_err().then_some(())
+        },
+    )
+    .await;
+}
+
 /// Polls `f` until it returns `Some`, or panics naming what never happened.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
