@@ -16,8 +16,8 @@ install() {
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV" 2>/dev/null; then
     rm -rf "$VENV"
-    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
+    if [ "$(id -u)" -eq 0 ]; then apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null
+    else sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv >/dev/null; fi
     python3 -m venv "$VENV"
   fi
   "$VENV/bin/pip" install -q -r hack/python-requirements.txt

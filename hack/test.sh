@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property, CLI, real-API-server, STS-protocol, Helm-chart, Argo CD
 # health (Lua) and container-image tests.
-# Starts a private kube-apiserver + etcd (hack/local-cluster.sh) and moto's STS
-# (hack/local-sts.sh) for the run and stops them after; builds the authenticator's parser for the
-# differential tests (hack/oracle.sh).
-# Extra arguments go to the test binaries (e.g. `hack/test.sh sigkill` to filter).
+#
+#   hack/test.sh [ARGS]                   everything, on the newest Kubernetes EKS supports
+#   hack/test.sh --api-server-only [ARGS] only the test binaries that use the API server
+#   K8S_VERSION=v1.32.13 hack/test.sh     on another version (hack/local-cluster.sh oldest|newest)
+#
+# Installs what a fresh machine lacks (each step does nothing when it is there), starts a private
+# kube-apiserver + etcd (hack/local-cluster.sh) and moto's STS (hack/local-sts.sh) for the run and
+# stops them after; builds the authenticator's parser for the differential tests (hack/oracle.sh).
+# The Go builds run while the Rust tests compile. Extra arguments go to the test binaries (e.g.
+# `hack/test.sh sigkill` to filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# What a fresh machine lacks is installed first (each step does nothing when it is there).
-hack/local-cluster.sh install
+targets=(--all-targets)
+if [ "${1:-}" = --api-server-only ]; then
+  shift
+  targets=()
+  for t in $(grep -l '^mod support' tests/*.rs); do
+    targets+=(--test "$(basename "$t" .rs)")
+  done
+fi
 hack/python-env.sh install
 hack/tools.sh install
+logs="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-builds.XXXXXX")"
+# kube-apiserver and the oracle (Go) build while cargo compiles; each prints its log on failure.
+hack/local-cluster.sh install >"$logs/apiserver" 2>&1 &
+apiserver_build=$!
+hack/oracle.sh build >"$logs/oracle-path" 2>"$logs/oracle" &
+oracle_build=$!
+cargo test "${targets[@]}" --no-run
+wait "$apiserver_build" || { cat "$logs/apiserver" >&2; exit 1; }
+wait "$oracle_build" || { cat "$logs/oracle" >&2; exit 1; }
+AWS_AUTH_TEST_ORACLE="$(cat "$logs/oracle-path")"
+export AWS_AUTH_TEST_ORACLE
+rm -rf "$logs"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-test.XXXXXX")"
 trap 'hack/local-sts.sh down "$dir"; hack/local-cluster.sh down "$dir"' EXIT
-# The oracle builds (Go) while the servers start and the image builds (Rust); its path goes to a
-# file of its own (starting the servers empties $dir).
-oracle_path="$(mktemp "${TMPDIR:-/tmp}/aws-auth-oracle-path.XXXXXX")"
-hack/oracle.sh build >"$oracle_path" &
-oracle_build=$!
 hack/local-cluster.sh up "$dir"
 hack/local-sts.sh up "$dir"
 eval "$(hack/local-cluster.sh env "$dir")"
@@ -27,9 +46,4 @@ export AWS_AUTH_TEST_PYTHON
 # The container image the image tests run (release binary, local Debian base; see hack/image.sh).
 AWS_AUTH_TEST_IMAGE="$(hack/image.sh build)"
 export AWS_AUTH_TEST_IMAGE
-# aws-iam-authenticator's own parser, the differential tests' oracle (hack/oracle.sh).
-wait "$oracle_build"
-AWS_AUTH_TEST_ORACLE="$(cat "$oracle_path")"
-rm -f "$oracle_path"
-export AWS_AUTH_TEST_ORACLE
-cargo test --all-targets -- "$@"
+cargo test "${targets[@]}" -- "$@"

@@ -9,8 +9,8 @@ case "${1:-}" in
     missing=0
     for c in podman runc mmdebstrap lua5.1; do command -v "$c" >/dev/null || missing=1; done
     [ "$missing" = 0 ] && exit 0
-    need_root_or_sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq \
+    need_root_or_sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
       podman runc mmdebstrap lua5.1 >/dev/null ;;
   *) sed -n '2,4p' "$0" >&2; exit 2 ;;
 esac

@@ -101,9 +101,10 @@ impl IamAccessGrantSpec {
 /// messages ([`crate::engine::rules`]): the API server refuses a bad grant even with the operator
 /// stopped. Bounds stay `maxLength`/`maxItems`, which also bound the rules' cost.
 fn grant_rules(schema: &mut schemars::Schema) {
-    schema.insert(
-        "x-kubernetes-validations".into(),
-        crate::engine::rules::x_kubernetes_validations(),
+    crate::engine::rules::attach(
+        schema
+            .as_object_mut()
+            .expect("the spec schema is an object"),
     );
 }
 

@@ -283,7 +283,8 @@ fn server_says(status: &kube::core::Status, e: &Invalid) -> bool {
         if bound {
             field.starts_with(e.field)
         } else {
-            field == e.field
+            // A group's own rules name the item: spec.groups[1].
+            (field == e.field || field.starts_with(&format!("{}[", e.field)))
                 && (message == e.message || message.ends_with(&format!(": {}", e.message)))
         }
     })

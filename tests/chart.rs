@@ -304,14 +304,12 @@ fn chart_renders_secure_defaults_and_least_privilege() {
 #[tokio::test(flavor = "multi_thread")]
 async fn installed_chart_rbac_is_enough_to_run_the_operator_and_no_more() {
     let w = World::new("chart").await;
-    // The webhook selects kube-system by a label this API server (1.20) does not set.
-    support::label_kube_system(&w.client).await;
     let kubeconfig = std::env::var("KUBECONFIG").unwrap();
     let ns = "aws-auth-chart-test";
     let release = format!("chart-{}", std::process::id());
     let selector = format!("{}={}", support::TEST_LABEL, w.name);
-    // This test server predates CEL (1.25), which the CRD's rules use: as the README says for old
-    // servers, the CRD is installed separately (`support::client` did) and the chart without it.
+    // The CRD is cluster-wide and the suite's (`support::client` applied it): the chart goes in
+    // without it.
     let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms", "crds": {"enabled": false}});
     let script = r#"
 import helm_python as helm, json, sys

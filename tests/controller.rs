@@ -209,7 +209,7 @@ async fn invalid_grants_are_rejected_or_refused_and_valid_ones_still_apply() {
         role("arn:aws:iam::111122223333:user/good", "good", &[]),
     )
     .await;
-    let msg = w.wait_reason("path", "Invalid").await;
+    let msg = w.wait_verdict("path", "Invalid").await;
     assert!(
         msg.contains("use arn:aws:iam::111122223333:role/Admins"),
         "{msg}"

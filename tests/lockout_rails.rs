@@ -119,17 +119,8 @@ async fn small_removals_proceed_mass_removals_wait_for_the_right_token() {
     assert_eq!(held(&w).await.map(|h| h.token), Some(h.token.clone()));
 
     // The right token: removed, and recorded.
-    // This API server (1.20) cannot say who the caller is, so the confirmer names themself.
-    let (code, out, err) = cli(&[
-        &[
-            "confirm-removal",
-            h.token.as_str(),
-            "--confirmed-by",
-            "admin",
-        ],
-        &name_args[..],
-    ]
-    .concat());
+    // Who confirms is asked of the API server (SelfSubjectReview): the test's user, admin.
+    let (code, out, err) = cli(&[&["confirm-removal", h.token.as_str()], &name_args[..]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("removes {left} managed entries")),

@@ -289,7 +289,7 @@ async fn a_patched_status_keeps_no_revoked_principal() {
         ),
     )
     .await;
-    w.wait_reason("forger", "Invalid").await;
+    w.wait_verdict("forger", "Invalid").await;
     // With the operator stopped (so it cannot correct the status first), the tenant claims the
     // boss's entry and the admin revokes the boss.
     drop(op);
@@ -302,14 +302,20 @@ async fn a_patched_status_keeps_no_revoked_principal() {
             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
         }]
     }});
-    grants
+    match grants
         .patch_status(
             &w.full_name("forger"),
             &PatchParams::default(),
             &Patch::Merge(&forged),
         )
         .await
-        .expect("the tenant may patch the status");
+    {
+        Ok(_) => {}
+        // Before 1.33 the API server checks the stale spec on a status write: the forgery is
+        // refused outright there, and the revocation below must hold all the same.
+        Err(kube::Error::Api(s)) if s.code == 422 => {}
+        Err(e) => panic!("the tenant may patch the status: {e}"),
+    }
     Api::<IamAccessGrant>::all(w.client.clone())
         .delete(&w.full_name("boss"), &DeleteParams::default())
         .await
@@ -319,7 +325,7 @@ async fn a_patched_status_keeps_no_revoked_principal() {
         mapped(&w, boss).await.is_none().then_some(())
     })
     .await;
-    let m = w.wait_reason("forger", "Invalid").await;
+    let m = w.wait_verdict("forger", "Invalid").await;
     assert!(!m.contains("stays in aws-auth"), "{m}");
     assert!(
         mapped(
@@ -478,7 +484,6 @@ async fn no_input_stops_the_operator_and_break_glass_does_not_grant() {
     tenant_rbac(&w.client).await;
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
     let _ = hooks.delete(HOOK, &DeleteParams::default()).await;
-    support::label_kube_system(&w.client).await;
     // aws-auth whose mapUsers nests twenty thousand levels deep.
     let deep = format!("{}x\n", "- ".repeat(20_000));
     w.create_configmap(&[("mapRoles", NODE_ROLES), ("mapUsers", &deep)])

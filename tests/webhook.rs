@@ -80,7 +80,6 @@ async fn the_webhook_stops_what_would_lock_people_out_at_the_door() {
     let w = World::new("webhook").await;
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
     let _ = hooks.delete(HOOK, &DeleteParams::default()).await;
-    support::label_kube_system(&w.client).await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
 
     let port = free_port();
@@ -438,7 +437,6 @@ async fn self_made_certificates_are_renewed_before_they_expire() {
     let w = World::new("webhook-rotate").await;
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
     let _ = hooks.delete(ROTATING, &DeleteParams::default()).await;
-    support::label_kube_system(&w.client).await;
     w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "default");
     let secret = "aws-auth-operator-rotation-certs";
@@ -547,10 +545,12 @@ async fn handshake(port: u16, ca: &str) -> bool {
     connector.connect(name, tcp).await.is_ok()
 }
 
-/// On an API server that does not label namespaces with their name (before 1.21), the aws-auth
-/// webhook would be registered and never called: the operator refuses to start it, naming the fix.
+/// The webhook selects aws-auth's namespace by its `kubernetes.io/metadata.name` label: the API
+/// server sets it on every namespace and puts it back when removed (the operator checks it at
+/// start; a unit test shows the refusal, which no current server can produce). A namespace that
+/// does not exist is refused with its name.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_namespace_without_its_name_label_is_refused() {
+async fn the_namespace_label_the_webhook_selects_by_is_kept_by_the_server() {
     use k8s_openapi::api::core::v1::Namespace;
     let client = support::client().await;
     let ns = "aws-auth-unlabeled";
@@ -561,27 +561,27 @@ async fn a_namespace_without_its_name_label_is_refused() {
             &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
         )
         .await;
-    // Whatever an earlier run left: the label off.
     let off = serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": null}}});
     let after = namespaces
         .patch(ns, &PatchParams::default(), &Patch::Merge(&off))
         .await
         .unwrap();
-    if after
-        .metadata
-        .labels
-        .is_some_and(|l| l.contains_key("kubernetes.io/metadata.name"))
-    {
-        // API servers from 1.21 on set the label on every namespace and keep it there: the
-        // case cannot arise.
-        return;
-    }
+    assert_eq!(
+        after
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some(ns),
+        "the API server let the label go"
+    );
     let port = free_port();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
         .args([
             "run",
             "--aws-auth-namespace",
-            ns,
+            "aws-auth-no-such-namespace",
             "--aws-auth-name",
             "aws-auth",
         ])
@@ -595,9 +595,7 @@ async fn a_namespace_without_its_name_label_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains(&format!(
-            "kubectl label namespace {ns} kubernetes.io/metadata.name={ns}"
-        )),
+        err.contains("namespace aws-auth-no-such-namespace (where aws-auth lives) does not exist"),
         "{err}"
     );
     assert!(

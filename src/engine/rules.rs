@@ -84,9 +84,21 @@ const WHITESPACE_RE: &str = r"[\t-\r\x{85}\p{Z}]";
 const ROLE_FORM: &str = "arn:PARTITION:iam::ACCOUNT:role/NAME";
 const NAME_RE: &str = "[A-Za-z0-9+=,.@_-]{1,64}";
 
-/// One CEL rule: `pass` holds for a grant the rule accepts (`self` is the spec).
+/// Where a rule sits: a field's own rules go on the field (`self` is its value), which the API
+/// server ratchets (an old grant's unchanged value does not block its status); a rule across
+/// fields sits on the spec and names its field with `fieldPath`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    Spec(&'static str),
+    Arn,
+    Account,
+    Username,
+    GroupItem,
+}
+
+/// One CEL rule: `pass` holds for a value the rule accepts.
 struct Cel {
-    field: &'static str,
+    at: At,
     pass: String,
     message: CelMessage,
 }
@@ -101,19 +113,23 @@ fn q(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// `rules` as a chain: each fires only when the ones before it pass, so the API server reports the
-/// first rule broken, as the operator does.
-fn chain(guard: &str, rules: Vec<(&'static str, String, CelMessage)>) -> Vec<Cel> {
+fn fixed(s: &str) -> CelMessage {
+    CelMessage::Fixed(s.to_string())
+}
+
+/// `rules` (all at one place) as a chain: each fires only when the ones before it pass, so the API
+/// server reports the first rule broken, as the operator does.
+fn chain(at: At, guard: Option<&str>, rules: Vec<(String, CelMessage)>) -> Vec<Cel> {
     let mut before: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    for (field, pass, message) in rules {
-        let mut cond = vec![format!("!({guard})")];
+    for (pass, message) in rules {
+        let mut cond: Vec<String> = guard.iter().map(|g| format!("!({g})")).collect();
         if !before.is_empty() {
             cond.push(format!("!({})", before.join(" && ")));
         }
         cond.push(format!("({pass})"));
         out.push(Cel {
-            field,
+            at,
             pass: cond.join(" || "),
             message,
         });
@@ -122,30 +138,28 @@ fn chain(guard: &str, rules: Vec<(&'static str, String, CelMessage)>) -> Vec<Cel
     out
 }
 
+/// The ARN rules, on `spec.arn`.
 fn arn_rules() -> Vec<Cel> {
-    use CelMessage::{Expr, Fixed};
-    let a = "self.arn";
+    use CelMessage::Expr;
+    let a = "self";
     let m = |re: &str| format!("{a}.matches({})", q(re));
-    let fixed = |s: &str| Fixed(s.to_string());
     let head = format!("'arn:' + {a}.split(':')[1] + ':iam::' + {a}.split(':')[4] + ':role/'");
     let segment = |from_end: usize| format!("{a}.split('/')[size({a}.split('/')) - {from_end}]");
     let partitions = PARTITIONS.join("|");
     let principal = "(iam:[^:]*:[^:]*:(role|user|root)(/|$)|sts:[^:]*:[^:]*:(federated-user|assumed-role)(/|$))";
     let named = "^arn:[^:]*:(iam:[^:]*:[^:]*:(role|user)(/|$)|sts:[^:]*:[^:]*:assumed-role(/|$))";
-    let f = "spec.arn";
     chain(
-        "has(self.arn) && !has(self.account)",
+        At::Arn,
+        None,
         vec![
-            (f, format!("!{}", m(CONTROL_RE)), fixed(ARN_CONTROL)),
-            (f, format!("!{}", m(WHITESPACE_RE)), fixed(ARN_WHITESPACE)),
-            (f, m("^arn:([^:]*:){4}"), fixed(NOT_AN_ARN)),
+            (format!("!{}", m(CONTROL_RE)), fixed(ARN_CONTROL)),
+            (format!("!{}", m(WHITESPACE_RE)), fixed(ARN_WHITESPACE)),
+            (m("^arn:([^:]*:){4}"), fixed(NOT_AN_ARN)),
             (
-                f,
                 m(&format!("^arn:({partitions}):")),
-                Fixed(unknown_partition()),
+                CelMessage::Fixed(unknown_partition()),
             ),
             (
-                f,
                 format!(
                     "{} || !{a}.contains(':group/')",
                     m(&format!("^arn:[^:]*:{principal}"))
@@ -153,12 +167,10 @@ fn arn_rules() -> Vec<Cel> {
                 fixed(IAM_GROUP),
             ),
             (
-                f,
                 m(&format!("^arn:[^:]*:{principal}")),
                 fixed(NOT_A_PRINCIPAL),
             ),
             (
-                f,
                 format!(
                     "!{} || {}",
                     m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role(/|$)"),
@@ -166,18 +178,12 @@ fn arn_rules() -> Vec<Cel> {
                 ),
                 fixed(NO_SESSION),
             ),
+            (m("^arn:[^:]*:[^:]*:[^:]*:[0-9]{12}:"), fixed(ARN_ACCOUNT)),
             (
-                f,
-                m("^arn:[^:]*:[^:]*:[^:]*:[0-9]{12}:"),
-                fixed(ARN_ACCOUNT),
-            ),
-            (
-                f,
                 format!("!{}", m("^arn:[^:]*:iam:[^:]+:")),
                 fixed(ARN_REGION),
             ),
             (
-                f,
                 format!(
                     "!{} || {} || {}",
                     m(named),
@@ -191,7 +197,6 @@ fn arn_rules() -> Vec<Cel> {
                 fixed(IAM_NAME),
             ),
             (
-                f,
                 format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/")),
                 Expr(
                     format!("{} + {head} + {}", q(ASSUMED_ROLE), segment(2)),
@@ -199,7 +204,6 @@ fn arn_rules() -> Vec<Cel> {
                 ),
             ),
             (
-                f,
                 format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:role/.*/")),
                 Expr(
                     format!("{} + {head} + {}", q(ROLE_PATH), segment(1)),
@@ -207,7 +211,6 @@ fn arn_rules() -> Vec<Cel> {
                 ),
             ),
             (
-                f,
                 format!(
                     "!{} || {}",
                     m("^arn:[^:]*:iam:[^:]*:[^:]*:user(/|$)"),
@@ -218,7 +221,6 @@ fn arn_rules() -> Vec<Cel> {
                 fixed(USER_PATH),
             ),
             (
-                f,
                 format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:root(/|$)")),
                 Expr(
                     format!(
@@ -230,7 +232,6 @@ fn arn_rules() -> Vec<Cel> {
                 ),
             ),
             (
-                f,
                 format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:federated-user(/|$)")),
                 fixed(FEDERATED_USER),
             ),
@@ -238,123 +239,127 @@ fn arn_rules() -> Vec<Cel> {
     )
 }
 
-/// The text checks of a username or group `v` (a CEL expression), in the operator's order.
-fn text_rules(v: &str) -> [(String, CelMessage); 3] {
+/// The text rules of a username or a group (`self`), in the operator's order.
+fn text_rules(at: At, first: Option<(String, CelMessage)>) -> Vec<Cel> {
     let tokens = TOKENS.iter().map(|t| q(t)).collect::<Vec<_>>().join(", ");
-    [
+    let rules = first.into_iter().chain([
         (
-            format!("!{v}.matches({})", q(CONTROL_RE)),
-            CelMessage::Fixed(TEXT_CONTROL.into()),
+            format!("!self.matches({})", q(CONTROL_RE)),
+            fixed(TEXT_CONTROL),
         ),
         (
-            format!("!{v}.matches({})", q(WHITESPACE_RE)),
-            CelMessage::Fixed(TEXT_WHITESPACE.into()),
+            format!("!self.matches({})", q(WHITESPACE_RE)),
+            fixed(TEXT_WHITESPACE),
         ),
         // A token runs from `{{` to the first `}}` after it, or to the end when none follows.
         (
             format!(
-                "{v}.findAll({}).all(t, t in [{tokens}])",
+                "self.findAll({}).all(t, t in [{tokens}])",
                 q(r"(?s)\{\{(?:.*?\}\}|.*$)")
             ),
             CelMessage::Fixed(unknown_token()),
         ),
-    ]
+    ]);
+    chain(at, None, rules.collect())
 }
 
 /// Whether the grant is a role's with `system:nodes` among its groups (where
 /// `{{EC2PrivateDNSName}}` expands).
 const NODE_ROLE: &str = "(self.arn.matches('^arn:[^:]*:(iam:[^:]*:[^:]*:role/|sts:[^:]*:[^:]*:assumed-role/)') && has(self.groups) && 'system:nodes' in self.groups)";
 
-fn name_rules() -> Vec<Cel> {
+/// The rules across fields, on the spec.
+fn spec_rules() -> Vec<Cel> {
     let arn_grant = "has(self.arn) && !has(self.account)";
     let ec2 = q(crate::engine::authmap::template::EC2_PRIVATE_DNS_NAME);
-    let mut username = vec![(
-        "spec.username",
-        "has(self.username) && self.username != ''".to_string(),
-        CelMessage::Fixed(USERNAME_REQUIRED.into()),
-    )];
-    for (pass, message) in text_rules("self.username") {
-        username.push(("spec.username", pass, message));
-    }
-    username.push((
-        "spec.username",
-        format!("!self.username.contains({ec2}) || {NODE_ROLE}"),
-        CelMessage::Fixed(EC2_ONLY_FOR_NODES.into()),
-    ));
-    let mut groups = vec![(
-        "spec.groups",
-        "self.groups.all(g, g != '')".to_string(),
-        CelMessage::Fixed(EMPTY_ITEM.into()),
-    )];
-    for (pass, message) in text_rules("g") {
-        groups.push((
+    let rule = |field, pass: String, message: &str| Cel {
+        at: At::Spec(field),
+        pass,
+        message: fixed(message),
+    };
+    vec![
+        rule(
+            "spec",
+            "!(has(self.arn) && has(self.account))".into(),
+            BOTH,
+        ),
+        rule(
+            "spec",
+            "has(self.arn) || has(self.account)".into(),
+            NEITHER,
+        ),
+        rule(
+            "spec.account",
+            "!has(self.account) || has(self.arn) || (!has(self.username) && (!has(self.groups) || size(self.groups) == 0))".into(),
+            ACCOUNT_ONLY,
+        ),
+        rule(
+            "spec.username",
+            format!("!({arn_grant}) || (has(self.username) && self.username != '')"),
+            USERNAME_REQUIRED,
+        ),
+        rule(
+            "spec.username",
+            format!(
+                "!({arn_grant}) || !has(self.username) || !self.username.contains({ec2}) || {NODE_ROLE}"
+            ),
+            EC2_ONLY_FOR_NODES,
+        ),
+        rule(
             "spec.groups",
-            format!("self.groups.all(g, {pass})"),
-            message,
-        ));
-    }
-    groups.push((
-        "spec.groups",
-        format!("!self.groups.exists(g, g.contains({ec2})) || {NODE_ROLE}"),
-        CelMessage::Fixed(EC2_ONLY_FOR_NODES.into()),
-    ));
-    let mut out = chain(arn_grant, username);
-    out.extend(chain(&format!("{arn_grant} && has(self.groups)"), groups));
-    out
+            format!(
+                "!({arn_grant}) || !has(self.groups) || !self.groups.exists(g, g.contains({ec2})) || {NODE_ROLE}"
+            ),
+            EC2_ONLY_FOR_NODES,
+        ),
+    ]
 }
 
-fn spec_rules() -> Vec<Cel> {
-    let fixed = |s: &str| CelMessage::Fixed(s.to_string());
-    let mut out = vec![
-        Cel {
-            field: "spec",
-            pass: "!(has(self.arn) && has(self.account))".into(),
-            message: fixed(BOTH),
-        },
-        Cel {
-            field: "spec",
-            pass: "has(self.arn) || has(self.account)".into(),
-            message: fixed(NEITHER),
-        },
-    ];
-    out.extend(chain(
-        "has(self.account) && !has(self.arn)",
-        vec![
-            (
-                "spec.account",
-                "self.account.matches('^[0-9]{12}$')".into(),
-                fixed(ACCOUNT_DIGITS),
-            ),
-            (
-                "spec.account",
-                "!has(self.username) && (!has(self.groups) || size(self.groups) == 0)".into(),
-                fixed(ACCOUNT_ONLY),
-            ),
-        ],
-    ));
-    out
-}
-
-/// The CRD's `x-kubernetes-validations` on the spec: every rule above, each on its field.
-pub fn x_kubernetes_validations() -> Value {
-    let rules: Vec<Value> = spec_rules()
-        .into_iter()
-        .chain(arn_rules())
-        .chain(name_rules())
+fn rules_json<'a>(rules: impl Iterator<Item = &'a Cel>) -> Value {
+    let rules: Vec<Value> = rules
         .map(|c| {
             let mut rule = json!({ "rule": c.pass });
-            match c.message {
-                CelMessage::Fixed(m) => rule["message"] = m.into(),
+            match &c.message {
+                CelMessage::Fixed(m) => rule["message"] = m.clone().into(),
                 CelMessage::Expr(e, fallback) => {
-                    rule["messageExpression"] = e.into();
-                    rule["message"] = fallback.into();
+                    rule["messageExpression"] = e.clone().into();
+                    rule["message"] = fallback.clone().into();
                 }
             }
-            if let Some(path) = c.field.strip_prefix("spec").filter(|p| !p.is_empty()) {
+            if let At::Spec(field) = c.at
+                && let Some(path) = field.strip_prefix("spec").filter(|p| !p.is_empty())
+            {
                 rule["fieldPath"] = path.into();
             }
             rule
         })
         .collect();
     Value::Array(rules)
+}
+
+/// Adds every rule above to the spec's schema as `x-kubernetes-validations`, each where it sits.
+pub fn attach(spec: &mut serde_json::Map<String, Value>) {
+    let mut all: Vec<Cel> = spec_rules();
+    all.extend(arn_rules());
+    all.extend(chain(
+        At::Account,
+        None,
+        vec![("self.matches('^[0-9]{12}$')".into(), fixed(ACCOUNT_DIGITS))],
+    ));
+    all.extend(text_rules(At::Username, None));
+    all.extend(text_rules(
+        At::GroupItem,
+        Some(("self != ''".into(), fixed(EMPTY_ITEM))),
+    ));
+    let at = |place: At| rules_json(all.iter().filter(|c| c.at == place));
+    let key = "x-kubernetes-validations";
+    let props = spec
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+        .expect("the spec has properties");
+    props["arn"][key] = at(At::Arn);
+    props["account"][key] = at(At::Account);
+    props["username"][key] = at(At::Username);
+    props["groups"]["items"][key] = at(At::GroupItem);
+    let across = rules_json(all.iter().filter(|c| matches!(c.at, At::Spec(_))));
+    spec.insert(key.into(), across);
 }

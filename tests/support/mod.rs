@@ -41,14 +41,14 @@ pub async fn client() -> Client {
 
 pub async fn install_crd(client: Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client);
-    match crds
-        .create(&PostParams::default(), &IamAccessGrant::crd())
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-        Err(e) => panic!("installing the CRD: {e}"),
-    }
+    // Applied, not only created: a server kept from an earlier run gets this build's CRD.
+    crds.patch(
+        "iamaccessgrants.aws-auth.dev",
+        &PatchParams::apply("aws-auth-operator-tests").force(),
+        &Patch::Apply(IamAccessGrant::crd()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("installing the CRD: {e}"));
     eventually("CRD established", Duration::from_secs(30), || async {
         let crd = crds.get("iamaccessgrants.aws-auth.dev").await.ok()?;
         crd.status?
@@ -78,10 +78,7 @@ pub async fn create_past_the_rules(client: &Client, grant: &IamAccessGrant) {
             let mut crd = crds.get(name).await.expect("the CRD");
             let mut wanted = serde_json::to_value(IamAccessGrant::crd().spec).unwrap();
             if lifted {
-                wanted["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("x-kubernetes-validations");
+                lift(&mut wanted["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
             }
             crd.spec = serde_json::from_value(wanted).unwrap();
             crds.replace(name, &PostParams::default(), &crd)
@@ -116,6 +113,14 @@ pub async fn create_past_the_rules(client: &Client, grant: &IamAccessGrant) {
         },
     )
     .await;
+}
+
+/// Removes every CEL rule from a schema.
+fn lift(schema: &mut serde_json::Value) {
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("x-kubernetes-validations");
+        o.values_mut().for_each(lift);
+    }
 }
 
 /// Polls `f` until it returns `Some`, or panics naming what never happened.
@@ -259,6 +264,28 @@ impl World {
             || async {
                 let (r, m) = self.reason(name).await?;
                 (r == reason).then_some(m)
+            },
+        )
+        .await
+    }
+
+    /// The operator's verdict on a grant made past the CRD's rules ([`create_past_the_rules`]):
+    /// in its status where the API server takes one (1.33+), else in its Event (before 1.33 the
+    /// server checks the stale spec on a status write and refuses it).
+    pub async fn wait_verdict(&self, name: &str, reason: &str) -> String {
+        let grants: Api<IamAccessGrant> = Api::all(self.client.clone());
+        let full = self.full_name(name);
+        eventually(
+            &format!("grant {name} reports {reason} (status or event)"),
+            Duration::from_secs(60),
+            || async {
+                if let Some((r, m)) = self.reason(name).await {
+                    if r == reason {
+                        return Some(m);
+                    }
+                }
+                let uid = grants.get(&full).await.ok()?.metadata.uid?;
+                grant_event_notes(&self.client, &uid, reason).await.pop()
             },
         )
         .await
@@ -465,6 +492,23 @@ pub async fn event_notes(client: &Client, object: &str, reason: &str) -> Vec<Str
     events_about(client, reason, |r| r.name.as_deref() == Some(object)).await
 }
 
+/// Notes of the events with `reason` about the grant with this uid, in any namespace.
+pub async fn grant_event_notes(client: &Client, uid: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.note)
+        .collect()
+}
+
 /// Notes of the events with `reason` recorded in kube-system about the object with this uid (an
 /// earlier run's object of the same name does not count).
 pub async fn event_notes_by_uid(client: &Client, uid: &str, reason: &str) -> Vec<String> {
@@ -489,19 +533,4 @@ async fn events_about(
         })
         .filter_map(|e| e.note)
         .collect()
-}
-
-/// The label the webhook's namespace selector matches: servers since 1.21 set it on every
-/// namespace; the 1.20 test server does not.
-pub async fn label_kube_system(client: &Client) {
-    let patch =
-        serde_json::json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "kube-system"}}});
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-        .patch(
-            "kube-system",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
 }

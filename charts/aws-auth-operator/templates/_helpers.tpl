@@ -45,12 +45,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
     - {apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE, UPDATE, DELETE], scope: Namespaced}
   namespaceSelector:
     matchLabels: {kubernetes.io/metadata.name: {{ .Values.awsAuth.namespace }}}
-  {{- if semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version }}
   matchConditions:
     {{- $names := printf "['%s', '%s']" .Values.awsAuth.name (include "aws-auth-operator.historyName" .) }}
     - name: aws-auth-and-history-only
       expression: "(object != null && object.metadata.name in {{ $names }}) || (oldObject != null && oldObject.metadata.name in {{ $names }})"
-  {{- end }}
   failurePolicy: {{ .Values.webhook.failurePolicy }}
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]

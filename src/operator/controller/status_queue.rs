@@ -153,6 +153,13 @@ async fn send(
             metrics.status_updates.inc();
         }
         Err(kube::Error::Api(s)) if s.is_not_found() => return None,
+        // The API server checks the grant's own spec against the CRD's rules on a status write,
+        // without ratcheting before 1.33: a grant admitted before those rules cannot be given its
+        // status there. Its verdict still goes out as an Event.
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            grant.not_sent(decided.print());
+            warn!(grant = %name, error = %s.message, "status refused by the CRD's rules; the verdict is recorded as an event");
+        }
         Err(e) => {
             // The next pass decides it again (and records the event then).
             grant.not_sent(decided.print());

@@ -402,26 +402,33 @@ async fn namespace_selectable(client: &Client, namespace: &str) -> Result<()> {
         .get_opt(namespace)
         .await
     {
-        Ok(Some(ns)) => {
-            let label = ns
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(NAMESPACE_NAME_LABEL));
-            if label.map(String::as_str) == Some(namespace) {
-                Ok(())
-            } else {
-                Err(usage(format!(
-                    "namespace {namespace} lacks the label {NAMESPACE_NAME_LABEL}={namespace} that the aws-auth webhook selects it by, so the API server would never call it; the webhook is not started: {fix}"
-                )))
-            }
-        }
+        Ok(Some(ns)) => labelled_with_its_name(&ns, namespace, &fix),
         Ok(None) => Err(usage(format!(
             "namespace {namespace} (where aws-auth lives) does not exist"
         ))),
         Err(e) => Err(usage(format!(
             "cannot read namespace {namespace} to check the label {NAMESPACE_NAME_LABEL} the aws-auth webhook selects it by ({e}); grant `get` on it (the chart does), or {fix}"
         ))),
+    }
+}
+
+/// Whether `ns` carries the label the webhook's namespace selector matches.
+fn labelled_with_its_name(
+    ns: &k8s_openapi::api::core::v1::Namespace,
+    namespace: &str,
+    fix: &str,
+) -> Result<()> {
+    let label = ns
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(NAMESPACE_NAME_LABEL));
+    if label.map(String::as_str) == Some(namespace) {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "namespace {namespace} lacks the label {NAMESPACE_NAME_LABEL}={namespace} that the aws-auth webhook selects it by, so the API server would never call it; the webhook is not started: {fix}"
+        )))
     }
 }
 
@@ -582,6 +589,32 @@ fn selector_labels(s: &str) -> Option<std::collections::BTreeMap<String, String>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_namespace_without_its_name_label_refuses_the_webhook_with_the_fix() {
+        // Servers since 1.21 set the label on every namespace and keep it: only this can show it.
+        let ns = |labels: &[(&str, &str)]| k8s_openapi::api::core::v1::Namespace {
+            metadata: kube::api::ObjectMeta {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let fix = "kubectl label namespace kube-system kubernetes.io/metadata.name=kube-system";
+        let e = labelled_with_its_name(&ns(&[]), "kube-system", fix)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("would never call it") && e.contains(fix), "{e}");
+        let wrong = ns(&[(NAMESPACE_NAME_LABEL, "other")]);
+        assert!(labelled_with_its_name(&wrong, "kube-system", fix).is_err());
+        let right = ns(&[(NAMESPACE_NAME_LABEL, "kube-system")]);
+        assert!(labelled_with_its_name(&right, "kube-system", fix).is_ok());
+    }
     use super::*;
 
     pub(super) fn args(url: Option<&str>, service: Option<&str>) -> WebhookArgs {
