@@ -279,10 +279,10 @@ impl World {
             &format!("grant {name} reports {reason} (status or event)"),
             Duration::from_secs(60),
             || async {
-                if let Some((r, m)) = self.reason(name).await {
-                    if r == reason {
-                        return Some(m);
-                    }
+                if let Some((r, m)) = self.reason(name).await
+                    && r == reason
+                {
+                    return Some(m);
                 }
                 let uid = grants.get(&full).await.ok()?.metadata.uid?;
                 grant_event_notes(&self.client, &uid, reason).await.pop()
@@ -494,19 +494,10 @@ pub async fn event_notes(client: &Client, object: &str, reason: &str) -> Vec<Str
 
 /// Notes of the events with `reason` about the grant with this uid, in any namespace.
 pub async fn grant_event_notes(client: &Client, uid: &str, reason: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|e| e.note)
-        .collect()
+    events_in(Api::all(client.clone()), reason, |r| {
+        r.uid.as_deref() == Some(uid)
+    })
+    .await
 }
 
 /// Notes of the events with `reason` recorded in kube-system about the object with this uid (an
@@ -520,8 +511,19 @@ async fn events_about(
     reason: &str,
     regarding: impl Fn(&k8s_openapi::api::core::v1::ObjectReference) -> bool,
 ) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "kube-system");
+    events_in(
+        Api::namespaced(client.clone(), "kube-system"),
+        reason,
+        regarding,
+    )
+    .await
+}
+
+async fn events_in(
+    events: Api<k8s_openapi::api::events::v1::Event>,
+    reason: &str,
+    regarding: impl Fn(&k8s_openapi::api::core::v1::ObjectReference) -> bool,
+) -> Vec<String> {
     events
         .list(&ListParams::default())
         .await
