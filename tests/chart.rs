@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use support::{World, eventually, role};
@@ -310,7 +310,8 @@ async fn installed_chart_rbac_is_enough_to_run_the_operator_and_no_more() {
     let selector = format!("{}={}", support::TEST_LABEL, w.name);
     // The CRD is cluster-wide and the suite's (`support::client` applied it): the chart goes in
     // without it.
-    let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms", "crds": {"enabled": false}});
+    // (The admission policy has a test of its own.)
+    let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms", "crds": {"enabled": false}, "admissionPolicy": {"enabled": false}});
     let script = r#"
 import helm_python as helm, json, sys
 cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
@@ -757,4 +758,129 @@ fn readme_values_table_is_the_schema() {
         readme.get(start..end).unwrap_or("") == format!("{table}\n"),
         "README's values table is stale; put this between the markers:\n{table}"
     );
+}
+
+/// The chart's ValidatingAdmissionPolicy, installed by the real Helm engine and evaluated by the
+/// API server itself, with no operator running: aws-auth is not deleted, the ownership annotation
+/// and the history are the operator's ServiceAccount's alone, a system:masters entry added by hand
+/// needs the break-glass annotation. (Each request is a dry run, which the policy sees as well.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admission_policy_guards_aws_auth_with_the_operator_stopped() {
+    use aws_auth_operator::engine::plan::OWNERSHIP_ANNOTATION;
+    use aws_auth_operator::operator::webhook::review::BREAK_GLASS_ANNOTATION;
+    let w = World::new("policy").await;
+    w.create_configmap(&[("mapRoles", support::NODE_ROLES)])
+        .await;
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap();
+    let ns = "aws-auth-policy-test";
+    let release = format!("policy-{}", std::process::id());
+    let values = json!({"awsAuth": {"name": w.name}, "crds": {"enabled": false}, "webhook": {"enabled": false}});
+    let script = r#"
+import helm_python as helm, json, sys
+cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
+cfg.install(sys.argv[2], sys.argv[4], json.loads(sys.argv[5]), namespace=sys.argv[3], create_namespace=True)
+print(json.dumps("installed"))
+"#;
+    helm(script, &[&kubeconfig, CHART, ns, &release, &values.to_string()]);
+    let operator = format!("system:serviceaccount:{ns}:{release}-aws-auth-operator");
+    let admin: Api<ConfigMap> = Api::namespaced(w.client.clone(), "kube-system");
+    let as_operator: Api<ConfigMap> =
+        Api::namespaced(support::client_as(&operator, &[]).await, "kube-system");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let dry_delete = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let edited = |f: &dyn Fn(&mut ConfigMap)| {
+        let w = &w;
+        let f = |cm: &mut ConfigMap| f(cm);
+        async move {
+            let mut cm = w.configmap().await.unwrap();
+            f(&mut cm);
+            cm
+        }
+    };
+    let annotate = |cm: &mut ConfigMap, k: &str, v: &str| {
+        cm.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(k.into(), v.into());
+    };
+    // The policy is in force once the API server has loaded it.
+    let refusal = eventually("the policy in force", Duration::from_secs(60), || async {
+        admin
+            .delete(&w.name, &dry_delete)
+            .await
+            .err()
+            .map(|e| e.to_string())
+    })
+    .await;
+    assert!(
+        refusal.contains("must not be deleted") && refusal.contains("ValidatingAdmissionPolicy"),
+        "{refusal}"
+    );
+    // The ownership annotation: not by hand, by the operator's ServiceAccount.
+    let owned = edited(&|cm| annotate(cm, OWNERSHIP_ANNOTATION, "forged")).await;
+    let e = admin.replace(&w.name, &dry, &owned).await.unwrap_err().to_string();
+    assert!(e.contains("aws-auth.dev/managed is the operator's record"), "{e}");
+    as_operator
+        .replace(&w.name, &dry, &owned)
+        .await
+        .expect("the operator changes its record");
+    // A system:masters entry by hand: only with the break-glass annotation.
+    let masters = format!(
+        "{}- rolearn: arn:aws:iam::111122223333:role/sneaky\n  username: sneaky\n  groups: [system:masters]\n",
+        support::NODE_ROLES
+    );
+    let add = |cm: &mut ConfigMap| {
+        cm.data
+            .get_or_insert_with(Default::default)
+            .insert("mapRoles".into(), masters.clone());
+    };
+    let e = admin
+        .replace(&w.name, &dry, &edited(&add).await)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("system:masters entry added by hand"), "{e}");
+    let glass = edited(&|cm| {
+        add(cm);
+        annotate(cm, BREAK_GLASS_ANNOTATION, "incident 42");
+    })
+    .await;
+    admin
+        .replace(&w.name, &dry, &glass)
+        .await
+        .expect("break-glass lets it through");
+    // Any other edit of aws-auth passes.
+    let other = edited(&|cm| annotate(cm, "example.com/note", "x")).await;
+    admin.replace(&w.name, &dry, &other).await.expect("an ordinary edit");
+    // The history: only the operator.
+    let history: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": format!("{}-history", w.name)},
+        "data": {"v1": "forged"}
+    }))
+    .unwrap();
+    let e = admin.create(&dry, &history).await.unwrap_err().to_string();
+    assert!(e.contains("is written only by the operator"), "{e}");
+    as_operator
+        .create(&dry, &history)
+        .await
+        .expect("the operator writes its history");
+    // Other ConfigMaps of the namespace are none of its business.
+    let unrelated: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": format!("{}-unrelated", w.name)}}))
+            .unwrap();
+    admin.create(&dry, &unrelated).await.expect("unrelated");
+    // Leave no policy behind for the next run's clean-up of this aws-auth.
+    let script = r#"
+import helm_python as helm, json, sys
+cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[2])
+cfg.uninstall(sys.argv[3])
+print(json.dumps("uninstalled"))
+"#;
+    helm(script, &[&kubeconfig, ns, &release]);
 }

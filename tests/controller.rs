@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrantSpec;
@@ -685,4 +686,85 @@ async fn the_protobuf_write_is_stored_exactly_as_sent() {
     );
 
     // World::new removes the finalizer before it deletes the ConfigMap.
+}
+
+/// Another tool that writes aws-auth with server-side apply (its own field manager) keeps what it
+/// wrote: the operator's writes carry no managedFields and change only its own entries, so the
+/// tool's labels, annotations and entries stay, and so does its record in managedFields.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_field_managers_server_side_apply_is_kept() {
+    let w = World::new("ssa").await;
+    let theirs = "- userarn: arn:aws:iam::111122223333:user/break-glass-admin\n  username: break-glass-admin\n  groups:\n  - ops\n";
+    let applied = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": w.name, "namespace": "kube-system",
+            "labels": {"team": "platform"},
+            "annotations": {"example.com/owner": "terraform"}
+        },
+        "data": {"mapRoles": NODE_ROLES, "mapUsers": theirs}
+    });
+    w.configmaps
+        .patch(
+            &w.name,
+            &PatchParams::apply("terraform"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("server-side apply by another manager");
+    let _op = w.operator(&[]);
+    w.create(
+        "alice",
+        role("arn:aws:iam::111122223333:user/alice", "alice", &["dev"]),
+    )
+    .await;
+    w.wait_reason("alice", "Applied").await;
+    let terraform_keeps = |cm: &ConfigMap| {
+        let labels = cm.metadata.labels.clone().unwrap_or_default();
+        let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+        let fields = cm
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.manager.as_deref() == Some("terraform"))
+            .filter_map(|m| m.fields_v1.as_ref().map(|f| f.0.to_string()))
+            .collect::<String>();
+        labels.get("team").map(String::as_str) == Some("platform")
+            && annotations.get("example.com/owner").map(String::as_str) == Some("terraform")
+            && fields.contains("f:team")
+            && fields.contains("f:example.com/owner")
+    };
+    let cm = w.configmap().await.unwrap();
+    assert!(terraform_keeps(&cm), "{:?}", cm.metadata);
+    let users = || async {
+        let mut users: Vec<String> = w
+            .read()
+            .await?
+            .users
+            .values()
+            .iter()
+            .map(|m| m.arn.clone())
+            .collect();
+        users.sort();
+        Some(users)
+    };
+    assert_eq!(
+        users().await.unwrap(),
+        [
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:iam::111122223333:user/break-glass-admin"
+        ]
+    );
+    // The grant goes: only its entry does.
+    w.grants
+        .delete(&w.full_name("alice"), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("alice's entry removed", LONG, || async {
+        (users().await? == ["arn:aws:iam::111122223333:user/break-glass-admin"]).then_some(())
+    })
+    .await;
+    let cm = w.configmap().await.unwrap();
+    assert!(terraform_keeps(&cm), "{:?}", cm.metadata);
 }

@@ -538,4 +538,42 @@ async fn each_broken_step_is_named_with_its_fix() {
         "{}",
         pods[0].2
     );
+
+    // A pod created a second before the annotation: the ServiceAccount's managedFields (the API
+    // server's record of when each field was written) say so, and the webhook is not asked.
+    let s = Setup::new("late");
+    s.provider(&["sts.amazonaws.com"]).await;
+    s.role(&s.trust("StringEquals", "system:serviceaccount:irsa-late:app"))
+        .await;
+    s.service_account(None).await;
+    s.pod("before", false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let patch = json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": s.role_arn()}}});
+    let sa = Api::<ServiceAccount>::namespaced(support::client().await, &s.ns)
+        .patch(
+            &s.sa,
+            &PatchParams::apply("platform-gitops"),
+            &Patch::Apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": s.sa, "annotations": patch["metadata"]["annotations"]}})),
+        )
+        .await
+        .unwrap();
+    let written = sa
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("platform-gitops"))
+        .and_then(|m| m.time)
+        .expect("the server records who wrote the annotation, and when");
+    let (code, checks) = s.doctor_issuer();
+    assert_eq!(code, 1);
+    let pods: Vec<_> = checks.iter().filter(|c| c.0 == "pods").collect();
+    assert!(
+        pods[0].2.contains(&format!(
+            "it was created before the ServiceAccount got its eks.amazonaws.com/role-arn annotation ({})",
+            written.0
+        )),
+        "{}",
+        pods[0].2
+    );
 }

@@ -607,3 +607,77 @@ async fn the_namespace_label_the_webhook_selects_by_is_kept_by_the_server() {
         "registered anyway"
     );
 }
+
+/// The aws-auth webhook's match conditions (1.28+) keep every other ConfigMap of the namespace
+/// from it: the API server sends it only reviews of aws-auth and its history, counted by the
+/// operator's `webhook_reviews` metric.
+#[tokio::test(flavor = "multi_thread")]
+async fn match_conditions_send_only_aws_auth_to_the_webhook() {
+    let w = World::new("match").await;
+    let hook = "aws-auth-operator-match-test";
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(w.client.clone());
+    let _ = hooks.delete(hook, &DeleteParams::default()).await;
+    w.create_configmap(&[("mapRoles", NODE_ROLES)]).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("https://{addr}");
+    let op = w.operator(&[
+        "--webhook-addr",
+        &addr,
+        "--webhook-url",
+        &url,
+        "--webhook-name",
+        hook,
+        "--operator-username",
+        "admin",
+    ]);
+    let alice = client_as("alice", &["system:masters"]).await;
+    let tab = format!("{NODE_ROLES}- rolearn: arn:aws:iam::111122223333:role/x\n\tusername: x\n");
+    eventually("the webhook answers", LONG, || async {
+        probe(&alice, &w, &[("mapRoles", &tab)]).await.err()
+    })
+    .await;
+    let reviews = || {
+        ["true", "false"]
+            .iter()
+            .map(|a| {
+                op.metric(&format!(
+                    "aws_auth_operator_webhook_reviews_total{{webhook=\"aws-auth\",allowed=\"{a}\"}}"
+                ))
+                .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    };
+    let before = reviews();
+    assert!(before >= 1.0, "the refused probe was counted");
+    // Writes to other ConfigMaps in the namespace: its selector matches them, its conditions not.
+    let configmaps: Api<ConfigMap> = Api::namespaced(alice.clone(), "kube-system");
+    let others: Vec<String> = (0..20).map(|i| format!("{}-other-{i}", w.name)).collect();
+    for name in &others {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {support::TEST_LABEL: &w.name}},
+            "data": {"mapRoles": tab.as_str()}
+        }))
+        .unwrap();
+        configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("another ConfigMap is never the webhook's business");
+        configmaps
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(reviews(), before, "reviews of other ConfigMaps were sent");
+    // One more edit of aws-auth is sent, and counted.
+    probe(&alice, &w, &[("mapRoles", NODE_ROLES)])
+        .await
+        .expect("a valid edit");
+    assert_eq!(reviews(), before + 1.0);
+    println!(
+        "webhook reviews: {} of aws-auth; 0 of 40 writes to other ConfigMaps",
+        before + 1.0
+    );
+    drop(op);
+    let _ = hooks.delete(hook, &DeleteParams::default()).await;
+}

@@ -33,6 +33,13 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabel {
+    /// `aws-auth` or `grants`.
+    pub webhook: &'static str,
+    pub allowed: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CategoryLabel {
     pub category: &'static str,
 }
@@ -77,6 +84,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub last_success: Gauge<f64, AtomicU64>,
     pub watch_restarts: Family<WatchLabel, Counter>,
+    pub reviews: Family<ReviewLabel, Counter>,
     registry: Registry,
 }
 
@@ -100,6 +108,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             last_success: Gauge::default(),
             watch_restarts: Family::default(),
+            reviews: Family::default(),
             registry: Registry::with_prefix("aws_auth_operator"),
         };
         let r = &mut m.registry;
@@ -110,6 +119,11 @@ impl Default for Metrics {
         );
         r.register("syncs", "Sync passes by result", m.syncs.clone());
         r.register("writes", "Writes of aws-auth", m.writes.clone());
+        r.register(
+            "webhook_reviews",
+            "Admission reviews the webhook answered, by webhook and whether allowed (the API server sends only what the match conditions select)",
+            m.reviews.clone(),
+        );
         r.register(
             "status_updates",
             "Grant statuses written",

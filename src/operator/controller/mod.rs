@@ -212,7 +212,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .as_ref()
         .map_or_else(Gate::always, |e| e.gate.clone());
     let webhook = match args.webhook.webhook_addr {
-        Some(addr) => Some(start_webhook(&client, &args, &config, addr).await?),
+        Some(addr) => Some(start_webhook(&client, &args, &config, addr, metrics.clone()).await?),
         None => None,
     };
 
@@ -448,6 +448,7 @@ async fn start_webhook(
     args: &RunArgs,
     config: &PlanConfig,
     addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
 ) -> Result<[tokio::task::JoinHandle<()>; 2]> {
     let w = &args.webhook;
     let tls = match &w.webhook_cert_secret {
@@ -466,6 +467,7 @@ async fn start_webhook(
         target: target.clone(),
         config: config.clone(),
         granters: w.privileged_granters.clone(),
+        metrics,
     });
     let task = tokio::spawn(webhook::serve(listener, tls.server.clone(), hook));
     info!(%addr, operator = %target.operator_username, "admission webhook serving");

@@ -118,6 +118,7 @@ pub struct Webhook {
     pub target: AwsAuthTarget,
     pub config: PlanConfig,
     pub granters: Vec<String>,
+    pub metrics: Arc<crate::operator::telemetry::Metrics>,
 }
 
 pub(crate) fn usage(message: String) -> Error {
@@ -261,6 +262,7 @@ async fn review(State(hook): State<Arc<Webhook>>, uri: Uri, body: Bytes) -> Resp
         (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     let path = uri.path().to_string();
+    let webhook = if path == AWS_AUTH_PATH { "aws-auth" } else { "grants" };
     let judge = hook.clone();
     let judged = tokio::task::spawn_blocking(move || {
         let review: AdmissionReview<DynamicObject> =
@@ -284,6 +286,11 @@ async fn review(State(hook): State<Arc<Webhook>>, uri: Uri, body: Bytes) -> Resp
         }
     };
     record(&request, &decision);
+    let label = crate::operator::telemetry::ReviewLabel {
+        webhook,
+        allowed: if decision.allowed { "true" } else { "false" },
+    };
+    hook.metrics.reviews.get_or_create(&label).inc();
     let response = respond(&request, decision);
     let body = serde_json::to_vec(&response.into_review()).expect("a review serializes");
     reply(StatusCode::OK, body)
