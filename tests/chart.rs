@@ -40,6 +40,20 @@ fn helm(script: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Installs the chart into the test API server with the real Helm engine.
+fn helm_install(kubeconfig: &str, namespace: &str, release: &str, values: &Value) {
+    let script = r#"
+import helm_python as helm, json, sys
+cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
+cfg.install(sys.argv[2], sys.argv[4], json.loads(sys.argv[5]), namespace=sys.argv[3], create_namespace=True)
+print(json.dumps("installed"))
+"#;
+    helm(
+        script,
+        &[kubeconfig, CHART, namespace, release, &values.to_string()],
+    );
+}
+
 fn render(values: Value) -> Vec<Value> {
     let script = r#"
 import helm_python as helm, json, sys
@@ -312,16 +326,7 @@ async fn installed_chart_rbac_is_enough_to_run_the_operator_and_no_more() {
     // without it.
     // (The admission policy has a test of its own.)
     let values = json!({"awsAuth": {"name": w.name}, "grantSelector": selector, "debounce": "50ms", "debounceMax": "500ms", "crds": {"enabled": false}, "admissionPolicy": {"enabled": false}});
-    let script = r#"
-import helm_python as helm, json, sys
-cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
-cfg.install(sys.argv[2], sys.argv[4], json.loads(sys.argv[5]), namespace=sys.argv[3], create_namespace=True)
-print(json.dumps("installed"))
-"#;
-    helm(
-        script,
-        &[&kubeconfig, CHART, ns, &release, &values.to_string()],
-    );
+    helm_install(&kubeconfig, ns, &release, &values);
 
     // The Deployment is in the API server (no kubelet runs it here): run its configuration locally
     // as its ServiceAccount.
@@ -775,13 +780,7 @@ async fn the_admission_policy_guards_aws_auth_with_the_operator_stopped() {
     let ns = "aws-auth-policy-test";
     let release = format!("policy-{}", std::process::id());
     let values = json!({"awsAuth": {"name": w.name}, "crds": {"enabled": false}, "webhook": {"enabled": false}});
-    let script = r#"
-import helm_python as helm, json, sys
-cfg = helm.Config(kubeconfig_path=sys.argv[1], namespace=sys.argv[3])
-cfg.install(sys.argv[2], sys.argv[4], json.loads(sys.argv[5]), namespace=sys.argv[3], create_namespace=True)
-print(json.dumps("installed"))
-"#;
-    helm(script, &[&kubeconfig, CHART, ns, &release, &values.to_string()]);
+    helm_install(&kubeconfig, ns, &release, &values);
     let operator = format!("system:serviceaccount:{ns}:{release}-aws-auth-operator");
     let admin: Api<ConfigMap> = Api::namespaced(w.client.clone(), "kube-system");
     let as_operator: Api<ConfigMap> =
@@ -794,14 +793,12 @@ print(json.dumps("installed"))
         dry_run: true,
         ..Default::default()
     };
+    // Every request below is a dry run: aws-auth stays as it is.
+    let base = w.configmap().await.unwrap();
     let edited = |f: &dyn Fn(&mut ConfigMap)| {
-        let w = &w;
-        let f = |cm: &mut ConfigMap| f(cm);
-        async move {
-            let mut cm = w.configmap().await.unwrap();
-            f(&mut cm);
-            cm
-        }
+        let mut cm = base.clone();
+        f(&mut cm);
+        cm
     };
     let annotate = |cm: &mut ConfigMap, k: &str, v: &str| {
         cm.metadata
@@ -823,9 +820,16 @@ print(json.dumps("installed"))
         "{refusal}"
     );
     // The ownership annotation: not by hand, by the operator's ServiceAccount.
-    let owned = edited(&|cm| annotate(cm, OWNERSHIP_ANNOTATION, "forged")).await;
-    let e = admin.replace(&w.name, &dry, &owned).await.unwrap_err().to_string();
-    assert!(e.contains("aws-auth.dev/managed is the operator's record"), "{e}");
+    let owned = edited(&|cm| annotate(cm, OWNERSHIP_ANNOTATION, "forged"));
+    let e = admin
+        .replace(&w.name, &dry, &owned)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("aws-auth.dev/managed is the operator's record"),
+        "{e}"
+    );
     as_operator
         .replace(&w.name, &dry, &owned)
         .await
@@ -841,7 +845,7 @@ print(json.dumps("installed"))
             .insert("mapRoles".into(), masters.clone());
     };
     let e = admin
-        .replace(&w.name, &dry, &edited(&add).await)
+        .replace(&w.name, &dry, &edited(&add))
         .await
         .unwrap_err()
         .to_string();
@@ -849,15 +853,17 @@ print(json.dumps("installed"))
     let glass = edited(&|cm| {
         add(cm);
         annotate(cm, BREAK_GLASS_ANNOTATION, "incident 42");
-    })
-    .await;
+    });
     admin
         .replace(&w.name, &dry, &glass)
         .await
         .expect("break-glass lets it through");
     // Any other edit of aws-auth passes.
-    let other = edited(&|cm| annotate(cm, "example.com/note", "x")).await;
-    admin.replace(&w.name, &dry, &other).await.expect("an ordinary edit");
+    let other = edited(&|cm| annotate(cm, "example.com/note", "x"));
+    admin
+        .replace(&w.name, &dry, &other)
+        .await
+        .expect("an ordinary edit");
     // The history: only the operator.
     let history: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": format!("{}-history", w.name)},

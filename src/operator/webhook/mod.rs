@@ -262,7 +262,11 @@ async fn review(State(hook): State<Arc<Webhook>>, uri: Uri, body: Bytes) -> Resp
         (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     let path = uri.path().to_string();
-    let webhook = if path == AWS_AUTH_PATH { "aws-auth" } else { "grants" };
+    let webhook = if path == AWS_AUTH_PATH {
+        "aws-auth"
+    } else {
+        "grants"
+    };
     let judge = hook.clone();
     let judged = tokio::task::spawn_blocking(move || {
         let review: AdmissionReview<DynamicObject> =
