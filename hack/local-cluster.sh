@@ -2,9 +2,11 @@
 # A real kube-apiserver + etcd on loopback for the integration tests: upstream kube-apiserver built
 # from the k8s.io/kubernetes Go module, etcd from Debian.
 #
-#   hack/local-cluster.sh install     build and cache kube-apiserver, install etcd (idempotent)
+#   hack/local-cluster.sh install     build and cache kube-apiserver and kubectl, install etcd
+#                                     (idempotent)
 #   hack/local-cluster.sh up [DIR]    start etcd + kube-apiserver on free ports; writes DIR/kubeconfig
-#   hack/local-cluster.sh env [DIR]   print the exports the tests read (KUBECONFIG, AWS_AUTH_TEST_CLUSTER)
+#   hack/local-cluster.sh env [DIR]   print the exports the tests read (KUBECONFIG,
+#                                     AWS_AUTH_TEST_CLUSTER, AWS_AUTH_TEST_KUBECTL)
 #   hack/local-cluster.sh down [DIR]  stop both and remove DIR
 #   hack/local-cluster.sh stop|start etcd|apiserver DIR   stop or restart one (the fault tests)
 #   hack/local-cluster.sh newest|oldest   print the versions the suite runs on
@@ -22,6 +24,7 @@ OLDEST=v1.32.13
 K8S_VERSION="${K8S_VERSION:-$NEWEST}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/aws-auth-operator"
 APISERVER="$CACHE/kube-apiserver-$K8S_VERSION"
+KUBECTL="$CACHE/kubectl-$K8S_VERSION"
 DIR="${2:-${TMPDIR:-/tmp}/aws-auth-operator-cluster}"
 
 log() { printf 'local-cluster: %s\n' "$*" >&2; }
@@ -48,38 +51,41 @@ version_flags() {
     "$v" "$K8S_VERSION" "$v" "$v" "$minor" "$v"
 }
 
-# Upstream kube-apiserver from the k8s.io/kubernetes Go module: a scratch module requiring it, its
-# staging modules (./staging in its own go.mod) replaced by their published v0.X.Y.
-build_apiserver_module() {
-  command -v go >/dev/null 2>&1 || { log "Go is needed to build kube-apiserver $K8S_VERSION"; exit 1; }
-  log "building kube-apiserver $K8S_VERSION from the k8s.io/kubernetes Go module (cached in $CACHE)"
+# An upstream command (kube-apiserver, kubectl) from the k8s.io/kubernetes Go module: a scratch
+# module requiring it, its staging modules (./staging in its own go.mod) replaced by their
+# published v0.X.Y.
+build_from_module() {
+  local cmd="$1" out="$2"
+  command -v go >/dev/null 2>&1 || { log "Go is needed to build $cmd $K8S_VERSION"; exit 1; }
+  log "building $cmd $K8S_VERSION from the k8s.io/kubernetes Go module (cached in $CACHE)"
   local work staging_version mod
-  work="$(mktemp -d "${TMPDIR:-/tmp}/kube-apiserver-build.XXXXXX")"
+  work="$(mktemp -d "${TMPDIR:-/tmp}/$cmd-build.XXXXXX")"
   staging_version="v0.${K8S_VERSION#v1.}"
   (
     cd "$work"
     mod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
       sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
     {
-      printf 'module local/kube-apiserver\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
-        "$(sed -n 's/^go //p' "$mod")" "$K8S_VERSION"
+      printf 'module local/%s\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
+        "$cmd" "$(sed -n 's/^go //p' "$mod")" "$K8S_VERSION"
       sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging.*#\t\1 => \1 '"$staging_version"'#p' "$mod"
       printf ')\n'
     } >go.mod
-    GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >"$work/build.log" 2>&1 &&
-      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$APISERVER.tmp" \
-        -ldflags "$(version_flags)" k8s.io/kubernetes/cmd/kube-apiserver >>"$work/build.log" 2>&1 ||
+    GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION" >"$work/build.log" 2>&1 &&
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" \
+        -ldflags "$(version_flags)" "k8s.io/kubernetes/cmd/$cmd" >>"$work/build.log" 2>&1 ||
       { tail -40 "$work/build.log" >&2; exit 1; }
-    mv "$APISERVER.tmp" "$APISERVER"
+    mv "$out.tmp" "$out"
   )
   rm -rf "$work"
-  log "built $APISERVER"
+  log "built $out"
 }
 
 build_apiserver() {
-  [ -x "$APISERVER" ] && return
   mkdir -p "$CACHE"
-  build_apiserver_module
+  [ -x "$APISERVER" ] || build_from_module kube-apiserver "$APISERVER"
+  # kubectl of the same version, for the tests that run what a user types.
+  [ -x "$KUBECTL" ] || build_from_module kubectl "$KUBECTL"
 }
 
 free_port() {
@@ -185,12 +191,15 @@ case "${1:-}" in
   up) up ;;
   newest) echo "$NEWEST" ;;
   oldest) echo "$OLDEST" ;;
-  env) printf 'export KUBECONFIG=%q\nexport AWS_AUTH_TEST_CLUSTER=1\n' "$DIR/kubeconfig" ;;
+  env)
+    printf 'export KUBECONFIG=%q\nexport AWS_AUTH_TEST_CLUSTER=1\nexport AWS_AUTH_TEST_KUBECTL=%q\n' \
+      "$DIR/kubeconfig" "$KUBECTL"
+    ;;
   down) down ;;
   stop) DIR="${3:?DIR}"; stop "${2:?etcd or apiserver}" ;;
   start)
     DIR="${3:?DIR}"; start "${2:?etcd or apiserver}"
     if [ "$2" = apiserver ]; then wait_ready "$(cat "$DIR/apiserver.port")"; fi
     ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac

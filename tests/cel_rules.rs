@@ -403,3 +403,37 @@ async fn bounds_are_refused_by_the_api_server_on_the_same_field() {
         check(&api, spec).await.unwrap();
     }
 }
+
+/// What a person sees: `kubectl apply` (the kubectl of the server's version, which
+/// `hack/local-cluster.sh` builds) of a grant with a role path is refused by the API server
+/// itself, with the operator's message and fix.
+#[tokio::test]
+async fn kubectl_apply_shows_the_operators_message() {
+    support::client().await;
+    let kubectl = std::env::var("AWS_AUTH_TEST_KUBECTL").expect(
+        "AWS_AUTH_TEST_KUBECTL: run the suite with `hack/test.sh`, which builds kubectl of the server's version",
+    );
+    let file = std::env::temp_dir().join(format!("cel-rules-{}.yaml", std::process::id()));
+    std::fs::write(
+        &file,
+        "apiVersion: aws-auth.dev/v1alpha1\nkind: IamAccessGrant\nmetadata:\n  name: cel-rules-kubectl\nspec:\n  arn: arn:aws:iam::111122223333:role/team/admins\n  username: admin\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&kubectl)
+        .args(["apply", "--dry-run=server", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl runs");
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // (Servers before 1.33 name the value's type after "Invalid value:", newer ones do not.)
+    assert!(
+        stderr.contains("spec.arn: Invalid value: ")
+            && stderr.contains(&format!(
+                "{}arn:aws:iam::111122223333:role/admins",
+                rules::ROLE_PATH
+            )),
+        "{stderr}"
+    );
+}
