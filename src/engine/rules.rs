@@ -138,105 +138,122 @@ fn chain(at: At, guard: Option<&str>, rules: Vec<(String, CelMessage)>) -> Vec<C
     out
 }
 
-/// The ARN rules, on `spec.arn`.
+/// The ARN rules, on `spec.arn`: its shape first, then the forms EKS never matches.
 fn arn_rules() -> Vec<Cel> {
-    use CelMessage::Expr;
+    let mut rules = arn_shape_rules();
+    rules.extend(arn_form_rules());
+    chain(At::Arn, None, rules)
+}
+
+/// `self.matches(re)`, for the ARN rules.
+fn arn_matches(re: &str) -> String {
+    format!("self.matches({})", q(re))
+}
+
+/// An ARN's shape: characters, partition, service, principal kind, account, region.
+fn arn_shape_rules() -> Vec<(String, CelMessage)> {
     let a = "self";
-    let m = |re: &str| format!("{a}.matches({})", q(re));
-    let head = format!("'arn:' + {a}.split(':')[1] + ':iam::' + {a}.split(':')[4] + ':role/'");
-    let segment = |from_end: usize| format!("{a}.split('/')[size({a}.split('/')) - {from_end}]");
+    let m = arn_matches;
     let partitions = PARTITIONS.join("|");
     let principal = "(iam:[^:]*:[^:]*:(role|user|root)(/|$)|sts:[^:]*:[^:]*:(federated-user|assumed-role)(/|$))";
+    vec![
+        (format!("!{}", m(CONTROL_RE)), fixed(ARN_CONTROL)),
+        (format!("!{}", m(WHITESPACE_RE)), fixed(ARN_WHITESPACE)),
+        (m("^arn:([^:]*:){4}"), fixed(NOT_AN_ARN)),
+        (
+            m(&format!("^arn:({partitions}):")),
+            CelMessage::Fixed(unknown_partition()),
+        ),
+        (
+            format!(
+                "{} || !{a}.contains(':group/')",
+                m(&format!("^arn:[^:]*:{principal}"))
+            ),
+            fixed(IAM_GROUP),
+        ),
+        (
+            m(&format!("^arn:[^:]*:{principal}")),
+            fixed(NOT_A_PRINCIPAL),
+        ),
+        (
+            format!(
+                "!{} || {}",
+                m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role(/|$)"),
+                m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/.*/")
+            ),
+            fixed(NO_SESSION),
+        ),
+        (m("^arn:[^:]*:[^:]*:[^:]*:[0-9]{12}:"), fixed(ARN_ACCOUNT)),
+        (
+            format!("!{}", m("^arn:[^:]*:iam:[^:]+:")),
+            fixed(ARN_REGION),
+        ),
+    ]
+}
+
+/// The principal forms aws-auth never matches as written (names, sessions, role paths, root,
+/// federated users); where the fix depends on the ARN, the message is built from it.
+fn arn_form_rules() -> Vec<(String, CelMessage)> {
+    use CelMessage::Expr;
+    let a = "self";
+    let m = arn_matches;
+    let head = format!("'arn:' + {a}.split(':')[1] + ':iam::' + {a}.split(':')[4] + ':role/'");
+    let segment = |from_end: usize| format!("{a}.split('/')[size({a}.split('/')) - {from_end}]");
     let named = "^arn:[^:]*:(iam:[^:]*:[^:]*:(role|user)(/|$)|sts:[^:]*:[^:]*:assumed-role(/|$))";
-    chain(
-        At::Arn,
-        None,
-        vec![
-            (format!("!{}", m(CONTROL_RE)), fixed(ARN_CONTROL)),
-            (format!("!{}", m(WHITESPACE_RE)), fixed(ARN_WHITESPACE)),
-            (m("^arn:([^:]*:){4}"), fixed(NOT_AN_ARN)),
-            (
-                m(&format!("^arn:({partitions}):")),
-                CelMessage::Fixed(unknown_partition()),
+    vec![
+        (
+            format!(
+                "!{} || {} || {}",
+                m(named),
+                m(&format!(
+                    "^arn:[^:]*:iam:[^:]*:[^:]*:(role|user)/(.*/)?{NAME_RE}$"
+                )),
+                m(&format!(
+                    "^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/(.*/)?{NAME_RE}/[^/]*$"
+                ))
             ),
-            (
+            fixed(IAM_NAME),
+        ),
+        (
+            format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/")),
+            Expr(
+                format!("{} + {head} + {}", q(ASSUMED_ROLE), segment(2)),
+                format!("{ASSUMED_ROLE}{ROLE_FORM}"),
+            ),
+        ),
+        (
+            format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:role/.*/")),
+            Expr(
+                format!("{} + {head} + {}", q(ROLE_PATH), segment(1)),
+                format!("{ROLE_PATH}{ROLE_FORM}"),
+            ),
+        ),
+        (
+            format!(
+                "!{} || {}",
+                m("^arn:[^:]*:iam:[^:]*:[^:]*:user(/|$)"),
+                m(&format!(
+                    "^arn:[^:]*:iam:[^:]*:[^:]*:user/([!-.0-~]+/)*{NAME_RE}$"
+                ))
+            ),
+            fixed(USER_PATH),
+        ),
+        (
+            format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:root(/|$)")),
+            Expr(
                 format!(
-                    "{} || !{a}.contains(':group/')",
-                    m(&format!("^arn:[^:]*:{principal}"))
+                    "{} + {a}.split(':')[4] + {}",
+                    q(ROOT_USER),
+                    q(ROOT_USER_END)
                 ),
-                fixed(IAM_GROUP),
+                format!("{ROOT_USER}ACCOUNT{ROOT_USER_END}"),
             ),
-            (
-                m(&format!("^arn:[^:]*:{principal}")),
-                fixed(NOT_A_PRINCIPAL),
-            ),
-            (
-                format!(
-                    "!{} || {}",
-                    m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role(/|$)"),
-                    m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/.*/")
-                ),
-                fixed(NO_SESSION),
-            ),
-            (m("^arn:[^:]*:[^:]*:[^:]*:[0-9]{12}:"), fixed(ARN_ACCOUNT)),
-            (
-                format!("!{}", m("^arn:[^:]*:iam:[^:]+:")),
-                fixed(ARN_REGION),
-            ),
-            (
-                format!(
-                    "!{} || {} || {}",
-                    m(named),
-                    m(&format!(
-                        "^arn:[^:]*:iam:[^:]*:[^:]*:(role|user)/(.*/)?{NAME_RE}$"
-                    )),
-                    m(&format!(
-                        "^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/(.*/)?{NAME_RE}/[^/]*$"
-                    ))
-                ),
-                fixed(IAM_NAME),
-            ),
-            (
-                format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:assumed-role/")),
-                Expr(
-                    format!("{} + {head} + {}", q(ASSUMED_ROLE), segment(2)),
-                    format!("{ASSUMED_ROLE}{ROLE_FORM}"),
-                ),
-            ),
-            (
-                format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:role/.*/")),
-                Expr(
-                    format!("{} + {head} + {}", q(ROLE_PATH), segment(1)),
-                    format!("{ROLE_PATH}{ROLE_FORM}"),
-                ),
-            ),
-            (
-                format!(
-                    "!{} || {}",
-                    m("^arn:[^:]*:iam:[^:]*:[^:]*:user(/|$)"),
-                    m(&format!(
-                        "^arn:[^:]*:iam:[^:]*:[^:]*:user/([!-.0-~]+/)*{NAME_RE}$"
-                    ))
-                ),
-                fixed(USER_PATH),
-            ),
-            (
-                format!("!{}", m("^arn:[^:]*:iam:[^:]*:[^:]*:root(/|$)")),
-                Expr(
-                    format!(
-                        "{} + {a}.split(':')[4] + {}",
-                        q(ROOT_USER),
-                        q(ROOT_USER_END)
-                    ),
-                    format!("{ROOT_USER}ACCOUNT{ROOT_USER_END}"),
-                ),
-            ),
-            (
-                format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:federated-user(/|$)")),
-                fixed(FEDERATED_USER),
-            ),
-        ],
-    )
+        ),
+        (
+            format!("!{}", m("^arn:[^:]*:sts:[^:]*:[^:]*:federated-user(/|$)")),
+            fixed(FEDERATED_USER),
+        ),
+    ]
 }
 
 /// The text rules of a username or a group (`self`), in the operator's order.

@@ -7,7 +7,7 @@
 //! - Escapes are YAML 1.1's: `\/` is YAML 1.2 only and go-yaml refuses it.
 //! - Directives (`%YAML 1.2` is refused by go-yaml) and `...` markers change what is read.
 //! - Scalars spread over several lines are folded, with rules the parsers do not share.
-use super::read::{Effect, Finding};
+use super::finding::{Effect, Finding};
 
 /// YAML 1.1's printable set, which go-yaml v2's reader enforces on the whole input.
 pub fn is_printable(c: char) -> bool {

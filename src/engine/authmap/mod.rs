@@ -1,12 +1,15 @@
 //! The aws-auth domain, pure: ARNs, templates, the authenticator-faithful reader, the renderer.
 pub mod arn;
 mod canonical;
+pub mod finding;
 pub mod goyaml;
 pub mod lookup;
 pub(crate) mod memo;
 pub mod read;
 pub mod render;
+pub(crate) mod scalar;
 pub mod template;
+pub(crate) mod tree;
 pub mod yaml11;
 
 use std::borrow::Cow;

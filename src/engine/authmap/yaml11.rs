@@ -5,7 +5,8 @@ use serde_json::{Map, Number, Value};
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::goyaml;
-use super::read::{Kind, Node, Resolved, build_tree, resolve_plain};
+use super::scalar::{Resolved, resolve_plain};
+use super::tree::{Kind, Node, build_tree};
 
 /// A plain scalar that YAML 1.1 reads as something other than a string.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,7 +94,11 @@ pub(super) fn finish<'a>(
             &mut fitted.managed,
         )
     };
-    let (data, ownership, diff) = assemble_keys(at, now, fitted.managed, &fitted.adopted)?;
+    let Assembled {
+        data,
+        ownership,
+        diff,
+    } = assemble_keys(at, now, fitted.managed, &fitted.adopted)?;
     let annotations = at.current.and_then(|c| c.metadata.annotations.as_ref());
     let rails_changed = annotations.is_some_and(|a| a.contains_key(CONFIRM_ANNOTATION))
         || HeldRemoval::from_configmap(at.current) != held;
@@ -129,6 +133,13 @@ pub(super) fn finish<'a>(
     })
 }
 
+/// The new `data`, the ownership record that goes with it and the entry-level diff.
+struct Assembled {
+    data: BTreeMap<String, String>,
+    ownership: Ownership,
+    diff: Vec<Change>,
+}
+
 /// Each key's new text, the ownership record and the diff. The other keys are carried over; a key
 /// is copied only where it stays as it is (a copy of all of data up front would hold a second
 /// ~700 KB text at the pass's peak).
@@ -137,7 +148,7 @@ fn assemble_keys(
     now: &Current,
     mut managed: BTreeMap<Section, Vec<(&str, Managed)>>,
     adopted: &KeyMap<Keyed, ()>,
-) -> Result<(BTreeMap<String, String>, Ownership, Vec<Change>), RenderMismatch> {
+) -> Result<Assembled, RenderMismatch> {
     let mut data: BTreeMap<String, String> = at
         .data
         .iter()
@@ -202,5 +213,9 @@ fn assemble_keys(
     for ((section, _), text) in to_render.iter().zip(texts) {
         data.insert(section.key().to_string(), text?);
     }
-    Ok((data, ownership, diff))
+    Ok(Assembled {
+        data,
+        ownership,
+        diff,
+    })
 }

@@ -5,7 +5,11 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::ObjectMeta;
+use kube::runtime::events::{Event, EventType};
 use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::events::Recorder;
 
 use crate::engine::authmap::{excerpt, shown};
 use crate::operator::webhook::review::BREAK_GLASS_ANNOTATION;
@@ -77,6 +81,24 @@ impl Seen {
 pub fn queue(tx: &mpsc::Sender<Note>, r: ObjectReference, note: String) {
     tracing::warn!(object = ?r.name, note = %note, "break-glass edit stored");
     let _ = tx.try_send((r, note));
+}
+
+/// Records the queued BreakGlass events. The recorder is gated, so only the leader records them.
+pub fn record(recorder: Recorder, mut notes: mpsc::Receiver<Note>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((r, note)) = notes.recv().await {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "BreakGlass".into(),
+                note: Some(note),
+                action: "Admit".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &r).await {
+                debug!(error = %e, "break-glass event not recorded");
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -8,20 +8,19 @@ pub mod protobuf;
 mod recreate;
 pub mod status;
 pub mod status_queue;
+mod watches;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use events::Recorder;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tracing::{debug, info, instrument, warn};
 
@@ -35,9 +34,7 @@ use crate::engine::plan::{
 use crate::operator::duration::parse_duration;
 use crate::operator::http;
 use crate::operator::leader::{Election, Gate, LeaderArgs};
-use crate::operator::telemetry::{
-    LogFormat, Metrics, SYNC_CONFLICT, SYNC_ERROR, SYNC_OK, WatchLabel,
-};
+use crate::operator::telemetry::{LogFormat, Metrics, SYNC_CONFLICT, SYNC_ERROR, SYNC_OK};
 use crate::operator::webhook::{self, WebhookArgs};
 use crate::{Error, Result};
 use cache::Cached;
@@ -157,6 +154,53 @@ struct Context {
 }
 
 impl Context {
+    fn new(
+        args: &RunArgs,
+        client: Client,
+        config: PlanConfig,
+        metrics: Arc<Metrics>,
+        gate: Gate,
+        elected: bool,
+    ) -> Context {
+        Context {
+            grants: Api::all(client.clone()),
+            grant_cache: Default::default(),
+            configmaps: Api::namespaced(client.clone(), &args.aws_auth_namespace),
+            crds: Api::all(client.clone()),
+            name: args.aws_auth_name.clone(),
+            namespace: args.aws_auth_namespace.clone(),
+            history: args.history.clone(),
+            history_state: Default::default(),
+            config,
+            metrics,
+            statuses: Default::default(),
+            removal_window: args.removal_window,
+            aws_auth_seen: Default::default(),
+            last_written: Default::default(),
+            memo: Memo::default(),
+            on_deleted: args.on_aws_auth_deleted,
+            last_seen: Default::default(),
+            waiting_for_aws_auth: AtomicBool::new(false),
+            history_lost: AtomicBool::new(false),
+            has_written: AtomicBool::new(false),
+            other_writer_reported: Default::default(),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            }),
+            elected,
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: MANAGER.into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            )
+            .gated(gate.clone()),
+            gate,
+        }
+    }
+
     /// aws-auth as this instance last wrote it, if its watch has seen nothing newer: the same
     /// resourceVersion is the same object, so the pass need not read 1 MiB again. Should a write
     /// of someone else's not have reached the watch yet, the write based on this copy carries
@@ -186,259 +230,139 @@ impl Context {
     }
 }
 
-/// Runs the operator until SIGTERM/SIGINT.
+/// Runs the operator until SIGTERM/SIGINT: the setup steps in order (flags, health server,
+/// client and CRD, election, webhook, watches), then the passes while this instance leads.
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
-    let health = http::bind(args.health_addr).await?;
     let metrics = Arc::new(Metrics::default());
-    let health = tokio::spawn(http::serve(health, metrics.clone()));
+    let mut tasks = Tasks::default();
+    let health = http::bind(args.health_addr).await?;
+    tasks.add(tokio::spawn(http::serve(health, metrics.clone())));
     let client = crate::client().await?;
     check_crd(&client).await?;
-    let election = if args.leader.leader_elect {
-        Some(
-            Election::start(
-                client.clone(),
-                &args.leader,
-                &args.aws_auth_namespace,
-                metrics.clone(),
-            )
-            .await?,
-        )
-    } else {
-        metrics.leader.set(1);
-        None
-    };
+    let election = elect(&client, &args, &metrics).await?;
     let gate = election
         .as_ref()
         .map_or_else(Gate::always, |e| e.gate.clone());
-    let webhook = match args.webhook.webhook_addr {
-        Some(addr) => Some(start_webhook(&client, &args, &config, addr, metrics.clone()).await?),
-        None => None,
-    };
-
-    let grants: Api<IamAccessGrant> = Api::all(client.clone());
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.aws_auth_namespace);
-    let grant_cache = Arc::new(cache::Cache::default());
-    let changes = Arc::new(Changes::default());
-
-    let mut grant_watch = watcher::Config::default();
-    if let Some(sel) = &args.grant_selector {
-        grant_watch = grant_watch.labels(sel);
-    }
-    // The cache keeps only what the plan, the statuses and their events read (see cache.rs).
-    let mut writer = cache::Writer::new(grant_cache.clone());
-    let (glass_tx, mut glass_rx) =
-        tokio::sync::mpsc::channel::<break_glass::Note>(break_glass::QUEUE);
-    let (grant_glass, mut grant_seen) = (glass_tx.clone(), break_glass::Seen::default());
-    let grant_events = watcher(grants.clone(), grant_watch)
-        .backoff(WatchBackoff::default())
-        .inspect_ok(relists(metrics.clone(), "grants"))
-        .inspect_ok(move |ev| match ev {
-            watcher::Event::Apply(g) | watcher::Event::InitApply(g) => {
-                let initial = matches!(ev, watcher::Event::InitApply(_));
-                if let Some(note) = grant_seen.observe("IamAccessGrant", &g.metadata, initial) {
-                    break_glass::queue(&grant_glass, g.object_ref(&()), note);
-                }
-            }
-            watcher::Event::Delete(g) => grant_seen.forget(&g.metadata),
-            _ => {}
-        })
-        .try_filter_map(move |ev| {
-            // A deletion is a removal: it waits for the burst to settle (see Debounce::settle).
-            let removal = matches!(ev, watcher::Event::Delete(_));
-            futures::future::ready(Ok(writer.apply(ev).then_some(removal)))
-        })
-        .boxed();
-    let cm_watch =
-        watcher::Config::default().fields(&format!("metadata.name={}", args.aws_auth_name));
-    // A change signal is all the pass needs (it GETs aws-auth itself): metadata only, so that an
-    // aws-auth of 700 KB is not sent and decoded once more for every write.
-    let cm_meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
-        Api::namespaced(client.clone(), &args.aws_auth_namespace);
-    let aws_auth_seen: Arc<std::sync::Mutex<Option<String>>> = Default::default();
-    let seen = aws_auth_seen.clone();
-    let last_written: Arc<std::sync::Mutex<Option<Arc<ConfigMap>>>> = Default::default();
-    let own = last_written.clone();
-    let mut cm_seen = break_glass::Seen::default();
-    let cm_events = watcher(cm_meta, cm_watch)
-        .backoff(WatchBackoff::default())
-        .inspect_ok(relists(metrics.clone(), "aws-auth"))
-        .inspect_ok(move |ev| {
-            if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
-                let initial = matches!(ev, watcher::Event::InitApply(_));
-                if let Some(note) = cm_seen.observe("ConfigMap", &o.metadata, initial) {
-                    let mut r = o.object_ref(&());
-                    r.api_version = Some("v1".into());
-                    r.kind = Some("ConfigMap".into());
-                    break_glass::queue(&glass_tx, r, note);
-                }
-            }
-        })
-        .inspect_ok(move |ev| {
-            // A relist starts from not knowing: a deletion missed in a watch gap shows up as no
-            // object at all.
-            let rv = match ev {
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                    o.metadata.resource_version.clone()
-                }
-                watcher::Event::Delete(_) | watcher::Event::Init => None,
-                watcher::Event::InitDone => return,
-            };
-            *seen.lock().expect("aws-auth seen lock") = rv;
-        })
-        .touched_objects()
-        // The operator's own write needs no pass: the pass that wrote it planned it, and planning
-        // again on a plan's own output changes nothing. (Seen before the write's answer, it
-        // still starts one, which then finds nothing to do.)
-        .try_filter(move |o| {
-            let ours = own
-                .lock()
-                .expect("last written lock")
-                .as_ref()
-                .is_some_and(|w| {
-                    w.metadata.resource_version.is_some()
-                        && w.metadata.resource_version == o.metadata.resource_version
-                });
-            futures::future::ready(!ours)
-        })
-        .map_ok(|_| false)
-        .boxed();
-    let notify = changes.clone();
-    let watch_metrics = metrics.clone();
-    let watches = tokio::spawn(async move {
-        let mut all = futures::stream::select(grant_events, cm_events);
-        while let Some(ev) = all.next().await {
-            match ev {
-                Ok(false) => notify.note(),
-                Ok(true) => notify.note_removal(),
-                Err(e) => {
-                    // Not ready while the API server cannot be reached (until a relist completes).
-                    watch_metrics.ready.store(false, Ordering::Relaxed);
-                    warn!(error = %e, "watch error; retrying with backoff")
-                }
-            }
+    if let Some(addr) = args.webhook.webhook_addr {
+        for task in start_webhook(&client, &args, &config, addr, metrics.clone()).await? {
+            tasks.add(task);
         }
-    });
-
+    }
+    let ctx = Context::new(
+        &args,
+        client.clone(),
+        config,
+        metrics,
+        gate,
+        election.is_some(),
+    );
+    let changes = Arc::new(Changes::default());
+    let (glass_tx, glass_rx) = tokio::sync::mpsc::channel(break_glass::QUEUE);
+    tasks.add(watches::spawn(
+        &ctx,
+        &args,
+        client,
+        changes.clone(),
+        glass_tx,
+    ));
     // Never plan from an empty cache: that would remove every managed entry.
-    grant_cache.listed().await;
+    ctx.grant_cache.listed().await;
     info!(
         namespace = %args.aws_auth_namespace,
         name = %args.aws_auth_name,
-        grants = grant_cache.len(),
+        grants = ctx.grant_cache.len(),
         "caches ready"
     );
     // A follower is ready with warm caches; a single instance once its first pass succeeded.
-    if election.is_some() {
-        metrics.ready.store(true, Ordering::Relaxed);
+    if ctx.elected {
+        ctx.metrics.ready.store(true, Ordering::Relaxed);
     }
-
-    let ctx = Context {
-        grants,
-        grant_cache,
-        configmaps,
-        crds: Api::all(client.clone()),
-        name: args.aws_auth_name.clone(),
-        namespace: args.aws_auth_namespace.clone(),
-        history: args.history.clone(),
-        history_state: Default::default(),
-        config,
-        metrics,
-        gate: gate.clone(),
-        statuses: Default::default(),
-        removal_window: args.removal_window,
-        aws_auth_seen,
-        last_written,
-        memo: Memo::default(),
-        on_deleted: args.on_aws_auth_deleted,
-        last_seen: Default::default(),
-        waiting_for_aws_auth: AtomicBool::new(false),
-        history_lost: AtomicBool::new(false),
-        has_written: AtomicBool::new(false),
-        other_writer_reported: Default::default(),
-        instance: std::env::var("POD_NAME").unwrap_or_else(|_| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        }),
-        elected: election.is_some(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        )
-        .gated(gate.clone()),
-    };
+    tasks.add(resync(changes.clone(), args.resync_interval));
+    tasks.add(break_glass::record(ctx.recorder.clone(), glass_rx));
+    tasks.add(tokio::spawn(ctx.statuses.clone().run(
+        ctx.grants.clone(),
+        ctx.recorder.clone(),
+        ctx.gate.clone(),
+        ctx.metrics.clone(),
+    )));
     let debounce = Debounce {
         quiet: args.debounce,
         max_wait: args.debounce_max,
         max_changes: args.debounce_max_changes,
     };
-    let resync = {
-        let notify = changes.clone();
-        let every = args.resync_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                notify.note();
-            }
-        })
-    };
-    // BreakGlass events: the recorder is gated, so only the leader records them.
-    let glass_recorder = ctx.recorder.clone();
-    let glass = tokio::spawn(async move {
-        while let Some((r, note)) = glass_rx.recv().await {
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "BreakGlass".into(),
-                note: Some(note),
-                action: "Admit".into(),
-                secondary: None,
-            };
-            if let Err(e) = glass_recorder.publish(&ev, &r).await {
-                debug!(error = %e, "break-glass event not recorded");
-            }
-        }
-    });
-    let status_worker = tokio::spawn(ctx.statuses.clone().run(
-        ctx.grants.clone(),
-        ctx.recorder.clone(),
-        gate.clone(),
-        ctx.metrics.clone(),
-    ));
-    let lead = async {
-        let mut gate = gate.clone();
-        loop {
-            gate.opened().await;
-            // What a new leader wrote before, others may have replaced since: it reads afresh.
-            ctx.forget_written();
-            // A new leader syncs at once: its predecessor may have stopped mid-burst.
-            changes.note();
-            tokio::select! {
-                r = reconcile_forever(&ctx, &debounce, &changes) => return r,
-                // Dropping the pass cancels its requests at their next await.
-                _ = gate.closed() => info!("not leader; reconciling stopped"),
-            }
-        }
-    };
     let result = tokio::select! {
-        r = lead => r,
+        r = lead(&ctx, &debounce, &changes) => r,
         _ = shutdown_signal() => { info!("shutting down"); Ok(()) }
     };
     if let Some(e) = election {
         e.leave().await;
     }
-    watches.abort();
-    glass.abort();
-    status_worker.abort();
-    resync.abort();
-    health.abort();
-    for w in webhook.iter().flatten() {
-        w.abort();
-    }
     result
+}
+
+/// The background tasks of a run, stopped when it ends (also on an error mid-setup).
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Tasks {
+    fn add<T>(&mut self, task: tokio::task::JoinHandle<T>) {
+        self.0.push(task.abort_handle());
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
+}
+
+/// Joins the leader election when it is on; without it this instance always leads.
+async fn elect(
+    client: &Client,
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Election>> {
+    if !args.leader.leader_elect {
+        metrics.leader.set(1);
+        return Ok(None);
+    }
+    let election = Election::start(
+        client.clone(),
+        &args.leader,
+        &args.aws_auth_namespace,
+        metrics.clone(),
+    )
+    .await?;
+    Ok(Some(election))
+}
+
+/// A pass every `every` even when nothing was seen to change (a missed event, a drifted copy).
+fn resync(changes: Arc<Changes>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            changes.note();
+        }
+    })
+}
+
+/// Reconciles whenever this instance holds the lease, and stops the moment it loses it.
+async fn lead(ctx: &Context, debounce: &Debounce, changes: &Changes) -> Result<()> {
+    let mut gate = ctx.gate.clone();
+    loop {
+        gate.opened().await;
+        // What a new leader wrote before, others may have replaced since: it reads afresh.
+        ctx.forget_written();
+        // A new leader syncs at once: its predecessor may have stopped mid-burst.
+        changes.note();
+        tokio::select! {
+            r = reconcile_forever(ctx, debounce, changes) => return r,
+            // Dropping the pass cancels its requests at their next await.
+            _ = gate.closed() => info!("not leader; reconciling stopped"),
+        }
+    }
 }
 
 /// Serves the admission webhook and, with `--webhook-url`/`--webhook-service`, registers it;
@@ -492,58 +416,6 @@ async fn start_webhook(
         registration,
     ));
     Ok([task, fresh])
-}
-
-/// Back-off between a watch's attempts to reconnect: doubling from 250 ms up to 5 s (kube's
-/// default goes to 30 s), so that once the API server is back after an outage the watches, and
-/// the passes they start, follow within seconds. One client per watch: no jitter is needed.
-#[derive(Debug, Clone, Copy)]
-struct WatchBackoff(Duration);
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        WatchBackoff(Duration::from_millis(250))
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        Some(now)
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        *self = WatchBackoff::default();
-    }
-}
-
-/// Counts a watch's lists after its first: each one is a restart after an error or expiry.
-fn relists<K>(metrics: Arc<Metrics>, watch: &'static str) -> impl FnMut(&watcher::Event<K>) {
-    // The series exists from the start, at 0, so that rate() and alerts see it.
-    metrics
-        .watch_restarts
-        .get_or_create(&WatchLabel { watch })
-        .inc_by(0);
-    let mut lists = 0u64;
-    move |ev| match ev {
-        watcher::Event::Init => {
-            lists += 1;
-            if lists > 1 {
-                metrics
-                    .watch_restarts
-                    .get_or_create(&WatchLabel { watch })
-                    .inc();
-            }
-        }
-        // A relist after an error completed: the API server answers again.
-        watcher::Event::InitDone if lists > 1 => metrics.ready.store(true, Ordering::Relaxed),
-        _ => {}
-    }
 }
 
 async fn shutdown_signal() {
