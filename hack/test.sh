@@ -39,6 +39,10 @@ dir="$(mktemp -d "${TMPDIR:-/tmp}/aws-auth-operator-test.XXXXXX")"
 trap 'hack/local-sts.sh down "$dir"; hack/local-cluster.sh down "$dir"' EXIT
 hack/local-cluster.sh up "$dir"
 hack/local-sts.sh up "$dir"
+# The local AWS server's own tests (boto3 against it), so that it stays faithful to EKS.
+if [ "${#targets[@]}" -gt 0 ] && [ "${targets[0]}" = --all-targets ]; then
+  hack/local-sts.sh test
+fi
 eval "$(hack/local-cluster.sh env "$dir")"
 eval "$(hack/local-sts.sh env "$dir")"
 AWS_AUTH_TEST_PYTHON="$(hack/python-env.sh python)"
