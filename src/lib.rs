@@ -28,6 +28,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("keeping aws-auth's history (nothing is written without it): {0}")]
     History(#[source] kube::Error),
+    #[error("AWS {operation}: {message}")]
+    Aws {
+        operation: &'static str,
+        message: String,
+    },
     /// Nothing is written by choice until a person acts.
     #[error("{0}")]
     Waiting(String),
@@ -44,6 +49,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::History(_) => "history",
             Error::Waiting(_) => "waiting",
+            Error::Aws { .. } => "aws",
         }
     }
 }

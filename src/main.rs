@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use aws_auth_operator::commands::doctor::{self, DoctorCmd};
 use aws_auth_operator::commands::history::{self, ConfirmCmd, HistoryCmd, RestoreCmd};
 use aws_auth_operator::commands::import::{self, ImportArgs};
+use aws_auth_operator::commands::migrate::{self, MigrateCmd};
 use aws_auth_operator::commands::render::{self, RenderArgs};
 use aws_auth_operator::commands::whoami::{self, WhoamiArgs};
 use aws_auth_operator::operator::controller::{self, RunArgs};
@@ -42,6 +43,10 @@ enum Command {
     /// Diagnose access problems step by step (`doctor irsa`: IAM roles for service accounts).
     #[command(subcommand)]
     Doctor(DoctorCmd),
+    /// From aws-auth to EKS access entries, checked: `plan`, `apply` (creates, then verifies),
+    /// `verify` (exit 1 while any aws-auth principal would lose access).
+    #[command(subcommand)]
+    Migrate(MigrateCmd),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,11 @@ fn main() -> ExitCode {
             runtime().block_on(history::confirm_removal(&cmd, &mut std::io::stdout()))
         }
         Command::Doctor(cmd) => runtime().block_on(doctor::run(&cmd, &mut std::io::stdout())),
+        Command::Migrate(cmd) => runtime().block_on(migrate::run(
+            &cmd,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Render(args) => render::run(&args, &mut std::io::stdout(), &mut std::io::stderr()),
     };
     match result {

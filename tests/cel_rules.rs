@@ -427,7 +427,7 @@ async fn kubectl_apply_shows_the_operators_message() {
     let _ = std::fs::remove_file(&file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    // (Servers before 1.33 name the value's type after "Invalid value:", newer ones do not.)
+    // (After "Invalid value:" the server shows the value: v1.37.2 prints it quoted.)
     assert!(
         stderr.contains("spec.arn: Invalid value: ")
             && stderr.contains(&format!(

@@ -33,7 +33,7 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
-DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_ACCOUNT = "111122223333"
 MODES = ("CONFIG_MAP", "API_AND_CONFIG_MAP", "API")
 # The one-way ladder: a mode may only move to the right.
 MODE_ORDER = {m: i for i, m in enumerate(MODES)}
@@ -374,6 +374,14 @@ class Eks:
                 raise EksError(
                     "InvalidParameterException",
                     f"The username can't start with {', '.join(RESERVED_USERNAME_PREFIXES)}",
+                    clusterName=c["name"],
+                )
+            # "Set a custom username": a colon must come before {{SessionName}}/{{SessionNameRaw}}.
+            at = username.find("{{SessionName")
+            if at >= 0 and ":" not in username[:at]:
+                raise EksError(
+                    "InvalidParameterException",
+                    "The username must include a colon before {{SessionName}} or {{SessionNameRaw}}",
                     clusterName=c["name"],
                 )
         for g in groups:

@@ -182,6 +182,15 @@ class LocalEks(unittest.TestCase):
             clusterName="c",
             principalArn=f"arn:aws:sts::{ACCOUNT}:assumed-role/dev/session",
         )
+        for name in ("dev{{SessionName}}", "{{SessionNameRaw}}"):
+            message = self.refused(
+                "InvalidParameterException",
+                self.eks.create_access_entry,
+                clusterName="c",
+                principalArn=ROLE,
+                username=name,
+            )
+            self.assertIn("colon", message)
         self.assertEqual(self.eks.list_access_entries(clusterName="c")["accessEntries"], [])
 
     def test_node_types_need_roles_of_the_clusters_account_and_no_identity(self):

@@ -1,8 +1,9 @@
 //! The command-line tools around the engine: `render`, `import`, `whoami`, `doctor`, `history`,
-//! `restore`, `confirm-removal`, and the manifest loading they share.
+//! `restore`, `confirm-removal`, `migrate`, and the manifest loading they share.
 pub mod doctor;
 pub mod history;
 pub mod import;
 pub mod manifests;
+pub mod migrate;
 pub mod render;
 pub mod whoami;

@@ -1,5 +1,6 @@
 //! The engine: pure functions from grants and aws-auth's text to the new text and a verdict per
 //! grant. No I/O; the operator and the commands both call into it, never the other way round.
+pub mod access_entry;
 pub mod authmap;
 pub(crate) mod fingerprint;
 pub mod glob;

@@ -1,0 +1,294 @@
+//! `migrate plan|apply|verify` end to end: aws-auth on the real API server, access entries on the
+//! local EKS server (`hack/local-aws/`, started by `hack/test.sh`), the binary in between.
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use aws_sdk_eks::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_eks::types::{
+    AuthenticationMode, CreateAccessConfigRequest, UpdateAccessConfigRequest,
+};
+use serde_json::Value;
+use support::World;
+
+const CLUSTER_ADMIN: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+
+fn endpoint() -> String {
+    std::env::var("AWS_AUTH_TEST_EKS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "no test EKS endpoint: run the suite with `hack/test.sh`, which starts the local AWS \
+             server and sets AWS_AUTH_TEST_EKS_ENDPOINT"
+        )
+    })
+}
+
+fn eks() -> aws_sdk_eks::Client {
+    aws_sdk_eks::Client::from_conf(
+        aws_sdk_eks::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .retry_config(aws_sdk_eks::config::retry::RetryConfig::adaptive().with_max_attempts(10))
+            .build(),
+    )
+}
+
+async fn cluster(name: &str, mode: AuthenticationMode) {
+    eks()
+        .create_cluster()
+        .name(name)
+        .role_arn("arn:aws:iam::111122223333:role/eks-cluster")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .access_config(
+            CreateAccessConfigRequest::builder()
+                .authentication_mode(mode)
+                .bootstrap_cluster_creator_admin_permissions(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create cluster");
+}
+
+/// The local server's token bucket, sized for a test of thousands of calls (the throttling itself
+/// is proven by the server's own tests and the benchmark).
+fn bucket(rate: u32, burst: u32) {
+    let body = format!("{{\"rate\": {rate}, \"burst\": {burst}}}");
+    let out = Command::new("curl")
+        .args(["-fsS", "-X", "POST", "-d", &body])
+        .arg(format!("{}/_local_eks/throttle", endpoint()))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `aws-auth-operator migrate ARGS` against the world's aws-auth: exit code, stdout, stderr.
+fn migrate(w: &World, cluster: &str, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+        .arg("migrate")
+        .args(args)
+        .args(["--cluster-name", cluster, "--aws-auth-name", &w.name])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_EKS", endpoint())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("binary runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `render` of the shipped examples (grants + aws-auth): the corpus a migration starts from.
+fn rendered_examples(grants: &[&str]) -> BTreeMap<String, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+    cmd.args(["render", "--aws-auth", "examples/aws-auth.yaml"]);
+    for g in grants {
+        cmd.args(["-f", &format!("examples/grants/{g}.yaml")]);
+    }
+    let o = cmd
+        .args([
+            "--privileged-principal",
+            "arn:aws:iam::111122223333:user/platform/*",
+            "--allowed-account",
+            "444455556666",
+        ])
+        .output()
+        .expect("render runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cm: Value = serde_yaml::from_slice(&o.stdout).expect("a ConfigMap");
+    serde_json::from_value(cm["data"].clone()).unwrap()
+}
+
+fn items(json: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_examples_migrate_checked_and_the_account_grant_is_refused() {
+    let w = World::new("migrate-examples").await;
+    let data = rendered_examples(&["developers", "platform-admin"]);
+    let pairs: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    w.create_configmap(&pairs).await;
+    let name = format!("examples-{}", std::process::id());
+    cluster(&name, AuthenticationMode::ConfigMap).await;
+
+    // CONFIG_MAP: the plan says what to do first, and apply refuses to start.
+    let (code, out, err) = migrate(&w, &name, &["plan"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("authenticationMode=API_AND_CONFIG_MAP"),
+        "{out}"
+    );
+    let (code, _, err) = migrate(&w, &name, &["apply"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("CONFIG_MAP mode"), "{err}");
+
+    eks()
+        .update_cluster_config()
+        .name(&name)
+        .access_config(
+            UpdateAccessConfigRequest::builder()
+                .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("mode switch");
+    let (code, out, err) = migrate(&w, &name, &["apply", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("created 5 of 5 access entries"), "{err}");
+    let got = items(&out);
+    assert_eq!(got.len(), 5, "{out}");
+    assert!(got.iter().all(|i| i["action"] == "agrees"), "{out}");
+
+    // What EKS holds now, read back with the SDK.
+    let entry = |arn: &'static str| {
+        let name = name.clone();
+        async move {
+            eks()
+                .describe_access_entry()
+                .cluster_name(&name)
+                .principal_arn(arn)
+                .send()
+                .await
+                .expect("entry exists")
+                .access_entry
+                .unwrap()
+        }
+    };
+    let node =
+        entry("arn:aws:iam::111122223333:role/eks-nodegroup-general-NodeInstanceRole-1A2B3C4D5E6F")
+            .await;
+    assert_eq!(node.r#type(), Some("EC2_LINUX"));
+    let fargate = entry("arn:aws:iam::111122223333:role/eks-fargate-pod-execution-role").await;
+    assert_eq!(fargate.r#type(), Some("FARGATE_LINUX"));
+    let dev = entry("arn:aws:iam::111122223333:role/Developers").await;
+    assert_eq!(dev.username(), Some("developer:{{SessionName}}"));
+    assert_eq!(dev.kubernetes_groups(), ["developers"]);
+    assert_eq!(
+        dev.tags().unwrap()["aws-auth.dev/migrated-from"],
+        "aws-auth"
+    );
+    let admin = "arn:aws:iam::111122223333:user/platform/designated_user";
+    let policies = eks()
+        .list_associated_access_policies()
+        .cluster_name(&name)
+        .principal_arn(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        policies.associated_access_policies()[0].policy_arn(),
+        Some(CLUSTER_ADMIN)
+    );
+    assert!(entry(admin).await.kubernetes_groups().is_empty());
+
+    // Verified, and the next step is the switch to API; a second apply creates nothing.
+    let (code, out, _) = migrate(&w, &name, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("migration verified"), "{out}");
+    assert!(out.contains("authenticationMode=API (one way"), "{out}");
+    let (code, _, err) = migrate(&w, &name, &["apply"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("created"), "{err}");
+
+    // The account grant has no access-entry form: verification fails and says why.
+    let full = rendered_examples(&["developers", "platform-admin", "security-audit-account"]);
+    let cm = serde_json::json!({"data": full});
+    w.configmaps
+        .patch(
+            &w.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&cm),
+        )
+        .await
+        .unwrap();
+    let (code, out, _) = migrate(&w, &name, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("cannot   mapAccounts line 1: 444455556666")
+            && out.contains("do not switch to API yet"),
+        "{out}"
+    );
+    // And someone who edits an entry behind the migration's back is caught.
+    eks()
+        .update_access_entry()
+        .cluster_name(&name)
+        .principal_arn("arn:aws:iam::111122223333:role/Developers")
+        .kubernetes_groups("admins")
+        .send()
+        .await
+        .unwrap();
+    let (code, out, _) = migrate(&w, &name, &["plan"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("groups are [admins], not [developers]"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_entries_migrate_and_one_untranslatable_fails_the_verification() {
+    bucket(1000, 2000);
+    let w = World::new("migrate-large").await;
+    let mut roles = String::new();
+    for i in 0..1000 {
+        let groups = if i % 100 == 0 {
+            "[\"system:masters\"]".to_string()
+        } else {
+            format!("[\"team-{}\"]", i % 10)
+        };
+        roles += &format!(
+            "- rolearn: \"arn:aws:iam::111122223333:role/r{i:04}\"\n  username: \"r{i}:{{{{SessionName}}}}\"\n  groups: {groups}\n"
+        );
+    }
+    w.create_configmap(&[("mapRoles", &roles)]).await;
+    let name = format!("large-{}", std::process::id());
+    cluster(&name, AuthenticationMode::ApiAndConfigMap).await;
+    let (code, out, err) = migrate(&w, &name, &["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("created 1000 of 1000 access entries"), "{err}");
+    assert!(
+        out.contains("0 to create, 1000 agree, 0 differ, 0 cannot"),
+        "{out}"
+    );
+    let listed = eks()
+        .list_access_entries()
+        .cluster_name(&name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(listed.len(), 1000);
+
+    roles += "- rolearn: \"arn:aws:iam::111122223333:role/legacy\"\n  username: \"legacy-{{AccountID}}\"\n  groups: [\"ops\"]\n";
+    let cm = serde_json::json!({"data": {"mapRoles": roles}});
+    w.configmaps
+        .patch(
+            &w.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&cm),
+        )
+        .await
+        .unwrap();
+    let (code, out, _) = migrate(&w, &name, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("arn:aws:iam::111122223333:role/legacy")
+            && out.contains("username template `{{AccountID}}` is not one access entries expand")
+            && out.contains("0 to create, 1000 agree, 0 differ, 1 cannot"),
+        "{out}"
+    );
+}
