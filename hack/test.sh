@@ -50,4 +50,4 @@ export AWS_AUTH_TEST_PYTHON
 # The container image the image tests run (release binary, local Debian base; see hack/image.sh).
 AWS_AUTH_TEST_IMAGE="$(hack/image.sh build)"
 export AWS_AUTH_TEST_IMAGE
-cargo test "${targets[@]}" -- "$@"
+cargo test --no-fail-fast "${targets[@]}" -- "$@"

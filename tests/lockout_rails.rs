@@ -326,8 +326,14 @@ async fn a_broken_history_holds_additions_but_not_revocations() {
 
     let history = format!("{}-history", w.name);
     let cms = w.configmaps.clone();
-    eventually("the history written", LONG, || async {
-        cms.get_opt(&history).await.ok().flatten()
+    // Broken only once it holds aws-auth as it is now: a statement about a later write, not a
+    // race with the keeping of b's (a status can be sent before its write's version is kept).
+    eventually("the history holds aws-auth's last write", LONG, || async {
+        let rv = w.configmap().await?.metadata.resource_version?;
+        let h = cms.get_opt(&history).await.ok().flatten()?;
+        aws_auth_operator::engine::history::Index::of(&h.data.unwrap_or_default())
+            .holds(&rv)
+            .then_some(())
     })
     .await;
     cms.delete(&history, &DeleteParams::default())
