@@ -296,3 +296,99 @@ fn import_then_render_gives_back_the_same_mapping() {
         "same entries, same order here: node role first, then the adopted ones sorted"
     );
 }
+
+/// The local EKS server (same process as STS, `hack/local-aws/`).
+fn eks() -> aws_sdk_eks::Client {
+    aws_sdk_eks::Client::from_conf(
+        aws_sdk_eks::Config::builder()
+            .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
+            .region(aws_sdk_eks::config::Region::new("us-east-1"))
+            .endpoint_url(
+                std::env::var("AWS_AUTH_TEST_EKS_ENDPOINT")
+                    .expect("AWS_AUTH_TEST_EKS_ENDPOINT: run the suite with `hack/test.sh`"),
+            )
+            .credentials_provider(aws_sdk_eks::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn in_api_modes_the_access_entry_decides_and_in_api_aws_auth_is_not_read() {
+    use aws_sdk_eks::types::{AccessScope, AccessScopeType, AuthenticationMode};
+    let cluster = format!("whoami-{}", std::process::id());
+    eks()
+        .create_cluster()
+        .name(&cluster)
+        .role_arn("arn:aws:iam::111122223333:role/eks")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .access_config(
+            aws_sdk_eks::types::CreateAccessConfigRequest::builder()
+                .authentication_mode(AuthenticationMode::Api)
+                .bootstrap_cluster_creator_admin_permissions(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The entry names the role with its path; the caller's session ARN has none.
+    let principal = format!("arn:aws:iam::{ACCOUNT}:role/team/Viewers");
+    eks()
+        .create_access_entry()
+        .cluster_name(&cluster)
+        .principal_arn(&principal)
+        .username("viewer:{{SessionName}}")
+        .kubernetes_groups("viewers")
+        .send()
+        .await
+        .unwrap();
+    eks()
+        .associate_access_policy()
+        .cluster_name(&cluster)
+        .principal_arn(&principal)
+        .policy_arn("arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy")
+        .access_scope(
+            AccessScope::builder()
+                .r#type(AccessScopeType::Namespace)
+                .namespaces("shop")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let eks_url = std::env::var("AWS_AUTH_TEST_EKS_ENDPOINT").unwrap();
+    let file = aws_auth_file(
+        "access-entries",
+        &format!("- rolearn: arn:aws:iam::{ACCOUNT}:role/Others\n  username: other\n"),
+        "",
+    );
+    let args = [
+        "--aws-auth",
+        file.to_str().unwrap(),
+        "--cluster-name",
+        &cluster,
+        "--eks-endpoint-url",
+        &eks_url,
+    ];
+    let viewer = assume_role("Viewers", "bob@example.com").await;
+    let r = mapped_json(&viewer, &args);
+    assert_eq!(r["access_entries"]["authenticationMode"], "API");
+    assert_eq!(r["access_entries"]["decidedBy"], "access entry");
+    let e = &r["access_entries"]["entry"];
+    assert_eq!(e["principalArn"], principal);
+    assert_eq!(e["username"], "viewer:bob-example.com");
+    assert_eq!(e["groups"][0], "viewers");
+    assert_eq!(e["policies"][0], "AmazonEKSViewPolicy in shop");
+
+    // Mapped by aws-auth only: in API mode that is not read, so not authenticated.
+    let other = assume_role("Others", "carol").await;
+    let o = whoami(&other, &args);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("authentication mode: API\nNO ACCESS ENTRY for you")
+            && out.contains("aws-auth is not read"),
+        "{out}"
+    );
+}

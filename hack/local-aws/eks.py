@@ -185,6 +185,7 @@ class Eks:
         self.buckets = {}
         self.calls = {}
         self.throttled = {}
+        self.window = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -192,21 +193,29 @@ class Eks:
         """Counts the call and answers ThrottlingException past the operation's bucket."""
         with self.lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
-            if self.rate <= 0:
-                return
-            b = self.buckets.setdefault(operation, Bucket(self.rate, self.burst))
-            if not b.take():
-                self.throttled[operation] = self.throttled.get(operation, 0) + 1
-                raise EksError("ThrottlingException", "Rate exceeded")
+            if self.rate > 0:
+                b = self.buckets.setdefault(operation, Bucket(self.rate, self.burst))
+                if not b.take():
+                    self.throttled[operation] = self.throttled.get(operation, 0) + 1
+                    raise EksError("ThrottlingException", "Rate exceeded")
+            # When the admitted calls of each operation began and ended: their rate.
+            t = time.monotonic()
+            first, _ = self.window.get(operation, (t, t))
+            self.window[operation] = (first, t)
 
     def stats(self):
         with self.lock:
-            return {"calls": dict(self.calls), "throttled": dict(self.throttled)}
+            return {
+                "calls": dict(self.calls),
+                "throttled": dict(self.throttled),
+                "seconds": {op: round(b - a, 3) for op, (a, b) in self.window.items()},
+            }
 
     def reset_stats(self):
         with self.lock:
             self.calls.clear()
             self.throttled.clear()
+            self.window.clear()
             self.buckets.clear()
 
     def cluster(self, name):

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::commands::import::grant_name;
 use crate::commands::manifests::{AwsAuthSource, load_aws_auth};
+use crate::engine::access_entry::{AccessEntry, POLICY_PREFIX};
 use crate::engine::authmap::lookup::lookup;
 use crate::engine::authmap::read::{AwsAuthRead, Effect, read_data};
 use crate::engine::authmap::template::{self, Identity};
@@ -54,6 +55,33 @@ pub struct Report {
     /// An IamAccessGrant that would grant access, when none does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suggested_grant: Option<String>,
+    /// With `--cluster-name`: the cluster's authentication mode and what access entries say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_entries: Option<AccessEntries>,
+}
+
+/// What the cluster's access entries do for the caller.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEntries {
+    pub authentication_mode: String,
+    /// Which of the two decided: `access entry`, `aws-auth`, or `none`.
+    pub decided_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryMatch>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryMatch {
+    pub principal_arn: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// As Kubernetes sees it: the entry's (or EKS's generated) username with the session name in.
+    pub username: String,
+    pub groups: Vec<String>,
+    /// Access policies, `NAME` (cluster-wide) or `NAME in ns1,ns2`.
+    pub policies: Vec<String>,
 }
 
 /// Decides, exactly as EKS would, what aws-auth `data` does for `caller`.
@@ -82,6 +110,7 @@ pub fn explain(caller: &Caller, data: &BTreeMap<String, String>, source: &str) -
         mapped: None,
         causes: Vec::new(),
         suggested_grant: None,
+        access_entries: None,
     };
     if let Some(hit) = lookup(&read, &canonical.arn, &caller.account) {
         let id = Identity {
@@ -225,6 +254,13 @@ pub struct WhoamiArgs {
     /// An STS-compatible endpoint instead of AWS's.
     #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
     pub endpoint_url: Option<String>,
+    /// The EKS cluster: its authentication mode and access entries are consulted too (as EKS
+    /// does: access entries first in API_AND_CONFIG_MAP, only them in API).
+    #[arg(long, env = "AWS_AUTH_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// An EKS-compatible endpoint instead of AWS's.
+    #[arg(long, env = "AWS_ENDPOINT_URL_EKS")]
+    pub eks_endpoint_url: Option<String>,
     #[arg(long, short = 'o', value_enum, default_value = "text")]
     pub output: WhoamiOutput,
 }
@@ -298,7 +334,23 @@ pub async fn caller_identity(args: &WhoamiArgs) -> Result<Caller> {
 pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
     let caller = caller_identity(args).await?;
     let (data, source) = load_aws_auth(&args.source).await?;
-    let report = explain(&caller, &data, &source)?;
+    let mut report = explain(&caller, &data, &source)?;
+    if let Some(cluster) = &args.cluster_name {
+        let config = aws_config(
+            args.profile.as_deref(),
+            args.region.as_deref(),
+            args.eks_endpoint_url.as_deref(),
+        )
+        .await;
+        let eks = crate::commands::migrate::eks::Eks::new(&config, cluster);
+        let mode = eks.cluster().await?.mode;
+        let entry = if mode == "CONFIG_MAP" {
+            None
+        } else {
+            entry_for(&eks, &report.canonical_arn).await?
+        };
+        through_access_entries(&mut report, &caller, &mode, entry.as_ref());
+    }
     let text = match args.output {
         WhoamiOutput::Json => {
             serde_json::to_string_pretty(&report).expect("report serializes") + "\n"
@@ -312,6 +364,116 @@ pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
             source,
         })?;
     Ok(report.authenticated)
+}
+
+/// The access entry EKS uses for the caller: the one whose principal is the caller's (a role's
+/// path does not matter: EKS matches the role itself).
+async fn entry_for(
+    eks: &crate::commands::migrate::eks::Eks,
+    canonical: &str,
+) -> Result<Option<AccessEntry>> {
+    let Ok(key) = arn::principal_key(canonical) else {
+        return Ok(None);
+    };
+    let principals = eks.principals().await?;
+    match principals
+        .iter()
+        .find(|p| arn::principal_key(p).is_ok_and(|k| k == key))
+    {
+        Some(p) => eks.entry(p).await,
+        None => Ok(None),
+    }
+}
+
+/// Folds what access entries say into the report, the way the mode makes EKS decide.
+pub fn through_access_entries(
+    report: &mut Report,
+    caller: &Caller,
+    mode: &str,
+    entry: Option<&AccessEntry>,
+) {
+    let matched = entry.map(|e| entry_match(e, caller, report.session_name.as_deref()));
+    // The cluster's mode is known now: the generic hint about access entries gives way to it.
+    report
+        .causes
+        .retain(|c| !c.starts_with("if the cluster uses EKS access entries"));
+    if mode == "API" && report.mapped.is_some() {
+        report.causes.insert(
+            0,
+            "the cluster's authentication mode is API: the aws-auth entry above is not read".into(),
+        );
+    }
+    let decided_by = match (mode, &matched) {
+        ("CONFIG_MAP", _) => "aws-auth",
+        (_, Some(_)) => "access entry",
+        ("API_AND_CONFIG_MAP", None) => "aws-auth",
+        _ => "none",
+    };
+    match (mode, &matched) {
+        ("API", None) => {
+            report.authenticated = false;
+            report.causes.insert(
+                0,
+                format!(
+                    "the cluster's authentication mode is API: aws-auth is not read, and no access entry names {}; create one (aws eks create-access-entry --cluster-name CLUSTER --principal-arn {})",
+                    report.canonical_arn, report.canonical_arn
+                ),
+            );
+        }
+        (_, Some(_)) if mode != "CONFIG_MAP" => {
+            report.authenticated = true;
+            report.suggested_grant = None;
+        }
+        _ => {}
+    }
+    report.access_entries = Some(AccessEntries {
+        authentication_mode: mode.to_string(),
+        decided_by: if decided_by == "aws-auth" && report.mapped.is_none() {
+            "none".into()
+        } else {
+            decided_by.into()
+        },
+        entry: matched,
+    });
+}
+
+fn entry_match(e: &AccessEntry, caller: &Caller, session: Option<&str>) -> EntryMatch {
+    let session = session.unwrap_or_default();
+    let username = match &e.username {
+        Some(u) => u.clone(),
+        // EKS's generated username ("Set a custom username"): the user's ARN, or the role's
+        // session ARN without the role's path.
+        None if caller.arn.contains(":assumed-role/") => {
+            let role = arn::strip_role_path(&e.principal_arn);
+            let name = role.rsplit('/').next().unwrap_or_default();
+            format!(
+                "arn:aws:sts::{}:assumed-role/{name}/{{{{SessionName}}}}",
+                caller.account
+            )
+        }
+        None => e.principal_arn.clone(),
+    };
+    let username = username
+        .replace("{{SessionNameRaw}}", session)
+        .replace("{{SessionName}}", &session.replace('@', "-"));
+    EntryMatch {
+        principal_arn: e.principal_arn.clone(),
+        kind: e.kind.as_str().to_string(),
+        username,
+        groups: e.kubernetes_groups.clone(),
+        policies: e
+            .access_policies
+            .iter()
+            .map(|a| {
+                let name = a.policy_arn.trim_start_matches(POLICY_PREFIX);
+                if a.namespaces.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name} in {}", a.namespaces.join(","))
+                }
+            })
+            .collect(),
+    }
 }
 
 pub fn render_text(r: &Report) -> String {
@@ -343,6 +505,31 @@ pub fn render_text(r: &Report) -> String {
     }
     for c in &r.causes {
         s += &format!("  - {c}\n");
+    }
+    if let Some(a) = &r.access_entries {
+        s += &format!("\nauthentication mode: {}\n", a.authentication_mode);
+        match &a.entry {
+            Some(e) => {
+                let how = if a.decided_by == "access entry" {
+                    "decides (EKS reads access entries first)"
+                } else {
+                    "not read in this mode"
+                };
+                s += &format!(
+                    "ACCESS ENTRY {} ({}) {how}\n  username: {}\n  groups:   [{}]\n  policies: [{}]\n",
+                    e.principal_arn,
+                    e.kind,
+                    e.username,
+                    e.groups.join(", "),
+                    e.policies.join(", ")
+                );
+            }
+            None if a.authentication_mode == "CONFIG_MAP" => {
+                s += "no access entries in this mode: aws-auth alone decides\n"
+            }
+            None => s += "NO ACCESS ENTRY for you\n",
+        }
+        s += &format!("decided by: {}\n", a.decided_by);
     }
     if let Some(g) = &r.suggested_grant {
         s += &format!(

@@ -4,7 +4,7 @@
 //! can); `apply` creates the missing ones and then verifies; `verify` checks again at any time.
 //! The migration is complete only when every principal aws-auth admits is admitted the same way
 //! by access entries.
-mod eks;
+pub mod eks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};

@@ -166,3 +166,78 @@ fn a_case_mismatch_in_map_users_is_pointed_out() {
     );
     assert!(r.causes[0].contains("write arn:aws:iam::111122223333:user/alice"));
 }
+
+fn entry(principal: &str, username: Option<&str>) -> AccessEntry {
+    AccessEntry {
+        principal_arn: principal.into(),
+        kind: crate::engine::access_entry::EntryType::Standard,
+        username: username.map(str::to_string),
+        kubernetes_groups: vec!["devs".into()],
+        access_policies: vec![crate::engine::access_entry::Association {
+            policy_arn: format!("{POLICY_PREFIX}AmazonEKSViewPolicy"),
+            namespaces: vec!["shop".into()],
+        }],
+    }
+}
+
+#[test]
+fn access_entries_decide_first_and_alone_in_api_mode() {
+    let mapped = data(&[(
+        "mapRoles",
+        "- rolearn: arn:aws:iam::111122223333:role/Admins\n  username: \"from-aws-auth\"\n",
+    )]);
+    // The entry names the role with a path; EKS matches the role itself.
+    let e = entry("arn:aws:iam::111122223333:role/team/Admins", None);
+    for mode in ["API_AND_CONFIG_MAP", "API"] {
+        let mut r = explain(&caller(SESSION), &mapped, "test").unwrap();
+        through_access_entries(&mut r, &caller(SESSION), mode, Some(&e));
+        assert!(r.authenticated);
+        let a = r.access_entries.clone().unwrap();
+        assert_eq!(a.decided_by, "access entry");
+        let m = a.entry.unwrap();
+        // EKS's generated username: the session ARN of the role, without its path.
+        assert_eq!(
+            m.username,
+            "arn:aws:sts::111122223333:assumed-role/Admins/alice-example.com"
+        );
+        assert_eq!(m.policies, ["AmazonEKSViewPolicy in shop"]);
+        let text = render_text(&r);
+        assert!(
+            text.contains(
+                "ACCESS ENTRY arn:aws:iam::111122223333:role/team/Admins (STANDARD) decides"
+            ),
+            "{text}"
+        );
+    }
+    // API_AND_CONFIG_MAP with no entry: aws-auth decides; API with no entry: nobody does.
+    let mut r = explain(&caller(SESSION), &mapped, "test").unwrap();
+    through_access_entries(&mut r, &caller(SESSION), "API_AND_CONFIG_MAP", None);
+    assert!(r.authenticated);
+    assert_eq!(r.access_entries.unwrap().decided_by, "aws-auth");
+    let mut r = explain(&caller(SESSION), &mapped, "test").unwrap();
+    through_access_entries(&mut r, &caller(SESSION), "API", None);
+    assert!(!r.authenticated);
+    assert_eq!(r.access_entries.clone().unwrap().decided_by, "none");
+    assert!(
+        r.causes[0].contains("mode is API: aws-auth is not read"),
+        "{:?}",
+        r.causes
+    );
+    // A custom username expands the session name.
+    let custom = entry(
+        "arn:aws:iam::111122223333:role/Admins",
+        Some("dev:{{SessionName}}"),
+    );
+    let mut r = explain(&caller(SESSION), &data(&[]), "test").unwrap();
+    through_access_entries(
+        &mut r,
+        &caller(SESSION),
+        "API_AND_CONFIG_MAP",
+        Some(&custom),
+    );
+    assert!(r.authenticated && r.suggested_grant.is_none());
+    assert_eq!(
+        r.access_entries.unwrap().entry.unwrap().username,
+        "dev:alice-example.com"
+    );
+}
