@@ -1,12 +1,22 @@
-//! What `migrate` asks of the EKS API: the cluster's authentication mode and account, the access
-//! entries (with their policies), and the entries it creates. Throttling is retried by the SDK in
-//! its adaptive mode (a client-side rate that follows the answers), with up to ten attempts.
-use std::collections::BTreeMap;
+//! What `migrate` (and `whoami`) ask of the EKS API: the cluster's authentication mode and
+//! account, the access entries (with their policies), and the entries `migrate` creates.
+//!
+//! EKS throttles each operation with a token bucket whose size it does not publish. Each
+//! operation here has a pacer of its own that finds the rate: it starts low, adds about one call
+//! a second every second while EKS answers, and slows by a fifth at a throttle, whose call it
+//! retries. The SDK's own retry is off, so that every throttle reaches the pacer (its adaptive
+//! mode halves its rate at each one and came back slowly: a quarter of the allowed rate, measured
+//! in BENCHMARKS.md).
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_eks::config::http::HttpResponse;
+use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
 use futures::{StreamExt, TryStreamExt};
+use tokio::time::Instant;
 
 use crate::engine::access_entry::{AccessEntry, Association, EntryType};
 use crate::{Error, Result};
@@ -14,12 +24,30 @@ use crate::{Error, Result};
 /// The tag each entry `migrate apply` creates carries, so that it can be told from the others.
 pub const MIGRATED_TAG: &str = "aws-auth.dev/migrated-from";
 
-/// How many EKS calls are in flight at once (each kept within the SDK's adaptive rate).
+/// How many EKS calls are in flight at once (each operation paced on its own).
 pub const CONCURRENCY: usize = 8;
+
+/// Attempts per call: throttles and server errors are retried, paced.
+const ATTEMPTS: u32 = 10;
+
+/// One operation's pace: calls start `1 / rate` apart.
+struct Pacer {
+    rate: f64,
+    next: Instant,
+}
+
+impl Pacer {
+    const START: f64 = 5.0;
+    const MIN: f64 = 0.5;
+    const MAX: f64 = 1000.0;
+    /// What a throttle leaves of the rate.
+    const BACKOFF: f64 = 0.8;
+}
 
 pub struct Eks {
     client: aws_sdk_eks::Client,
     pub cluster: String,
+    pacers: Mutex<HashMap<&'static str, Pacer>>,
 }
 
 /// The cluster as `migrate` needs it.
@@ -35,26 +63,105 @@ fn aws_error<E: std::error::Error + 'static>(operation: &'static str, e: E) -> E
     }
 }
 
+fn throttled(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("ThrottlingException" | "TooManyRequestsException" | "Throttling")
+    )
+}
+
+/// Whether an error may pass on its own: a throttle, a server error, a connection that failed.
+fn transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        SdkError::ServiceError(s) => {
+            throttled(e.code())
+                || matches!(
+                    e.code(),
+                    Some("ServerException" | "ServiceUnavailableException")
+                )
+                || s.raw().status().as_u16() >= 500
+                || s.raw().status().as_u16() == 429
+        }
+        _ => false,
+    }
+}
+
 impl Eks {
     pub fn new(config: &aws_config::SdkConfig, cluster: &str) -> Eks {
-        let retry = aws_config::retry::RetryConfig::adaptive()
-            .with_max_attempts(10)
-            .with_initial_backoff(Duration::from_millis(100));
         let conf = aws_sdk_eks::config::Builder::from(config)
-            .retry_config(retry)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         Eks {
             client: aws_sdk_eks::Client::from_conf(conf),
             cluster: cluster.to_string(),
+            pacers: Mutex::default(),
+        }
+    }
+
+    /// Waits for this operation's next slot.
+    async fn slot(&self, op: &'static str) {
+        let at = {
+            let mut pacers = self.pacers.lock().expect("pacers");
+            let now = Instant::now();
+            let p = pacers.entry(op).or_insert(Pacer {
+                rate: Pacer::START,
+                next: now,
+            });
+            let at = p.next.max(now);
+            p.next = at + Duration::from_secs_f64(1.0 / p.rate);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    fn answered(&self, op: &'static str, throttle: bool) {
+        let mut pacers = self.pacers.lock().expect("pacers");
+        if let Some(p) = pacers.get_mut(op) {
+            p.rate = if throttle {
+                (p.rate * Pacer::BACKOFF).max(Pacer::MIN)
+            } else {
+                // About one call a second more, every second.
+                (p.rate + 1.0 / p.rate).min(Pacer::MAX)
+            };
+        }
+    }
+
+    /// One call, paced, with throttles and transient errors retried.
+    async fn call<T, E, Fut>(
+        &self,
+        op: &'static str,
+        send: impl Fn() -> Fut,
+    ) -> std::result::Result<T, SdkError<E, HttpResponse>>
+    where
+        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata,
+    {
+        let mut attempt = 1;
+        loop {
+            self.slot(op).await;
+            match send().await {
+                Ok(v) => {
+                    self.answered(op, false);
+                    return Ok(v);
+                }
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    let throttle = throttled(e.code());
+                    self.answered(op, throttle);
+                    if !throttle {
+                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
     pub async fn cluster(&self) -> Result<Cluster> {
+        let req = self.client.describe_cluster().name(&self.cluster);
         let out = self
-            .client
-            .describe_cluster()
-            .name(&self.cluster)
-            .send()
+            .call("DescribeCluster", || req.clone().send())
             .await
             .map_err(|e| aws_error("eks:DescribeCluster", e))?;
         let c = out.cluster();
@@ -73,15 +180,24 @@ impl Eks {
 
     /// Every access entry's principal ARN.
     pub async fn principals(&self) -> Result<Vec<String>> {
-        self.client
-            .list_access_entries()
-            .cluster_name(&self.cluster)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws_error("eks:ListAccessEntries", e))
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = self
+                .client
+                .list_access_entries()
+                .cluster_name(&self.cluster)
+                .set_next_token(token.take());
+            let page = self
+                .call("ListAccessEntries", || req.clone().send())
+                .await
+                .map_err(|e| aws_error("eks:ListAccessEntries", e))?;
+            out.extend(page.access_entries().iter().cloned());
+            match page.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// The entries of these principals, with their policies (`None`: no such entry).
@@ -97,14 +213,15 @@ impl Eks {
     }
 
     pub async fn entry(&self, principal: &str) -> Result<Option<AccessEntry>> {
-        let got = self
+        let req = self
             .client
             .describe_access_entry()
             .cluster_name(&self.cluster)
-            .principal_arn(principal)
-            .send()
-            .await;
-        let e = match got {
+            .principal_arn(principal);
+        let e = match self
+            .call("DescribeAccessEntry", || req.clone().send())
+            .await
+        {
             Ok(out) => match out.access_entry() {
                 Some(e) => e.clone(),
                 None => return Ok(None),
@@ -112,17 +229,33 @@ impl Eks {
             Err(e) if e.code() == Some("ResourceNotFoundException") => return Ok(None),
             Err(e) => return Err(aws_error("eks:DescribeAccessEntry", e)),
         };
-        let policies = self
-            .client
-            .list_associated_access_policies()
-            .cluster_name(&self.cluster)
-            .principal_arn(principal)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws_error("eks:ListAssociatedAccessPolicies", e))?;
+        let mut policies = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = self
+                .client
+                .list_associated_access_policies()
+                .cluster_name(&self.cluster)
+                .principal_arn(principal)
+                .set_next_token(token.take());
+            let page = self
+                .call("ListAssociatedAccessPolicies", || req.clone().send())
+                .await
+                .map_err(|e| aws_error("eks:ListAssociatedAccessPolicies", e))?;
+            policies.extend(page.associated_access_policies().iter().map(|p| {
+                Association {
+                    policy_arn: p.policy_arn().unwrap_or_default().to_string(),
+                    namespaces: p
+                        .access_scope()
+                        .map(|s| s.namespaces().to_vec())
+                        .unwrap_or_default(),
+                }
+            }));
+            match page.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
         let kind = e.r#type().unwrap_or("STANDARD");
         Ok(Some(AccessEntry {
             principal_arn: principal.to_string(),
@@ -132,16 +265,7 @@ impl Eks {
             })?,
             username: e.username().map(str::to_string),
             kubernetes_groups: e.kubernetes_groups().to_vec(),
-            access_policies: policies
-                .iter()
-                .map(|p| Association {
-                    policy_arn: p.policy_arn().unwrap_or_default().to_string(),
-                    namespaces: p
-                        .access_scope()
-                        .map(|s| s.namespaces().to_vec())
-                        .unwrap_or_default(),
-                })
-                .collect(),
+            access_policies: policies,
         }))
     }
 
@@ -159,7 +283,7 @@ impl Eks {
         if !e.kubernetes_groups.is_empty() {
             req = req.set_kubernetes_groups(Some(e.kubernetes_groups.clone()));
         }
-        match req.send().await {
+        match self.call("CreateAccessEntry", || req.clone().send()).await {
             Ok(_) => {}
             Err(err) if err.code() == Some("ResourceInUseException") => {}
             Err(err) => return Err(aws_error("eks:CreateAccessEntry", err)),
@@ -172,13 +296,14 @@ impl Eks {
                     .r#type(AccessScopeType::Namespace)
                     .set_namespaces(Some(a.namespaces.clone()))
             };
-            self.client
+            let req = self
+                .client
                 .associate_access_policy()
                 .cluster_name(&self.cluster)
                 .principal_arn(&e.principal_arn)
                 .policy_arn(&a.policy_arn)
-                .access_scope(scope.build())
-                .send()
+                .access_scope(scope.build());
+            self.call("AssociateAccessPolicy", || req.clone().send())
                 .await
                 .map_err(|e| aws_error("eks:AssociateAccessPolicy", e))?;
         }
