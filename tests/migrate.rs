@@ -109,6 +109,19 @@ fn rendered_examples(grants: &[&str]) -> BTreeMap<String, String> {
     serde_json::from_value(cm["data"].clone()).unwrap()
 }
 
+/// Replaces keys of the world's aws-auth `data`.
+async fn set_data(w: &World, data: Value) {
+    let patch = serde_json::json!({ "data": data });
+    w.configmaps
+        .patch(
+            &w.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
+
 fn items(json: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     v["items"].as_array().unwrap().clone()
@@ -205,15 +218,7 @@ async fn the_examples_migrate_checked_and_the_account_grant_is_refused() {
 
     // The account grant has no access-entry form: verification fails and says why.
     let full = rendered_examples(&["developers", "platform-admin", "security-audit-account"]);
-    let cm = serde_json::json!({"data": full});
-    w.configmaps
-        .patch(
-            &w.name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&cm),
-        )
-        .await
-        .unwrap();
+    set_data(&w, serde_json::json!(full)).await;
     let (code, out, _) = migrate(&w, &name, &["verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -274,15 +279,7 @@ async fn a_thousand_entries_migrate_and_one_untranslatable_fails_the_verificatio
     assert_eq!(listed.len(), 1000);
 
     roles += "- rolearn: \"arn:aws:iam::111122223333:role/legacy\"\n  username: \"legacy-{{AccountID}}\"\n  groups: [\"ops\"]\n";
-    let cm = serde_json::json!({"data": {"mapRoles": roles}});
-    w.configmaps
-        .patch(
-            &w.name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&cm),
-        )
-        .await
-        .unwrap();
+    set_data(&w, serde_json::json!({"mapRoles": roles})).await;
     let (code, out, _) = migrate(&w, &name, &["verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(

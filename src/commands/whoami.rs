@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::commands::import::grant_name;
 use crate::commands::manifests::{AwsAuthSource, load_aws_auth};
-use crate::engine::access_entry::{AccessEntry, POLICY_PREFIX};
+use crate::engine::access_entry::AccessEntry;
 use crate::engine::authmap::lookup::lookup;
 use crate::engine::authmap::read::{AwsAuthRead, Effect, read_data};
 use crate::engine::authmap::template::{self, Identity};
@@ -245,12 +245,8 @@ pub enum WhoamiOutput {
 pub struct WhoamiArgs {
     #[command(flatten)]
     pub source: AwsAuthSource,
-    /// AWS profile (default: the standard credential chain: environment, profile, web identity...).
-    #[arg(long, env = "AWS_PROFILE")]
-    pub profile: Option<String>,
-    /// AWS region for STS.
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsProfile,
     /// An STS-compatible endpoint instead of AWS's.
     #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
     pub endpoint_url: Option<String>,
@@ -265,14 +261,22 @@ pub struct WhoamiArgs {
     pub output: WhoamiOutput,
 }
 
+/// Which AWS credentials and region the AWS commands (`whoami`, `doctor`, `migrate`) use.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsProfile {
+    /// AWS profile (default: the standard credential chain: environment, profile, web identity...).
+    #[arg(long, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+}
+
 /// The AWS SDK configuration: the standard credential chain, or a profile; a region; an
 /// endpoint for AWS-compatible services (moto in the tests).
-pub async fn aws_config(
-    profile: Option<&str>,
-    region: Option<&str>,
-    endpoint_url: Option<&str>,
-) -> aws_config::SdkConfig {
+pub async fn aws_config(aws: &AwsProfile, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
     crate::install_tls_provider();
+    let (profile, region) = (aws.profile.as_deref(), aws.region.as_deref());
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(p) = profile {
         loader = loader.profile_name(p);
@@ -289,12 +293,7 @@ pub async fn aws_config(
 /// Asks STS who the caller is (GetCallerIdentity), through the standard credential chain.
 pub async fn caller_identity(args: &WhoamiArgs) -> Result<Caller> {
     use aws_sdk_sts::config::ProvideCredentials;
-    let config = aws_config(
-        args.profile.as_deref(),
-        args.region.as_deref(),
-        args.endpoint_url.as_deref(),
-    )
-    .await;
+    let config = aws_config(&args.aws, args.endpoint_url.as_deref()).await;
     let sts_err = |e: String| Error::Usage {
         flag: "AWS credentials",
         message: e,
@@ -336,12 +335,7 @@ pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
     let (data, source) = load_aws_auth(&args.source).await?;
     let mut report = explain(&caller, &data, &source)?;
     if let Some(cluster) = &args.cluster_name {
-        let config = aws_config(
-            args.profile.as_deref(),
-            args.region.as_deref(),
-            args.eks_endpoint_url.as_deref(),
-        )
-        .await;
+        let config = aws_config(&args.aws, args.eks_endpoint_url.as_deref()).await;
         let eks = crate::commands::migrate::eks::Eks::new(&config, cluster);
         let mode = eks.cluster().await?.mode;
         let entry = if mode == "CONFIG_MAP" {
@@ -357,12 +351,7 @@ pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
         }
         WhoamiOutput::Text => render_text(&report),
     };
-    stdout
-        .write_all(text.as_bytes())
-        .map_err(|source| Error::Io {
-            path: "<stdout>".into(),
-            source,
-        })?;
+    crate::commands::print(stdout, &text)?;
     Ok(report.authenticated)
 }
 
@@ -461,18 +450,7 @@ fn entry_match(e: &AccessEntry, caller: &Caller, session: Option<&str>) -> Entry
         kind: e.kind.as_str().to_string(),
         username,
         groups: e.kubernetes_groups.clone(),
-        policies: e
-            .access_policies
-            .iter()
-            .map(|a| {
-                let name = a.policy_arn.trim_start_matches(POLICY_PREFIX);
-                if a.namespaces.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name} in {}", a.namespaces.join(","))
-                }
-            })
-            .collect(),
+        policies: e.access_policies.iter().map(|a| a.label()).collect(),
     }
 }
 

@@ -71,6 +71,18 @@ pub struct Association {
     pub namespaces: Vec<String>,
 }
 
+impl Association {
+    /// `NAME` (cluster-wide) or `NAME in ns1,ns2`, the policy named without its prefix.
+    pub fn label(&self) -> String {
+        let name = self.policy_arn.trim_start_matches(POLICY_PREFIX);
+        if self.namespaces.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} in {}", self.namespaces.join(","))
+        }
+    }
+}
+
 /// An access entry as this operator writes or reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -324,14 +336,7 @@ pub fn differences(want: &AccessEntry, have: &AccessEntry) -> Vec<String> {
     if policies(&want.access_policies) != policies(&have.access_policies) {
         let list = |v: &[Association]| {
             v.iter()
-                .map(|a| {
-                    let name = a.policy_arn.trim_start_matches(POLICY_PREFIX);
-                    if a.namespaces.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{name} in {}", a.namespaces.join(","))
-                    }
-                })
+                .map(Association::label)
                 .collect::<Vec<_>>()
                 .join(", ")
         };

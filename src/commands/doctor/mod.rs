@@ -54,12 +54,8 @@ pub struct IrsaArgs {
     /// call sts:AssumeRoleWithWebIdentity with it, as the pod's SDK would.
     #[arg(long)]
     pub assume: bool,
-    /// AWS profile (default: the standard credential chain).
-    #[arg(long, env = "AWS_PROFILE")]
-    pub profile: Option<String>,
-    /// AWS region.
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::commands::whoami::AwsProfile,
     /// An endpoint for IAM, EKS and STS-compatible services instead of AWS's.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
@@ -280,12 +276,7 @@ pub async fn run(cmd: &DoctorCmd, out: &mut dyn Write) -> Result<bool> {
 /// Every check, in the order a pod depends on them.
 pub async fn diagnose(args: &IrsaArgs) -> Result<Report> {
     let client = crate::client().await?;
-    let aws = crate::commands::whoami::aws_config(
-        args.profile.as_deref(),
-        args.region.as_deref(),
-        args.endpoint_url.as_deref(),
-    )
-    .await;
+    let aws = crate::commands::whoami::aws_config(&args.aws, args.endpoint_url.as_deref()).await;
     let iam = aws_sdk_iam::Client::new(&aws);
     let mut c = Checklist::default();
     let (ns, sa_name) = (args.namespace.as_str(), args.service_account.as_str());

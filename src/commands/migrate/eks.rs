@@ -2,9 +2,9 @@
 //! account, the access entries (with their policies), and the entries `migrate` creates.
 //!
 //! EKS throttles each operation with a token bucket whose size it does not publish. Each
-//! operation here has a pacer of its own that finds the rate: it starts low, adds about one call
-//! a second every second while EKS answers, and slows by a fifth at a throttle, whose call it
-//! retries. The SDK's own retry is off, so that every throttle reaches the pacer (its adaptive
+//! operation here has a pacer of its own that finds the rate: it starts low and doubles about
+//! every second until the first throttle, then adds about one call a second every second while
+//! EKS answers, and slows by a fifth at each throttle, whose call it retries. The SDK's own retry is off, so that every throttle reaches the pacer (its adaptive
 //! mode halves its rate at each one and came back slowly: a quarter of the allowed rate, measured
 //! in BENCHMARKS.md).
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +34,9 @@ const ATTEMPTS: u32 = 10;
 struct Pacer {
     rate: f64,
     next: Instant,
+    /// Until the first throttle the rate doubles about every second (a generous limit is found
+    /// in seconds); after it, it grows by about one call a second every second.
+    starting: bool,
 }
 
 impl Pacer {
@@ -107,6 +110,7 @@ impl Eks {
             let p = pacers.entry(op).or_insert(Pacer {
                 rate: Pacer::START,
                 next: now,
+                starting: true,
             });
             let at = p.next.max(now);
             p.next = at + Duration::from_secs_f64(1.0 / p.rate);
@@ -119,7 +123,10 @@ impl Eks {
         let mut pacers = self.pacers.lock().expect("pacers");
         if let Some(p) = pacers.get_mut(op) {
             p.rate = if throttle {
+                p.starting = false;
                 (p.rate * Pacer::BACKOFF).max(Pacer::MIN)
+            } else if p.starting {
+                (p.rate + 1.0).min(Pacer::MAX)
             } else {
                 // About one call a second more, every second.
                 (p.rate + 1.0 / p.rate).min(Pacer::MAX)

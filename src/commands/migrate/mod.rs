@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use crate::commands::manifests::{AwsAuthSource, load_aws_auth};
-use crate::engine::access_entry::{self, AccessEntry, POLICY_PREFIX};
+use crate::engine::access_entry::{self, AccessEntry};
 use crate::engine::authmap::read::{AwsAuthRead, read_data};
 use crate::engine::authmap::{Section, arn, shown};
 use crate::{Error, Result};
@@ -51,12 +51,8 @@ pub struct MigrateArgs {
         value_delimiter = ','
     )]
     pub cluster_creator_arns: Vec<String>,
-    /// AWS profile (default: the standard credential chain).
-    #[arg(long, env = "AWS_PROFILE")]
-    pub profile: Option<String>,
-    /// AWS region of the cluster.
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::commands::whoami::AwsProfile,
     /// An EKS-compatible endpoint instead of AWS's.
     #[arg(long, env = "AWS_ENDPOINT_URL_EKS")]
     pub endpoint_url: Option<String>,
@@ -432,18 +428,7 @@ fn describe(e: &AccessEntry) -> String {
         s += &format!(" groups [{}]", shown(&e.kubernetes_groups.join(", ")));
     }
     if !e.access_policies.is_empty() {
-        let names: Vec<String> = e
-            .access_policies
-            .iter()
-            .map(|a| {
-                let name = a.policy_arn.trim_start_matches(POLICY_PREFIX);
-                if a.namespaces.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name} in {}", a.namespaces.join(","))
-                }
-            })
-            .collect();
+        let names: Vec<String> = e.access_policies.iter().map(|a| a.label()).collect();
         s += &format!(" policies [{}]", names.join(", "));
     }
     s
@@ -518,12 +503,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
         MigrateCmd::Plan(a) | MigrateCmd::Verify(a) => (a, false),
         MigrateCmd::Apply(a) => (a, true),
     };
-    let config = crate::commands::whoami::aws_config(
-        args.profile.as_deref(),
-        args.region.as_deref(),
-        args.endpoint_url.as_deref(),
-    )
-    .await;
+    let config = crate::commands::whoami::aws_config(&args.aws, args.endpoint_url.as_deref()).await;
     let eks = eks::Eks::new(&config, &args.cluster_name);
     let mut m = read(args, &eks).await?;
     if apply {
@@ -545,12 +525,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
         MigrateOutput::Json => serde_json::to_string_pretty(&m).expect("serializes") + "\n",
         MigrateOutput::Yaml => serde_yaml::to_string(&m).expect("serializes"),
     };
-    stdout
-        .write_all(text.as_bytes())
-        .map_err(|source| Error::Io {
-            path: "<stdout>".into(),
-            source,
-        })?;
+    crate::commands::print(stdout, &text)?;
     Ok(match cmd {
         MigrateCmd::Plan(_) => !m
             .items

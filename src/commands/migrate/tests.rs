@@ -32,6 +32,11 @@ fn admins() -> AccessEntry {
     }
 }
 
+/// A plan with no access entries yet and no creator given.
+fn fresh(mode: &str, read: &AwsAuthRead) -> Migration {
+    plan("c", mode, ACCOUNT, read, &BTreeMap::new(), &[], &[])
+}
+
 fn actions(m: &Migration) -> Vec<(&str, &str)> {
     m.items
         .iter()
@@ -51,15 +56,7 @@ fn actions(m: &Migration) -> Vec<(&str, &str)> {
 #[test]
 fn each_entry_is_created_agreed_or_refused_and_the_switch_waits() {
     let read = aws_auth(ROLES, "", "- \"111122223333\"\n");
-    let m = plan(
-        "c",
-        "API_AND_CONFIG_MAP",
-        ACCOUNT,
-        &read,
-        &BTreeMap::new(),
-        &[],
-        &[],
-    );
+    let m = fresh("API_AND_CONFIG_MAP", &read);
     assert_eq!(
         actions(&m),
         [
@@ -183,14 +180,6 @@ fn duplicates_unreadable_keys_and_the_creator() {
 #[test]
 fn config_map_mode_starts_with_the_mode_switch() {
     let read = aws_auth(ROLES, "", "");
-    let m = plan(
-        "c",
-        "CONFIG_MAP",
-        ACCOUNT,
-        &read,
-        &BTreeMap::new(),
-        &[],
-        &[],
-    );
+    let m = fresh("CONFIG_MAP", &read);
     assert!(m.next_steps[0].contains("authenticationMode=API_AND_CONFIG_MAP"));
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::IamAccessGrant;
+use crate::engine::access_entry::POLICY_PREFIX;
 use crate::engine::validate::validate;
 
 fn caller(arn: &str) -> Caller {
