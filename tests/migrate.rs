@@ -68,19 +68,23 @@ fn bucket(rate: u32, burst: u32) {
     );
 }
 
-/// Runs `aws-auth-operator migrate ARGS` against the world's aws-auth: exit code, stdout, stderr.
-fn migrate(w: &World, cluster: &str, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
-        .arg("migrate")
+/// `aws-auth-operator migrate ARGS` against the world's aws-auth, not started yet.
+fn migrate_cmd(w: &World, cluster: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+    cmd.arg("migrate")
         .args(args)
         .args(["--cluster-name", cluster, "--aws-auth-name", &w.name])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL_EKS", endpoint())
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("binary runs");
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+/// Runs `aws-auth-operator migrate ARGS` against the world's aws-auth: exit code, stdout, stderr.
+fn migrate(w: &World, cluster: &str, args: &[&str]) -> (i32, String, String) {
+    let o = migrate_cmd(w, cluster, args).output().expect("binary runs");
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -286,6 +290,53 @@ async fn a_thousand_entries_migrate_and_one_untranslatable_fails_the_verificatio
         out.contains("arn:aws:iam::111122223333:role/legacy")
             && out.contains("username template `{{AccountID}}` is not one access entries expand")
             && out.contains("0 to create, 1000 agree, 0 differ, 1 cannot"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_apply_runs_again_and_creates_only_what_is_missing() {
+    let w = World::new("migrate-interrupted").await;
+    let roles: String = (0..300)
+        .map(|i| {
+            format!(
+                "- rolearn: \"arn:aws:iam::111122223333:role/i{i:03}\"\n  username: \"i{i}\"\n  groups: [\"team\"]\n"
+            )
+        })
+        .collect();
+    w.create_configmap(&[("mapRoles", &roles)]).await;
+    let name = format!("interrupted-{}", std::process::id());
+    cluster(&name, AuthenticationMode::ApiAndConfigMap).await;
+    // Cut off mid-way (its pacer starts at 5 calls a second).
+    let mut first = migrate_cmd(&w, &name, &["apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let made = eks()
+        .list_access_entries()
+        .cluster_name(&name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .len();
+    assert!(made > 0 && made < 300, "{made} created before the cut");
+    let (code, out, err) = migrate(&w, &name, &["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let left = 300 - made;
+    // At most the one in flight at the cut is found already there, never created twice.
+    assert!(
+        err.contains(&format!("created {left} of {left} access entries"))
+            || err.contains(&format!("of {} access entries", left - 1)),
+        "{made} before the cut: {err}"
+    );
+    assert!(
+        out.contains("0 to create, 300 agree, 0 differ, 0 cannot"),
         "{out}"
     );
 }
