@@ -340,3 +340,54 @@ async fn an_interrupted_apply_runs_again_and_creates_only_what_is_missing() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_aws_auth_names_without_its_path_gets_its_full_arn_from_iam() {
+    // The caller's account on the local AWS server (moto's), where the role lives.
+    const CALLER: &str = "123456789012";
+    let name = format!("pathed-{}", std::process::id());
+    let iam = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint())
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    iam.create_role()
+        .role_name(&name)
+        .path("/platform/ci/")
+        .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")
+        .send()
+        .await
+        .expect("create role");
+    let w = World::new("migrate-role-path").await;
+    let roles = format!(
+        "- rolearn: \"arn:aws:iam::{CALLER}:role/{name}\"\n  username: \"ci:{{{{SessionName}}}}\"\n  groups: [\"deployers\"]\n- rolearn: \"arn:aws:iam::{CALLER}:role/no-such-role-{name}\"\n  username: \"ghost\"\n"
+    );
+    w.create_configmap(&[("mapRoles", &roles)]).await;
+    let cluster_name = format!("role-path-{}", std::process::id());
+    cluster(&cluster_name, AuthenticationMode::ApiAndConfigMap).await;
+    let (code, out, err) = migrate(&w, &cluster_name, &["apply", "-o", "json"]);
+    // The role that does not exist cannot be migrated, so the migration is not complete...
+    assert_eq!(code, 1, "{out}{err}");
+    let got = items(&out);
+    assert_eq!(got[1]["action"], "cannot", "{out}");
+    // ...but the one that does was created under its full ARN, and agrees.
+    let full = format!("arn:aws:iam::{CALLER}:role/platform/ci/{name}");
+    assert_eq!(got[0]["action"], "agrees", "{out}");
+    assert_eq!(got[0]["entry"]["principalArn"], full);
+    let e = eks()
+        .describe_access_entry()
+        .cluster_name(&cluster_name)
+        .principal_arn(&full)
+        .send()
+        .await
+        .expect("the entry is under the full ARN");
+    assert_eq!(
+        e.access_entry.unwrap().username(),
+        Some("ci:{{SessionName}}")
+    );
+}

@@ -135,17 +135,36 @@ pub fn principals(read: &AwsAuthRead) -> Vec<String> {
     out
 }
 
-/// The pure part: aws-auth as read, the access entries of its principals, every access entry's
-/// principal and the cluster's account and mode -> what each entry becomes.
-pub fn plan(
-    cluster: &str,
-    mode: &str,
-    account: &str,
-    read: &AwsAuthRead,
-    existing: &BTreeMap<String, Option<AccessEntry>>,
-    all_entries: &[String],
-    creators: &[String],
-) -> Migration {
+/// What a role named in aws-auth is in IAM. aws-auth names roles without their path (EKS strips
+/// it when it matches); an access entry needs the role's full ARN, path included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleLookup {
+    /// The role's ARN in IAM.
+    Found(String),
+    /// IAM has no role of that name in the caller's account.
+    Missing,
+    /// IAM could not be asked (why).
+    Unknown(String),
+}
+
+/// What was read from AWS: the cluster, its access entries, and the aws-auth roles in IAM.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub cluster: String,
+    pub mode: String,
+    /// The cluster's account.
+    pub account: String,
+    /// The access entries of aws-auth's principals, by their principal ARN (`None`: none).
+    pub existing: BTreeMap<String, Option<AccessEntry>>,
+    /// Every access entry's principal ARN.
+    pub all_entries: Vec<String>,
+    /// mapRoles ARNs (as written) of the caller's account, looked up in IAM.
+    pub roles: BTreeMap<String, RoleLookup>,
+}
+
+/// The pure part: aws-auth as read and what AWS holds -> what each entry becomes.
+pub fn plan(read: &AwsAuthRead, seen: &Observed, creators: &[String]) -> Migration {
+    let (cluster, mode, all_entries) = (&seen.cluster, &seen.mode, &seen.all_entries);
     let creator_keys: BTreeSet<String> = creators
         .iter()
         .filter_map(|c| arn::principal_key(c).ok())
@@ -190,7 +209,7 @@ pub fn plan(
                         .into(),
                 }
             } else {
-                decide(section, m, account, existing)
+                decide(section, m, seen)
             };
             items.push(Item {
                 key: section.key().into(),
@@ -224,7 +243,7 @@ pub fn plan(
         });
     }
     items.extend(creator_items(creators, all_entries));
-    let named: BTreeSet<&String> = existing.keys().collect();
+    let named: BTreeSet<&String> = seen.existing.keys().collect();
     let only_in_access_entries = all_entries
         .iter()
         .filter(|p| !named.contains(p))
@@ -245,17 +264,40 @@ pub fn plan(
     m
 }
 
-fn decide(
-    section: Section,
-    m: &crate::engine::authmap::Mapping,
-    account: &str,
-    existing: &BTreeMap<String, Option<AccessEntry>>,
-) -> Action {
-    let t = match access_entry::from_mapping(section, m, Some(account).filter(|a| !a.is_empty())) {
+fn decide(section: Section, m: &crate::engine::authmap::Mapping, seen: &Observed) -> Action {
+    let account = Some(seen.account.as_str()).filter(|a| !a.is_empty());
+    let mut t = match access_entry::from_mapping(section, m, account) {
         Ok(t) => t,
         Err(reason) => return Action::Cannot { reason },
     };
-    match existing.get(&m.arn).and_then(Option::as_ref) {
+    if section == Section::MapRoles {
+        match seen.roles.get(&m.arn) {
+            Some(RoleLookup::Found(real)) if *real != t.entry.principal_arn => {
+                t.entry.principal_arn = real.clone();
+                t.notes.push(format!(
+                    "principal {}: the role's full ARN from IAM (aws-auth names roles without their path; access entries need it)",
+                    shown(real)
+                ));
+            }
+            Some(RoleLookup::Missing) => {
+                return Action::Cannot {
+                    reason: "IAM has no role of this name in this account: the entry admits nobody; remove it".into(),
+                };
+            }
+            Some(RoleLookup::Unknown(why)) => t.notes.push(format!(
+                "IAM not read ({why}): if the role has a path, EKS refuses this ARN; give the role's full ARN"
+            )),
+            _ => {}
+        }
+    }
+    // An entry for the same principal, whatever path its ARN carries.
+    let key = arn::principal_key(&t.entry.principal_arn).ok();
+    let have = seen
+        .existing
+        .iter()
+        .find(|(p, _)| arn::principal_key(p).ok() == key)
+        .and_then(|(_, e)| e.as_ref());
+    match have {
         None => Action::Create {
             entry: t.entry,
             notes: t.notes,
@@ -434,32 +476,104 @@ fn describe(e: &AccessEntry) -> String {
     s
 }
 
-/// Reads aws-auth and the cluster's access entries, and plans.
-async fn read(args: &MigrateArgs, eks: &eks::Eks) -> Result<Migration> {
+/// The mapRoles roles of the caller's account as IAM has them (their full ARNs).
+async fn iam_roles(
+    config: &aws_config::SdkConfig,
+    read: &AwsAuthRead,
+) -> BTreeMap<String, RoleLookup> {
+    use futures::StreamExt;
+    let caller = match aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+    {
+        Ok(c) => c.account().unwrap_or_default().to_string(),
+        Err(e) => {
+            let why = format!(
+                "sts:GetCallerIdentity failed: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            );
+            return read
+                .roles
+                .entries
+                .iter()
+                .map(|e| (e.value.arn.clone(), RoleLookup::Unknown(why.clone())))
+                .collect();
+        }
+    };
+    let iam = aws_sdk_iam::Client::new(config);
+    let mine: BTreeSet<&String> = read
+        .roles
+        .entries
+        .iter()
+        .map(|e| &e.value.arn)
+        .filter(|a| arn::Arn::parse(a).is_ok_and(|p| p.account == caller))
+        .collect();
+    futures::stream::iter(mine)
+        .map(|a| {
+            let iam = iam.clone();
+            async move {
+                let name = a.rsplit('/').next().unwrap_or_default();
+                let found = match iam.get_role().role_name(name).send().await {
+                    Ok(out) => match out.role() {
+                        Some(r) => RoleLookup::Found(r.arn().to_string()),
+                        None => RoleLookup::Missing,
+                    },
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                    {
+                        RoleLookup::Missing
+                    }
+                    Err(e) => RoleLookup::Unknown(format!(
+                        "iam:GetRole failed: {}",
+                        aws_sdk_iam::error::DisplayErrorContext(e)
+                    )),
+                };
+                (a.clone(), found)
+            }
+        })
+        .buffer_unordered(eks::CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Reads aws-auth, the cluster's access entries and its roles in IAM, and plans.
+async fn read(
+    args: &MigrateArgs,
+    config: &aws_config::SdkConfig,
+    eks: &eks::Eks,
+) -> Result<Migration> {
     let (data, _) = load_aws_auth(&args.source).await?;
     let read = read_data(&data);
     let cluster = eks.cluster().await?;
-    let (existing, all) = if cluster.mode == "CONFIG_MAP" {
-        // The access-entry API answers only once the mode has it.
-        (BTreeMap::new(), Vec::new())
-    } else {
-        let all = eks.principals().await?;
-        let listed: BTreeSet<&String> = all.iter().collect();
-        let wanted: Vec<String> = principals(&read)
-            .into_iter()
-            .filter(|p| listed.contains(p))
-            .collect();
-        (eks.entries(&wanted).await?, all)
+    let mut seen = Observed {
+        cluster: args.cluster_name.clone(),
+        mode: cluster.mode,
+        account: cluster.account,
+        roles: iam_roles(config, &read).await,
+        ..Observed::default()
     };
-    Ok(plan(
-        &args.cluster_name,
-        &cluster.mode,
-        &cluster.account,
-        &read,
-        &existing,
-        &all,
-        &args.cluster_creator_arns,
-    ))
+    // The access-entry API answers only once the mode has it.
+    if seen.mode != "CONFIG_MAP" {
+        seen.all_entries = eks.principals().await?;
+        let keys: BTreeSet<String> = principals(&read)
+            .iter()
+            .chain(seen.roles.values().filter_map(|r| match r {
+                RoleLookup::Found(a) => Some(a),
+                _ => None,
+            }))
+            .filter_map(|p| arn::principal_key(p).ok())
+            .collect();
+        let wanted: Vec<String> = seen
+            .all_entries
+            .iter()
+            .filter(|p| arn::principal_key(p).is_ok_and(|k| keys.contains(&k)))
+            .cloned()
+            .collect();
+        seen.existing = eks.entries(&wanted).await?;
+    }
+    Ok(plan(&read, &seen, &args.cluster_creator_arns))
 }
 
 /// Creates the planned entries, `eks::CONCURRENCY` at a time, showing progress on stderr.
@@ -505,7 +619,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
     };
     let config = crate::commands::whoami::aws_config(&args.aws, args.endpoint_url.as_deref()).await;
     let eks = eks::Eks::new(&config, &args.cluster_name);
-    let mut m = read(args, &eks).await?;
+    let mut m = read(args, &config, &eks).await?;
     if apply {
         if m.authentication_mode == "CONFIG_MAP" {
             return Err(Error::Usage {
@@ -518,7 +632,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
         }
         create_all(&eks, &m.to_create(), stderr).await?;
         // Verified with what EKS answers now, not with what was sent.
-        m = read(args, &eks).await?;
+        m = read(args, &config, &eks).await?;
     }
     let text = match args.output {
         MigrateOutput::Text => render_text(&m),

@@ -32,9 +32,24 @@ fn admins() -> AccessEntry {
     }
 }
 
+fn observed(
+    mode: &str,
+    existing: BTreeMap<String, Option<AccessEntry>>,
+    all: &[String],
+) -> Observed {
+    Observed {
+        cluster: "c".into(),
+        mode: mode.into(),
+        account: ACCOUNT.into(),
+        existing,
+        all_entries: all.to_vec(),
+        roles: BTreeMap::new(),
+    }
+}
+
 /// A plan with no access entries yet and no creator given.
 fn fresh(mode: &str, read: &AwsAuthRead) -> Migration {
-    plan("c", mode, ACCOUNT, read, &BTreeMap::new(), &[], &[])
+    plan(read, &observed(mode, BTreeMap::new(), &[]), &[])
 }
 
 fn actions(m: &Migration) -> Vec<(&str, &str)> {
@@ -106,12 +121,8 @@ fn existing_entries_agree_or_differ_and_all_agreeing_is_complete() {
         .chain(["arn:aws:iam::111122223333:role/other".to_string()])
         .collect();
     let m = plan(
-        "c",
-        "API_AND_CONFIG_MAP",
-        ACCOUNT,
         &read,
-        &existing,
-        &all,
+        &observed("API_AND_CONFIG_MAP", existing.clone(), &all),
         &[],
     );
     assert!(m.complete, "{}", render_text(&m));
@@ -132,12 +143,8 @@ fn existing_entries_agree_or_differ_and_all_agreeing_is_complete() {
     weaker.access_policies.clear();
     existing.insert(weaker.principal_arn.clone(), Some(weaker));
     let m = plan(
-        "c",
-        "API_AND_CONFIG_MAP",
-        ACCOUNT,
         &read,
-        &existing,
-        &all,
+        &observed("API_AND_CONFIG_MAP", existing.clone(), &all),
         &[],
     );
     assert_eq!(actions(&m)[0].1, "differs");
@@ -150,12 +157,8 @@ fn duplicates_unreadable_keys_and_the_creator() {
     let read = aws_auth(dup, "- userarn: x\n\tusername: bad\n", "");
     let creator = "arn:aws:sts::111122223333:assumed-role/creator/session".to_string();
     let m = plan(
-        "c",
-        "API",
-        ACCOUNT,
         &read,
-        &BTreeMap::new(),
-        &[],
+        &observed("API", BTreeMap::new(), &[]),
         std::slice::from_ref(&creator),
     );
     let got = actions(&m);
@@ -165,15 +168,7 @@ fn duplicates_unreadable_keys_and_the_creator() {
     assert_eq!(got[3], (creator.as_str(), "cannot"));
     // With an entry for the creator's role, the creator is fine.
     let all = ["arn:aws:iam::111122223333:role/creator".to_string()];
-    let m = plan(
-        "c",
-        "API",
-        ACCOUNT,
-        &read,
-        &BTreeMap::new(),
-        &all,
-        &[creator],
-    );
+    let m = plan(&read, &observed("API", BTreeMap::new(), &all), &[creator]);
     assert_eq!(actions(&m)[3].1, "skipped");
 }
 
@@ -182,4 +177,55 @@ fn config_map_mode_starts_with_the_mode_switch() {
     let read = aws_auth(ROLES, "", "");
     let m = fresh("CONFIG_MAP", &read);
     assert!(m.next_steps[0].contains("authenticationMode=API_AND_CONFIG_MAP"));
+}
+
+#[test]
+fn roles_get_their_full_arn_from_iam_and_match_entries_whatever_their_path() {
+    let roles = "- rolearn: \"arn:aws:iam::111122223333:role/deploy\"\n  username: \"deploy\"\n- rolearn: \"arn:aws:iam::111122223333:role/gone\"\n  username: \"gone\"\n- rolearn: \"arn:aws:iam::111122223333:role/unasked\"\n  username: \"unasked\"\n";
+    let read = aws_auth(roles, "", "");
+    let mut seen = observed("API_AND_CONFIG_MAP", BTreeMap::new(), &[]);
+    seen.roles = BTreeMap::from([
+        (
+            "arn:aws:iam::111122223333:role/deploy".to_string(),
+            RoleLookup::Found("arn:aws:iam::111122223333:role/ci/deploy".into()),
+        ),
+        (
+            "arn:aws:iam::111122223333:role/gone".to_string(),
+            RoleLookup::Missing,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/unasked".to_string(),
+            RoleLookup::Unknown("iam:GetRole failed: AccessDenied".into()),
+        ),
+    ]);
+    let m = plan(&read, &seen, &[]);
+    match &m.items[0].action {
+        Action::Create { entry, notes } => {
+            assert_eq!(
+                entry.principal_arn,
+                "arn:aws:iam::111122223333:role/ci/deploy"
+            );
+            assert!(notes[0].contains("full ARN from IAM"), "{notes:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&m.items[1].action, Action::Cannot { reason } if reason.contains("no role of this name"))
+    );
+    assert!(
+        matches!(&m.items[2].action, Action::Create { notes, .. } if notes[0].contains("AccessDenied"))
+    );
+    // An existing entry under the full ARN is the same principal: it agrees.
+    let mut have = match &m.items[0].action {
+        Action::Create { entry, .. } => entry.clone(),
+        _ => unreachable!(),
+    };
+    have.username = Some("deploy".into());
+    seen.existing = BTreeMap::from([(have.principal_arn.clone(), Some(have))]);
+    let m = plan(&read, &seen, &[]);
+    assert!(
+        matches!(m.items[0].action, Action::Agrees { .. }),
+        "{:?}",
+        m.items[0]
+    );
 }
