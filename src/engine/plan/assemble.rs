@@ -89,7 +89,7 @@ pub(super) fn finish<'a>(
         hold_removals(
             at.current,
             at.config,
-            at.owned_before,
+            &at.owned_before,
             &now.managed,
             &mut fitted.managed,
         )
@@ -106,7 +106,7 @@ pub(super) fn finish<'a>(
         None => !data.is_empty() || held.is_some(),
         Some(_) => {
             &data != at.data
-                || !ownership.same_keys(at.owned_before)
+                || !ownership.same_keys(&at.owned_before)
                 // A record in an older format is rewritten in the current one.
                 || annotations
                     .and_then(|a| a.get(OWNERSHIP_ANNOTATION))

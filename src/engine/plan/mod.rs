@@ -279,22 +279,8 @@ fn plan_anew<G: GrantRef>(
     config: &PlanConfig,
     fp: &memo::Fingerprint,
 ) -> Result<Plan, RenderMismatch> {
-    let empty = BTreeMap::new();
-    let data = current.and_then(|c| c.data.as_ref()).unwrap_or(&empty);
-    let prepared = memo.prepared(fp.data, || Prepared::new(data));
-    let mut notes = Vec::new();
-    let owned_before = memo.ownership(current).unwrap_or_else(|e| {
-        notes.push(e);
-        Arc::default()
-    });
-    let at = Inputs {
-        current,
-        data,
-        prepared: &prepared,
-        owned_before: &owned_before,
-        config,
-    };
-    let now = current::split(&prepared, &owned_before);
+    let (at, notes) = Inputs::read(memo, current, config, fp);
+    let now = current::split(&at.prepared, &at.owned_before);
     let order = oldest_first(grants, fp);
     let owns = memo.own(&order, fp.rails, |g| decide_own(g, config));
     let claims = claims::claim(&at, &now, &order, &owns);
@@ -306,9 +292,38 @@ fn plan_anew<G: GrantRef>(
 struct Inputs<'a> {
     current: Option<&'a ConfigMap>,
     data: &'a BTreeMap<String, String>,
-    prepared: &'a Prepared,
-    owned_before: &'a Ownership,
+    prepared: Arc<Prepared>,
+    owned_before: Arc<Ownership>,
     config: &'a PlanConfig,
+}
+
+/// `data` of an aws-auth that has none.
+static NO_DATA: BTreeMap<String, String> = BTreeMap::new();
+
+impl<'a> Inputs<'a> {
+    /// aws-auth read (or the memo's reading of the same text) and its ownership record; an
+    /// unreadable record is a note, and counts as empty.
+    fn read(
+        memo: &Memo,
+        current: Option<&'a ConfigMap>,
+        config: &'a PlanConfig,
+        fp: &memo::Fingerprint,
+    ) -> (Inputs<'a>, Vec<String>) {
+        let data = current.and_then(|c| c.data.as_ref()).unwrap_or(&NO_DATA);
+        let mut notes = Vec::new();
+        let owned_before = memo.ownership(current).unwrap_or_else(|e| {
+            notes.push(e);
+            Arc::default()
+        });
+        let at = Inputs {
+            current,
+            data,
+            prepared: memo.prepared(fp.data, || Prepared::new(data)),
+            owned_before,
+            config,
+        };
+        (at, notes)
+    }
 }
 
 /// One entry-level change of a plan: shown `+ mapRoles: ARN username="..." groups=[...]` for an
