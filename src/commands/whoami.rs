@@ -393,12 +393,11 @@ pub fn through_access_entries(
         );
     }
     let decided_by = match (mode, &matched) {
-        ("CONFIG_MAP", _) => "aws-auth",
-        (_, Some(_)) => "access entry",
-        ("API_AND_CONFIG_MAP", None) => "aws-auth",
-        _ => "none",
-    };
-    match (mode, &matched) {
+        ("API" | "API_AND_CONFIG_MAP", Some(_)) => {
+            report.authenticated = true;
+            report.suggested_grant = None;
+            "access entry"
+        }
         ("API", None) => {
             report.authenticated = false;
             report.causes.insert(
@@ -408,20 +407,14 @@ pub fn through_access_entries(
                     report.canonical_arn, report.canonical_arn
                 ),
             );
+            "none"
         }
-        (_, Some(_)) if mode != "CONFIG_MAP" => {
-            report.authenticated = true;
-            report.suggested_grant = None;
-        }
-        _ => {}
-    }
+        _ if report.mapped.is_some() => "aws-auth",
+        _ => "none",
+    };
     report.access_entries = Some(AccessEntries {
         authentication_mode: mode.to_string(),
-        decided_by: if decided_by == "aws-auth" && report.mapped.is_none() {
-            "none".into()
-        } else {
-            decided_by.into()
-        },
+        decided_by: decided_by.into(),
         entry: matched,
     });
 }

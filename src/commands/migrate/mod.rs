@@ -84,6 +84,13 @@ pub enum Action {
     Skipped { reason: String },
 }
 
+impl Action {
+    /// Whether this entry stands in the way of the switch to API (a person must act on it).
+    pub fn blocks(&self) -> bool {
+        matches!(self, Action::Cannot { .. } | Action::Differs { .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
     /// `mapRoles`, `mapUsers`, `mapAccounts`, or `cluster creator`.
@@ -124,17 +131,6 @@ impl Migration {
     }
 }
 
-/// The principals aws-auth names (readable keys only), in text order.
-pub fn principals(read: &AwsAuthRead) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for section in [&read.roles, &read.users] {
-        out.extend(section.entries.iter().map(|e| e.value.arn.clone()));
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// What a role named in aws-auth is in IAM. aws-auth names roles without their path (EKS strips
 /// it when it matches); an access entry needs the role's full ARN, path included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +164,12 @@ pub fn plan(read: &AwsAuthRead, seen: &Observed, creators: &[String]) -> Migrati
     let creator_keys: BTreeSet<String> = creators
         .iter()
         .filter_map(|c| arn::principal_key(c).ok())
+        .collect();
+    // The existing entries by principal, whatever path their ARN carries.
+    let existing: BTreeMap<String, &AccessEntry> = seen
+        .existing
+        .iter()
+        .filter_map(|(p, e)| Some((arn::principal_key(p).ok()?, e.as_ref()?)))
         .collect();
     let mut items = Vec::new();
     for section in [Section::MapRoles, Section::MapUsers] {
@@ -209,7 +211,7 @@ pub fn plan(read: &AwsAuthRead, seen: &Observed, creators: &[String]) -> Migrati
                         .into(),
                 }
             } else {
-                decide(section, m, seen)
+                decide(section, m, seen, &existing)
             };
             items.push(Item {
                 key: section.key().into(),
@@ -264,7 +266,12 @@ pub fn plan(read: &AwsAuthRead, seen: &Observed, creators: &[String]) -> Migrati
     m
 }
 
-fn decide(section: Section, m: &crate::engine::authmap::Mapping, seen: &Observed) -> Action {
+fn decide(
+    section: Section,
+    m: &crate::engine::authmap::Mapping,
+    seen: &Observed,
+    existing: &BTreeMap<String, &AccessEntry>,
+) -> Action {
     let account = Some(seen.account.as_str()).filter(|a| !a.is_empty());
     let mut t = match access_entry::from_mapping(section, m, account) {
         Ok(t) => t,
@@ -290,13 +297,9 @@ fn decide(section: Section, m: &crate::engine::authmap::Mapping, seen: &Observed
             _ => {}
         }
     }
-    // An entry for the same principal, whatever path its ARN carries.
-    let key = arn::principal_key(&t.entry.principal_arn).ok();
-    let have = seen
-        .existing
-        .iter()
-        .find(|(p, _)| arn::principal_key(p).ok() == key)
-        .and_then(|(_, e)| e.as_ref());
+    let have = arn::principal_key(&t.entry.principal_arn)
+        .ok()
+        .and_then(|k| existing.get(&k).copied());
     match have {
         None => Action::Create {
             entry: t.entry,
@@ -356,11 +359,7 @@ fn next_steps(m: &Migration) -> Vec<String> {
         )
     };
     let creates = m.to_create().len();
-    let blocked = m
-        .items
-        .iter()
-        .filter(|i| matches!(i.action, Action::Cannot { .. } | Action::Differs { .. }))
-        .count();
+    let blocked = m.items.iter().filter(|i| i.action.blocks()).count();
     let mut steps = Vec::new();
     match m.authentication_mode.as_str() {
         "CONFIG_MAP" => {
@@ -538,28 +537,30 @@ async fn iam_roles(
         .await
 }
 
-/// Reads aws-auth, the cluster's access entries and its roles in IAM, and plans.
-async fn read(
+/// The cluster and the access entries of aws-auth's principals, as EKS answers now; `roles` is
+/// what IAM said of aws-auth's roles (asked once per run).
+async fn observe(
     args: &MigrateArgs,
-    config: &aws_config::SdkConfig,
     eks: &eks::Eks,
-) -> Result<Migration> {
-    let (data, _) = load_aws_auth(&args.source).await?;
-    let read = read_data(&data);
+    read: &AwsAuthRead,
+    roles: &BTreeMap<String, RoleLookup>,
+) -> Result<Observed> {
     let cluster = eks.cluster().await?;
     let mut seen = Observed {
         cluster: args.cluster_name.clone(),
         mode: cluster.mode,
         account: cluster.account,
-        roles: iam_roles(config, &read).await,
+        roles: roles.clone(),
         ..Observed::default()
     };
     // The access-entry API answers only once the mode has it.
     if seen.mode != "CONFIG_MAP" {
         seen.all_entries = eks.principals().await?;
-        let keys: BTreeSet<String> = principals(&read)
-            .iter()
-            .chain(seen.roles.values().filter_map(|r| match r {
+        let named = [&read.roles, &read.users]
+            .into_iter()
+            .flat_map(|s| s.entries.iter().map(|e| &e.value.arn));
+        let keys: BTreeSet<String> = named
+            .chain(roles.values().filter_map(|r| match r {
                 RoleLookup::Found(a) => Some(a),
                 _ => None,
             }))
@@ -573,7 +574,7 @@ async fn read(
             .collect();
         seen.existing = eks.entries(&wanted).await?;
     }
-    Ok(plan(&read, &seen, &args.cluster_creator_arns))
+    Ok(seen)
 }
 
 /// Creates the planned entries, `eks::CONCURRENCY` at a time, showing progress on stderr.
@@ -619,7 +620,11 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
     };
     let config = crate::commands::whoami::aws_config(&args.aws, args.endpoint_url.as_deref()).await;
     let eks = eks::Eks::new(&config, &args.cluster_name);
-    let mut m = read(args, &config, &eks).await?;
+    let (data, _) = load_aws_auth(&args.source).await?;
+    let read = read_data(&data);
+    let roles = iam_roles(&config, &read).await;
+    let creators = &args.cluster_creator_arns;
+    let mut m = plan(&read, &observe(args, &eks, &read, &roles).await?, creators);
     if apply {
         if m.authentication_mode == "CONFIG_MAP" {
             return Err(Error::Usage {
@@ -632,7 +637,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
         }
         create_all(&eks, &m.to_create(), stderr).await?;
         // Verified with what EKS answers now, not with what was sent.
-        m = read(args, &config, &eks).await?;
+        m = plan(&read, &observe(args, &eks, &read, &roles).await?, creators);
     }
     let text = match args.output {
         MigrateOutput::Text => render_text(&m),
@@ -641,10 +646,7 @@ pub async fn run(cmd: &MigrateCmd, stdout: &mut dyn Write, stderr: &mut dyn Writ
     };
     crate::commands::print(stdout, &text)?;
     Ok(match cmd {
-        MigrateCmd::Plan(_) => !m
-            .items
-            .iter()
-            .any(|i| matches!(i.action, Action::Cannot { .. } | Action::Differs { .. })),
+        MigrateCmd::Plan(_) => !m.items.iter().any(|i| i.action.blocks()),
         _ => m.complete,
     })
 }
