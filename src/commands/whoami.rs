@@ -426,10 +426,10 @@ fn entry_match(e: &AccessEntry, caller: &Caller, session: Option<&str>) -> Entry
         // EKS's generated username ("Set a custom username"): the user's ARN, or the role's
         // session ARN without the role's path.
         None if caller.arn.contains(":assumed-role/") => {
-            let role = arn::strip_role_path(&e.principal_arn);
-            let name = role.rsplit('/').next().unwrap_or_default();
+            let partition = caller.arn.split(':').nth(1).unwrap_or("aws");
+            let name = e.principal_arn.rsplit('/').next().unwrap_or_default();
             format!(
-                "arn:aws:sts::{}:assumed-role/{name}/{{{{SessionName}}}}",
+                "arn:{partition}:sts::{}:assumed-role/{name}/{{{{SessionName}}}}",
                 caller.account
             )
         }
