@@ -176,12 +176,7 @@ pub fn from_mapping(
         });
     }
     let username = username(&m.username)?;
-    let (kubernetes_groups, access_policies, mut notes) = groups(&m.groups)?;
-    if section == Section::MapRoles && arn::role_path(&m.arn).is_some() {
-        // Unreachable today (the reader marks such an entry as never matching), kept so that a
-        // change there cannot widen access here.
-        notes.push("role path kept: access entries accept it".into());
-    }
+    let (kubernetes_groups, access_policies, notes) = groups(&m.groups)?;
     Ok(Translated {
         entry: AccessEntry {
             principal_arn: principal,
