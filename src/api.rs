@@ -72,9 +72,52 @@ pub struct IamAccessGrantSpec {
     #[schemars(length(max = crate::engine::validate::MAX_NAME_CHARS))]
     pub account: Option<String>,
 
-    /// Take over an aws-auth entry for the same principal that was written by someone else.
+    /// Take over an aws-auth entry or EKS access entry for the same principal that was written
+    /// by someone else.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+
+    /// The access entry's type under EKS access entries. Unset: STANDARD, or EC2_LINUX for the
+    /// node shape (username system:node:{{EC2PrivateDNSName}}, groups system:bootstrappers and
+    /// system:nodes); set it to EC2_WINDOWS, FARGATE_LINUX or HYBRID_LINUX for those nodes.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub entry_type: Option<AccessEntryType>,
+
+    /// EKS access policies associated with the access entry (access entries only; aws-auth
+    /// holds the username and groups alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::engine::validate::MAX_POLICIES))]
+    pub access_policies: Vec<AccessPolicy>,
+}
+
+/// An access entry's type (EKS User Guide, "Create access entries").
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessEntryType {
+    Standard,
+    #[serde(rename = "EC2_LINUX")]
+    Ec2Linux,
+    #[serde(rename = "EC2_WINDOWS")]
+    Ec2Windows,
+    FargateLinux,
+    HybridLinux,
+}
+
+/// One EKS access policy and where it applies.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    /// AmazonEKSClusterAdminPolicy, AmazonEKSAdminPolicy, AmazonEKSEditPolicy,
+    /// AmazonEKSViewPolicy, or any arn:aws:eks::aws:cluster-access-policy/NAME.
+    #[schemars(length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS))]
+    pub policy: String,
+    /// The namespaces it applies in; none: the whole cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = crate::engine::validate::MAX_GROUPS),
+        inner(length(max = 63))
+    )]
+    pub namespaces: Vec<String>,
 }
 
 impl IamAccessGrantSpec {
@@ -121,6 +164,9 @@ pub struct IamAccessGrantStatus {
     /// The aws-auth key holding the entry: mapRoles, mapUsers or mapAccounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// Where the grant is in effect: aws-auth, access-entries, or both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -138,6 +184,8 @@ pub enum Reason {
     Pending,
     /// A privileged group for a principal the policy does not allow.
     Forbidden,
+    /// EKS refused the grant's access entry (its message follows).
+    AccessEntryRefused,
 }
 
 impl Reason {
@@ -151,6 +199,7 @@ impl Reason {
             Reason::TooLarge => "TooLarge",
             Reason::Pending => "Pending",
             Reason::Forbidden => "Forbidden",
+            Reason::AccessEntryRefused => "AccessEntryRefused",
         }
     }
 

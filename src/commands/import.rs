@@ -104,8 +104,8 @@ pub fn import(data: &BTreeMap<String, String>, include_node_roles: bool) -> Impo
                 arn: Some(m.arn.clone()),
                 username: Some(m.username.clone()),
                 groups: m.groups.clone(),
-                account: None,
                 adopt: true,
+                ..Default::default()
             };
             match validate(&spec) {
                 Ok(v) => {

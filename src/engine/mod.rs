@@ -2,6 +2,7 @@
 //! grant. No I/O; the operator and the commands both call into it, never the other way round.
 pub mod access_entry;
 pub mod authmap;
+pub mod entries;
 pub(crate) mod fingerprint;
 pub mod glob;
 pub mod history;

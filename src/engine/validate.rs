@@ -53,6 +53,8 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
 pub const MAX_ARN_CHARS: usize = 1024;
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_GROUPS: usize = 32;
+/// Access policies per grant (EKS associates few; the bound keeps CEL's cost low).
+pub const MAX_POLICIES: usize = 16;
 
 /// The bounds, checked before anything else so that no check ever works on a huge value.
 fn check_bounds(spec: &IamAccessGrantSpec) -> Result<(), Invalid> {

@@ -269,6 +269,32 @@ pub fn plan_in<G: GrantRef>(
     Ok(p)
 }
 
+/// A grant the checks that read nothing else accepted: its aws-auth key, principal and entry.
+pub struct Alone {
+    pub section: Section,
+    pub canonical: Arc<str>,
+    pub entry: Entry,
+}
+
+/// The checks a grant passes or fails on its own (validity, the cluster creator, the privileged
+/// policy), for the access-entry backend, which shares them with aws-auth's plan.
+pub fn decide_alone<G: GrantRef>(g: &G, config: &PlanConfig) -> Result<Alone, Verdict> {
+    match decide(g, config) {
+        Decision::Candidate(c) => Ok(Alone {
+            section: c.section,
+            canonical: c.canonical,
+            entry: c.entry,
+        }),
+        Decision::Refused(r) => Err(Verdict {
+            grant: g.name().into(),
+            reason: r.reason,
+            message: r.message,
+            section: r.section,
+            canonical_arn: r.canonical_arn,
+        }),
+    }
+}
+
 /// One pass over the phases: read aws-auth, order and decide the grants, fit them in the size
 /// budget, hold mass removals, assemble each key. Each phase is a function of what the ones
 /// before it made; only the memo is shared.

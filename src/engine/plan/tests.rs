@@ -377,6 +377,7 @@ fn applied_status(canonical_arn: &str) -> IamAccessGrantStatus {
     IamAccessGrantStatus {
         canonical_arn: Some(canonical_arn.into()),
         section: Some("mapRoles".into()),
+        backends: Vec::new(),
         conditions: vec![Condition {
             type_: "Ready".into(),
             status: "True".into(),

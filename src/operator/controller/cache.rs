@@ -77,6 +77,7 @@ pub fn status_print(s: &IamAccessGrantStatus) -> u128 {
         s.observed_generation,
         s.canonical_arn.as_deref(),
         s.section.as_deref(),
+        &s.backends.iter().map(String::as_str).collect::<Vec<_>>(),
         &conditions,
     )
 }
@@ -89,9 +90,19 @@ pub fn print_parts(
     observed_generation: Option<i64>,
     canonical_arn: Option<&str>,
     section: Option<&str>,
+    backends: &[&str],
     conditions: &[ConditionParts],
 ) -> u128 {
-    hash128(|mut h| (observed_generation, canonical_arn, section, conditions).hash(&mut h))
+    hash128(|mut h| {
+        (
+            observed_generation,
+            canonical_arn,
+            section,
+            backends,
+            conditions,
+        )
+            .hash(&mut h)
+    })
 }
 
 impl Cached {

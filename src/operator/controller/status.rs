@@ -19,6 +19,29 @@ pub struct Decided {
     canonical_arn: Option<Arc<str>>,
     generation: Option<i64>,
     last_transition_time: Time,
+    backends: Backends,
+}
+
+/// Where a grant is in effect: what `status.backends` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backends {
+    pub aws_auth: bool,
+    pub access_entries: bool,
+}
+
+impl Backends {
+    pub const AWS_AUTH: &str = "aws-auth";
+    pub const ACCESS_ENTRIES: &str = "access-entries";
+
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.aws_auth, Self::AWS_AUTH),
+            (self.access_entries, Self::ACCESS_ENTRIES),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 impl Decided {
@@ -41,7 +64,14 @@ impl Decided {
             canonical_arn: verdict.canonical_arn.clone(),
             generation: grant.generation,
             last_transition_time,
+            backends: Backends::default(),
         }
+    }
+
+    /// The same decision, naming where the grant is in effect.
+    pub fn on(mut self, backends: Backends) -> Self {
+        self.backends = backends;
+        self
     }
 
     /// The status to write.
@@ -50,6 +80,12 @@ impl Decided {
             observed_generation: self.generation,
             canonical_arn: self.canonical_arn.as_deref().map(str::to_string),
             section: self.section.map(|s| s.key().to_string()),
+            backends: self
+                .backends
+                .names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
             conditions: vec![Condition {
                 type_: READY.to_string(),
                 status: ready_status(self.reason).to_string(),
@@ -78,6 +114,7 @@ impl Decided {
             generation,
             self.canonical_arn.as_deref(),
             self.section.map(Section::key),
+            &self.backends.names(),
             &[ready],
         )
     }
