@@ -91,7 +91,7 @@ pub struct IamAccessGrantSpec {
 }
 
 /// An access entry's type (EKS User Guide, "Create access entries").
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccessEntryType {
     Standard,
@@ -104,7 +104,7 @@ pub enum AccessEntryType {
 }
 
 /// One EKS access policy and where it applies.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessPolicy {
     /// AmazonEKSClusterAdminPolicy, AmazonEKSAdminPolicy, AmazonEKSEditPolicy,

@@ -4,6 +4,7 @@
 //! and grants in, new text and verdicts out); `api` holds the resource types all three share.
 pub mod api;
 pub mod commands;
+pub mod eks;
 pub mod engine;
 pub mod operator;
 

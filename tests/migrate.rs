@@ -5,68 +5,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use aws_sdk_eks::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_eks::types::{
-    AuthenticationMode, CreateAccessConfigRequest, UpdateAccessConfigRequest,
-};
+use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
 use serde_json::Value;
 use support::World;
-
-const CLUSTER_ADMIN: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
-
-fn endpoint() -> String {
-    std::env::var("AWS_AUTH_TEST_EKS_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "no test EKS endpoint: run the suite with `hack/test.sh`, which starts the local AWS \
-             server and sets AWS_AUTH_TEST_EKS_ENDPOINT"
-        )
-    })
-}
-
-fn eks() -> aws_sdk_eks::Client {
-    aws_sdk_eks::Client::from_conf(
-        aws_sdk_eks::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .retry_config(aws_sdk_eks::config::retry::RetryConfig::adaptive().with_max_attempts(10))
-            .build(),
-    )
-}
-
-async fn cluster(name: &str, mode: AuthenticationMode) {
-    eks()
-        .create_cluster()
-        .name(name)
-        .role_arn("arn:aws:iam::111122223333:role/eks-cluster")
-        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
-        .access_config(
-            CreateAccessConfigRequest::builder()
-                .authentication_mode(mode)
-                .bootstrap_cluster_creator_admin_permissions(false)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create cluster");
-}
-
-/// The local server's token bucket, sized for a test of thousands of calls (the throttling itself
-/// is proven by the server's own tests and the benchmark).
-fn bucket(rate: u32, burst: u32) {
-    let body = format!("{{\"rate\": {rate}, \"burst\": {burst}}}");
-    let out = Command::new("curl")
-        .args(["-fsS", "-X", "POST", "-d", &body])
-        .arg(format!("{}/_local_eks/throttle", endpoint()))
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::eks::{CLUSTER_ADMIN, bucket, cluster, eks, endpoint};
 
 /// `aws-auth-operator migrate ARGS` against the world's aws-auth, not started yet.
 fn migrate_cmd(w: &World, cluster: &str, args: &[&str]) -> Command {

@@ -336,7 +336,7 @@ pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
     let mut report = explain(&caller, &data, &source)?;
     if let Some(cluster) = &args.cluster_name {
         let config = aws_config(&args.aws, args.eks_endpoint_url.as_deref()).await;
-        let eks = crate::commands::migrate::eks::Eks::new(&config, cluster);
+        let eks = crate::eks::Eks::new(&config, cluster);
         let mode = eks.cluster().await?.mode;
         let entry = if mode == "CONFIG_MAP" {
             None
@@ -357,10 +357,7 @@ pub async fn run(args: &WhoamiArgs, stdout: &mut dyn Write) -> Result<bool> {
 
 /// The access entry EKS uses for the caller: the one whose principal is the caller's (a role's
 /// path does not matter: EKS matches the role itself).
-async fn entry_for(
-    eks: &crate::commands::migrate::eks::Eks,
-    canonical: &str,
-) -> Result<Option<AccessEntry>> {
+async fn entry_for(eks: &crate::eks::Eks, canonical: &str) -> Result<Option<AccessEntry>> {
     let Ok(key) = arn::principal_key(canonical) else {
         return Ok(None);
     };

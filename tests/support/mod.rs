@@ -1,6 +1,8 @@
 //! Helpers for tests against the real kube-apiserver that `hack/local-cluster.sh` starts.
 #![allow(dead_code)]
 
+pub mod eks;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -171,10 +173,12 @@ impl World {
             .await;
         let _ = w.configmaps.delete(&w.name, &DeleteParams::default()).await;
         // And its history, so that a test run twice on one API server starts from nothing.
-        let _ = w
-            .configmaps
-            .delete(&format!("{}-history", w.name), &DeleteParams::default())
-            .await;
+        for suffix in ["history", "access-entries"] {
+            let _ = w
+                .configmaps
+                .delete(&format!("{}-{suffix}", w.name), &DeleteParams::default())
+                .await;
+        }
         eventually("leftovers gone", Duration::from_secs(30), || async {
             let left = w.grants.list(&lp).await.ok()?.items.len();
             let cm = w.configmaps.get_opt(&w.name).await.ok()?;

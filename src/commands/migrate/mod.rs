@@ -4,14 +4,13 @@
 //! can); `apply` creates the missing ones and then verifies; `verify` checks again at any time.
 //! The migration is complete only when every principal aws-auth admits is admitted the same way
 //! by access entries.
-pub mod eks;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
 use crate::commands::manifests::{AwsAuthSource, load_aws_auth};
+use crate::eks;
 use crate::engine::access_entry::{self, AccessEntry};
 use crate::engine::authmap::read::{AwsAuthRead, read_data};
 use crate::engine::authmap::{Section, arn, shown};

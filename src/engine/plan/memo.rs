@@ -342,6 +342,7 @@ pub(crate) fn grant_inputs(g: &impl GrantRef, with_status: bool, h: &mut impl Ha
     g.created().map(|t| t.0.as_nanosecond()).hash(h);
     let s = g.spec();
     (&s.arn, &s.username, &s.groups, &s.account, s.adopt).hash(h);
+    (s.entry_type, &s.access_policies).hash(h);
     if with_status {
         g.reported().hash(h);
     }

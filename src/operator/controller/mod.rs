@@ -3,6 +3,7 @@
 mod break_glass;
 pub mod cache;
 pub mod debounce;
+pub mod entries;
 pub mod events;
 pub mod protobuf;
 mod recreate;
@@ -26,6 +27,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::{IamAccessGrant, Reason};
 use crate::engine::authmap::shown;
+use crate::engine::entries::{EntriesPlan, EntryVerdict};
 use crate::engine::history::{self, HistoryArgs};
 use crate::engine::plan::{
     CONFIRMED_BY_ANNOTATION, HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, RemovalWindow,
@@ -108,6 +110,8 @@ pub struct RunArgs {
     pub webhook: WebhookArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub backend: entries::BackendArgs,
 }
 
 /// Everything a sync pass needs.
@@ -151,6 +155,9 @@ struct Context {
     instance: String,
     /// Whether leader election is on (a change of writer is then a change of leader).
     elected: bool,
+    /// aws-auth, access entries, or both (see [`entries`]).
+    backend: entries::Backend,
+    resync_interval: Duration,
 }
 
 impl Context {
@@ -160,7 +167,7 @@ impl Context {
         config: PlanConfig,
         metrics: Arc<Metrics>,
         gate: Gate,
-        elected: bool,
+        (elected, backend): (bool, entries::Backend),
     ) -> Context {
         Context {
             grants: Api::all(client.clone()),
@@ -189,6 +196,8 @@ impl Context {
                 format!("{}-{}", host.trim(), std::process::id())
             }),
             elected,
+            backend,
+            resync_interval: args.resync_interval,
             recorder: Recorder::new(
                 client,
                 Reporter {
@@ -249,13 +258,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
             tasks.add(task);
         }
     }
+    let backend =
+        entries::Backend::new(&args.backend, args.resync_interval, args.removal_window).await?;
     let ctx = Context::new(
         &args,
         client.clone(),
         config,
         metrics,
         gate,
-        election.is_some(),
+        (election.is_some(), backend),
     );
     let changes = Arc::new(Changes::default());
     let (glass_tx, glass_rx) = tokio::sync::mpsc::channel(break_glass::QUEUE);
@@ -524,10 +535,37 @@ impl From<kube::Error> for SyncError {
 #[instrument(skip_all)]
 async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let started = std::time::Instant::now();
-    // Status patches wait while aws-auth is read and written.
-    let exclusive = ctx.statuses.aws_auth_first.write().await;
     // Shared with the cache, not copied: a sync over thousands of grants allocates no copies.
     let grants: Vec<Arc<Cached>> = ctx.grant_cache.state();
+    let (backends, changed) = ctx.backend.current().await.map_err(SyncError::Transient)?;
+    if let Some((from, to)) = changed {
+        entries::report_mode(ctx, &from, &to).await;
+    }
+    // Access entries first: EKS reads them before aws-auth.
+    let entries = match backends.access_entries {
+        true => Some(entries::pass(ctx, &grants).await),
+        false => None,
+    };
+    // A pass that failed leaves every grant waiting; a call that failed, its grant (and the
+    // pass is retried either way).
+    let (entries, entries_error, retry) = match entries {
+        Some(Ok((p, retry))) => (Some(p), None, retry),
+        Some(Err(SyncError::Transient(e))) => (None, Some(e), None),
+        Some(Err(other)) => return Err(other),
+        None => (None, None, None),
+    };
+    if !backends.aws_auth {
+        let outcome = entries
+            .as_ref()
+            .ok_or_else(|| entries_error.as_ref().expect("a pass's outcome"));
+        update_statuses(ctx, &grants, None, None, Some(outcome));
+        return match entries_error.or(retry) {
+            Some(e) => Err(SyncError::Transient(e)),
+            None => Ok(()),
+        };
+    }
+    // Status patches wait while aws-auth is read and written.
+    let exclusive = ctx.statuses.aws_auth_first.write().await;
     let mut config = ctx.config.clone();
     let current = match ctx.still_written() {
         Some(w) => Some(w),
@@ -678,7 +716,13 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
             .await;
         }
     }
-    update_statuses(ctx, &grants, &p, write_error.as_ref());
+    let outcome = match (&entries, &entries_error) {
+        (Some(plan), _) => Some(Ok(plan)),
+        (None, Some(e)) => Some(Err(e)),
+        (None, None) => None,
+    };
+    update_statuses(ctx, &grants, Some(&p), write_error.as_ref(), outcome);
+
     // What was read is not needed any more: the history of the write below is the pass's peak.
     drop(current);
     // The next pass plans over what was just written: read it now, not in the next change's way.
@@ -731,7 +775,7 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         // Retried with back-off until the history is kept and what waits is written.
         return Err(SyncError::Transient(write_error.unwrap_or(e)));
     }
-    match write_error {
+    match write_error.or(entries_error).or(retry) {
         Some(e) => Err(SyncError::Transient(e)),
         None => {
             // Where a pass's time went: reads, plan, history + write.
@@ -1215,31 +1259,99 @@ fn answered_with_metadata(req: &mut hyper::Request<Vec<u8>>) {
     );
 }
 
-/// Decides each grant's status and hands the changed ones to the status worker.
-fn update_statuses(ctx: &Context, grants: &[Arc<Cached>], p: &Plan, write_error: Option<&Error>) {
+/// Decides each grant's status and hands the changed ones to the status worker: from aws-auth's
+/// plan (`None` when aws-auth is not written), the access-entry plan, or both.
+fn update_statuses(
+    ctx: &Context,
+    grants: &[Arc<Cached>],
+    p: Option<&Plan>,
+    write_error: Option<&Error>,
+    entries: Option<Result<&EntriesPlan, &Error>>,
+) {
     let now = Time(Timestamp::now());
-    let updates = with_verdicts(grants, p).filter_map(|(g, verdict)| {
-        let (reason, message) = match (verdict.reason, write_error) {
+    let waiting = entries.and_then(Result::err).map(|e| EntryVerdict {
+        reason: if entries::refused_outright(e) {
+            Reason::AccessEntryRefused
+        } else {
+            Reason::Pending
+        },
+        message: if entries::refused_outright(e) {
+            format!("EKS refused: {e}")
+        } else {
+            format!("waiting for EKS: {e}")
+        },
+        section: None,
+        canonical_arn: None,
+        holds: false,
+        unsupported: false,
+    });
+    let entry = |name: &str| -> Option<&EntryVerdict> {
+        match entries? {
+            Ok(plan) => plan.verdicts.get(name),
+            Err(_) => waiting.as_ref(),
+        }
+    };
+    let by_aws: Vec<(&Arc<Cached>, Option<&Verdict>)> = match p {
+        Some(p) => with_verdicts(grants, p)
+            .map(|(g, v)| (g, Some(v)))
+            .collect(),
+        None => grants.iter().map(|g| (g, None)).collect(),
+    };
+    let updates = by_aws.into_iter().filter_map(|(g, verdict)| {
+        let e = entry(&g.name);
+        let aws = match verdict.map(|v| (v.reason, write_error)) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
             // While a deleted aws-auth is waited for, nothing is applied at all.
-            (Reason::Applied, Some(e))
-                if g.reports(Reason::Applied) && !matches!(e, Error::Waiting(_)) =>
+            Some((Reason::Applied, Some(err)))
+                if g.reports(Reason::Applied) && !matches!(err, Error::Waiting(_)) =>
             {
-                return None;
+                // Nothing else to report: the status stays as it is.
+                let _ = entries?;
+                Some((Reason::Applied, verdict?.message.clone()))
             }
-            (Reason::Applied, Some(e)) => (
+            Some((Reason::Applied, Some(err))) => Some((
                 Reason::Pending,
-                truncate(&format!("waiting to write aws-auth: {e}")).into(),
-            ),
-            (r, _) => (r, truncate_shared(&verdict.message)),
+                Arc::from(format!("waiting to write aws-auth: {err}")),
+            )),
+            Some((r, _)) => Some((r, verdict?.message.clone())),
+            None => None,
         };
-        let decided = status::Decided::new(g, reason, message, verdict, &now);
+        let (reason, message, backends) = match (&aws, e) {
+            (Some((r, m)), None) if entries.is_none() => (
+                *r,
+                truncate_shared(m),
+                status::Backends {
+                    aws_auth: r.is_ready(),
+                    access_entries: false,
+                },
+            ),
+            _ => {
+                let (r, m, b) = entries::merge(aws.as_ref().map(|(r, m)| (*r, &**m)), e);
+                (r, Arc::from(truncate(&m)), b)
+            }
+        };
+        let fallback;
+        let verdict = match verdict {
+            Some(v) => v,
+            None => {
+                fallback = Verdict {
+                    grant: g.name.clone(),
+                    reason,
+                    message: message.clone(),
+                    section: e.and_then(|e| e.section),
+                    canonical_arn: e.and_then(|e| e.canonical_arn.clone()),
+                };
+                &fallback
+            }
+        };
+        let decided = status::Decided::new(g, reason, message, verdict, &now).on(backends);
         (g.status_print() != Some(decided.print())).then(|| status_queue::Update {
             grant: g.clone(),
             decided,
         })
     });
+    let updates: Vec<_> = updates.collect();
     ctx.statuses.push(updates);
 }
 

@@ -1,4 +1,4 @@
-//! The two watches a run keeps (grants; aws-auth's metadata) and what they feed: the grant
+//! The watches a run keeps (grants; aws-auth's metadata; with access entries, their record's) and what they feed: the grant
 //! cache, aws-auth's last seen resourceVersion, BreakGlass notes, and the change signal that
 //! starts a pass.
 use std::sync::Arc;
@@ -31,10 +31,15 @@ pub(super) fn spawn(
     glass: mpsc::Sender<break_glass::Note>,
 ) -> tokio::task::JoinHandle<()> {
     let grants = grant_events(ctx, args, glass.clone());
-    let aws_auth = aws_auth_events(ctx, args, client, glass);
+    let aws_auth = aws_auth_events(ctx, args, client.clone(), glass);
+    // The access-entry record carries a person's confirmation of a held deletion.
+    let record = match &ctx.backend.eks {
+        Some(_) => record_events(args, client),
+        None => futures::stream::empty().boxed(),
+    };
     let metrics = ctx.metrics.clone();
     tokio::spawn(async move {
-        let mut all = futures::stream::select(grants, aws_auth);
+        let mut all = futures::stream::select_all([grants, aws_auth, record]);
         while let Some(ev) = all.next().await {
             match ev {
                 Ok(false) => changes.note(),
@@ -134,6 +139,19 @@ fn aws_auth_events(
                 });
             futures::future::ready(!ours)
         })
+        .map_ok(|_| false)
+        .boxed()
+}
+
+/// The access-entry record's metadata (see [`super::entries::Record`]): its annotations hold a
+/// person's confirmation of a held deletion, which starts a pass.
+fn record_events(args: &RunArgs, client: Client) -> Signals {
+    let name = super::entries::record_name(&args.aws_auth_name);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let meta: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client, &args.aws_auth_namespace);
+    watcher(meta, config)
+        .backoff(WatchBackoff::default())
+        .touched_objects()
         .map_ok(|_| false)
         .boxed()
 }

@@ -1,5 +1,6 @@
-//! What `migrate` (and `whoami`) ask of the EKS API: the cluster's authentication mode and
-//! account, the access entries (with their policies), and the entries `migrate` creates.
+//! What the operator, `migrate` and `whoami` ask of the EKS API: the cluster's authentication
+//! mode and account, the access entries (with their tags and policies), and the calls that
+//! create, change and delete them.
 //!
 //! EKS throttles each operation with a token bucket whose size it does not publish. Each
 //! operation here has a pacer of its own that finds the rate: it starts low and doubles about
@@ -19,6 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
 use crate::engine::access_entry::{AccessEntry, Association, EntryType};
+use crate::engine::entries::{Call, Observed};
 use crate::{Error, Result};
 
 /// The tag each entry `migrate apply` creates carries, so that it can be told from the others.
@@ -59,10 +61,23 @@ pub struct Cluster {
     pub account: String,
 }
 
-fn aws_error<E: std::error::Error + 'static>(operation: &'static str, e: E) -> Error {
+fn aws_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    e: SdkError<E, HttpResponse>,
+) -> Error {
     Error::Aws {
         operation,
-        message: DisplayErrorContext(e).to_string(),
+        message: answer(&e),
+    }
+}
+
+/// EKS's answer: its code and message, or the SDK's account of a call that got none.
+fn answer<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E, HttpResponse>,
+) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(m)) => format!("{code}: {m}"),
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -71,6 +86,25 @@ fn throttled(code: Option<&str>) -> bool {
         code,
         Some("ThrottlingException" | "TooManyRequestsException" | "Throttling")
     )
+}
+
+/// A call EKS did not make: its answer, and whether a later attempt may succeed (a throttle
+/// still there after the retries, a server error, an entry another writer holds right now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub transient: bool,
+    pub message: String,
+}
+
+fn failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    e: SdkError<E, HttpResponse>,
+) -> Failure {
+    let message = format!("eks:{operation}: {}", answer(&e));
+    Failure {
+        transient: transient(&e) || e.code() == Some("ResourceInUseException"),
+        message,
+    }
 }
 
 /// Whether an error may pass on its own: a throttle, a server error, a connection that failed.
@@ -220,6 +254,11 @@ impl Eks {
     }
 
     pub async fn entry(&self, principal: &str) -> Result<Option<AccessEntry>> {
+        Ok(self.observe(principal).await?.map(|o| o.entry))
+    }
+
+    /// The entry of `principal` with its tags and policies (`None`: no such entry).
+    pub async fn observe(&self, principal: &str) -> Result<Option<Observed>> {
         let req = self
             .client
             .describe_access_entry()
@@ -264,7 +303,7 @@ impl Eks {
             }
         }
         let kind = e.r#type().unwrap_or("STANDARD");
-        Ok(Some(AccessEntry {
+        let entry = AccessEntry {
             principal_arn: principal.to_string(),
             kind: EntryType::parse(kind).ok_or_else(|| Error::Aws {
                 operation: "eks:DescribeAccessEntry",
@@ -273,7 +312,103 @@ impl Eks {
             username: e.username().map(str::to_string),
             kubernetes_groups: e.kubernetes_groups().to_vec(),
             access_policies: policies,
-        }))
+        };
+        let tags = e
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        Ok(Some(Observed { entry, tags }))
+    }
+
+    /// Makes one call of the operator's plan on `principal`'s entry. Gone already is done for a
+    /// deletion or a disassociation.
+    pub async fn apply(&self, principal: &str, call: &Call) -> std::result::Result<(), Failure> {
+        let c = &self.client;
+        let name = &self.cluster;
+        let op = call.operation();
+        let gone = |code: Option<&str>| code == Some("ResourceNotFoundException");
+        match call {
+            Call::Create(e, tags) => {
+                let req = c
+                    .create_access_entry()
+                    .cluster_name(name)
+                    .principal_arn(principal)
+                    .r#type(e.kind.as_str())
+                    .set_username(e.username.clone())
+                    .set_tags(Some(tags.clone().into_iter().collect()))
+                    .set_kubernetes_groups(
+                        (!e.kubernetes_groups.is_empty()).then(|| e.kubernetes_groups.clone()),
+                    );
+                self.call(op, || req.clone().send())
+                    .await
+                    .map_err(|e| failure(op, e))?;
+            }
+            Call::Update { username, groups } => {
+                let req = c
+                    .update_access_entry()
+                    .cluster_name(name)
+                    .principal_arn(principal)
+                    .set_username(username.clone())
+                    .set_kubernetes_groups(Some(groups.clone()));
+                self.call(op, || req.clone().send())
+                    .await
+                    .map_err(|e| failure(op, e))?;
+            }
+            Call::Tag(tags) => {
+                let req = c
+                    .describe_access_entry()
+                    .cluster_name(name)
+                    .principal_arn(principal);
+                let out = self
+                    .call("DescribeAccessEntry", || req.clone().send())
+                    .await
+                    .map_err(|e| failure("DescribeAccessEntry", e))?;
+                let arn = out
+                    .access_entry()
+                    .and_then(|e| e.access_entry_arn())
+                    .unwrap_or_default();
+                let req = c
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .set_tags(Some(tags.clone().into_iter().collect()));
+                self.call(op, || req.clone().send())
+                    .await
+                    .map_err(|e| failure(op, e))?;
+            }
+            Call::Associate(a) => {
+                let req = c
+                    .associate_access_policy()
+                    .cluster_name(name)
+                    .principal_arn(principal)
+                    .policy_arn(&a.policy_arn)
+                    .access_scope(scope(a));
+                self.call(op, || req.clone().send())
+                    .await
+                    .map_err(|e| failure(op, e))?;
+            }
+            Call::Disassociate(policy) => {
+                let req = c
+                    .disassociate_access_policy()
+                    .cluster_name(name)
+                    .principal_arn(principal)
+                    .policy_arn(policy);
+                match self.call(op, || req.clone().send()).await {
+                    Err(e) if !gone(e.code()) => return Err(failure(op, e)),
+                    _ => {}
+                }
+            }
+            Call::Delete => {
+                let req = c
+                    .delete_access_entry()
+                    .cluster_name(name)
+                    .principal_arn(principal);
+                match self.call(op, || req.clone().send()).await {
+                    Err(e) if !gone(e.code()) => return Err(failure(op, e)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates `e` and associates its policies. An entry already there (a run cut off before)
@@ -296,24 +431,29 @@ impl Eks {
             Err(err) => return Err(aws_error("eks:CreateAccessEntry", err)),
         }
         for a in &e.access_policies {
-            let scope = if a.namespaces.is_empty() {
-                AccessScope::builder().r#type(AccessScopeType::Cluster)
-            } else {
-                AccessScope::builder()
-                    .r#type(AccessScopeType::Namespace)
-                    .set_namespaces(Some(a.namespaces.clone()))
-            };
             let req = self
                 .client
                 .associate_access_policy()
                 .cluster_name(&self.cluster)
                 .principal_arn(&e.principal_arn)
                 .policy_arn(&a.policy_arn)
-                .access_scope(scope.build());
+                .access_scope(scope(a));
             self.call("AssociateAccessPolicy", || req.clone().send())
                 .await
                 .map_err(|e| aws_error("eks:AssociateAccessPolicy", e))?;
         }
         Ok(())
     }
+}
+
+/// Where an association applies: the cluster, or its namespaces.
+fn scope(a: &Association) -> AccessScope {
+    if a.namespaces.is_empty() {
+        AccessScope::builder().r#type(AccessScopeType::Cluster)
+    } else {
+        AccessScope::builder()
+            .r#type(AccessScopeType::Namespace)
+            .set_namespaces(Some(a.namespaces.clone()))
+    }
+    .build()
 }

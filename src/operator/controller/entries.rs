@@ -1,0 +1,666 @@
+//! The access-entry backend: which backends a pass writes (the cluster's authentication mode,
+//! re-read on the resync interval), and the pass over EKS access entries: read what EKS holds,
+//! plan ([`crate::engine::entries`]), keep the record of the operator's entries, make the calls.
+//!
+//! EKS is read in full at start and on every resync; between them the operator trusts what it
+//! read and what its own calls did, and describes only entries that appeared in the list. So a
+//! pass over unchanged grants costs one list call, and a new grant one create.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams, PostParams};
+use tracing::{info, warn};
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::EventType;
+
+use super::cache::Cached;
+use super::status::Backends;
+use super::{Context, SyncError, note_event};
+use crate::api::Reason;
+use crate::commands::whoami::{AwsProfile, aws_config};
+use crate::eks::{CONCURRENCY, Eks, Failure};
+use crate::engine::access_entry::AccessEntry;
+use crate::engine::authmap::shown;
+use crate::engine::entries::{self, EntriesConfig};
+use crate::engine::entries::{Call, EntriesPlan, EntryVerdict, Observed, Work};
+use crate::{Error, Result};
+
+/// Which backend(s) `run` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// Follow the cluster's authentication mode (DescribeCluster): aws-auth under CONFIG_MAP,
+    /// access entries under API, both under API_AND_CONFIG_MAP. Without --cluster-name: aws-auth.
+    Auto,
+    Configmap,
+    AccessEntries,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Where grants are written: auto, configmap (aws-auth) or access-entries (the EKS API).
+    #[arg(long, env = "AWS_AUTH_BACKEND", value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// The EKS cluster's name (needed for access entries, and for auto to read the mode).
+    #[arg(long, env = "AWS_AUTH_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// The value of the `aws-auth.dev/managed-by` tag on the access entries this operator
+    /// creates: entries with another value (or none) are someone else's.
+    #[arg(
+        long,
+        env = "AWS_AUTH_OPERATOR_NAME",
+        default_value = "aws-auth-operator"
+    )]
+    pub operator_name: String,
+    #[command(flatten)]
+    pub aws: AwsProfile,
+}
+
+/// Annotation on the record ConfigMap describing held deletions, with their token.
+pub const HELD_ANNOTATION: &str = crate::engine::plan::HELD_ANNOTATION;
+/// Annotation a person sets on the record ConfigMap to let held deletions proceed.
+pub const CONFIRM_ANNOTATION: &str = crate::engine::plan::CONFIRM_ANNOTATION;
+/// Versions of the operator's entries the record keeps.
+const RECORD_VERSIONS: usize = 10;
+
+/// The backends and, when access entries are among them, the EKS side.
+pub struct Backend {
+    arg: BackendArg,
+    pub eks: Option<EksSide>,
+    every: Duration,
+}
+
+pub struct EksSide {
+    pub eks: Eks,
+    pub operator: String,
+    state: Mutex<State>,
+    removal_window: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    /// The cluster's mode and account, and when they were read.
+    mode: Option<(String, String, Instant)>,
+    /// The entries as last read or changed, by principal ARN; none: read all afresh.
+    known: Option<HashMap<String, Observed>>,
+    read_at: Option<Instant>,
+    /// Deletions made within the removal window.
+    removed: VecDeque<(Instant, usize)>,
+}
+
+impl Backend {
+    pub async fn new(
+        args: &BackendArgs,
+        resync: Duration,
+        removal_window: Duration,
+    ) -> Result<Backend> {
+        let eks = match (args.backend, &args.cluster_name) {
+            (BackendArg::Configmap, _) => None,
+            (BackendArg::AccessEntries, None) => {
+                return Err(Error::Usage {
+                    flag: "--backend",
+                    message: "access-entries needs --cluster-name (or AWS_AUTH_CLUSTER_NAME): the EKS cluster whose access entries to manage".into(),
+                });
+            }
+            (BackendArg::Auto, None) => {
+                info!(
+                    "no --cluster-name: writing aws-auth only (give it to follow the cluster's authentication mode)"
+                );
+                None
+            }
+            (_, Some(cluster)) => {
+                let config = aws_config(&args.aws, None).await;
+                Some(EksSide {
+                    eks: Eks::new(&config, cluster),
+                    operator: args.operator_name.clone(),
+                    state: Mutex::default(),
+                    removal_window,
+                })
+            }
+        };
+        Ok(Backend {
+            arg: args.backend,
+            eks,
+            every: resync,
+        })
+    }
+
+    /// The backends this pass writes, and a mode change seen (from, to). The mode is read at the
+    /// first pass and again once the resync interval has passed.
+    pub async fn current(&self) -> Result<(Backends, Option<(String, String)>)> {
+        let Some(side) = &self.eks else {
+            return Ok((
+                Backends {
+                    aws_auth: true,
+                    access_entries: false,
+                },
+                None,
+            ));
+        };
+        if self.arg == BackendArg::AccessEntries {
+            side.account().await?;
+            return Ok((
+                Backends {
+                    aws_auth: false,
+                    access_entries: true,
+                },
+                None,
+            ));
+        }
+        let (mode, changed) = side.mode(self.every).await?;
+        let backends = match mode.as_str() {
+            "API" => Backends {
+                aws_auth: false,
+                access_entries: true,
+            },
+            "API_AND_CONFIG_MAP" => Backends {
+                aws_auth: true,
+                access_entries: true,
+            },
+            _ => Backends {
+                aws_auth: true,
+                access_entries: false,
+            },
+        };
+        Ok((backends, changed))
+    }
+}
+
+impl EksSide {
+    async fn mode(&self, every: Duration) -> Result<(String, Option<(String, String)>)> {
+        let due = {
+            let s = self.state.lock().expect("entries state");
+            match &s.mode {
+                Some((m, _, at)) if at.elapsed() < every => return Ok((m.clone(), None)),
+                m => m.as_ref().map(|(m, _, _)| m.clone()),
+            }
+        };
+        let c = self.eks.cluster().await?;
+        let mut s = self.state.lock().expect("entries state");
+        s.mode = Some((c.mode.clone(), c.account, Instant::now()));
+        let changed = due
+            .filter(|old| *old != c.mode)
+            .map(|old| (old, c.mode.clone()));
+        Ok((c.mode, changed))
+    }
+
+    /// The cluster's account (read once).
+    pub async fn account(&self) -> Result<String> {
+        if let Some((_, a, _)) = &self.state.lock().expect("entries state").mode {
+            return Ok(a.clone());
+        }
+        let c = self.eks.cluster().await?;
+        self.state.lock().expect("entries state").mode =
+            Some((c.mode, c.account.clone(), Instant::now()));
+        Ok(c.account)
+    }
+
+    /// What EKS holds: listed every pass, described when new to the operator (all of them at
+    /// start and after each resync interval).
+    pub async fn observe(&self, every: Duration) -> Result<Vec<Observed>> {
+        let listed = self.eks.principals().await?;
+        let (fresh, mut known) = {
+            let mut s = self.state.lock().expect("entries state");
+            let stale = s.read_at.is_none_or(|at| at.elapsed() >= every);
+            match s.known.take() {
+                Some(k) if !stale => (false, k),
+                _ => (true, HashMap::new()),
+            }
+        };
+        known.retain(|p, _| listed.contains(p));
+        let unknown: Vec<String> = listed
+            .iter()
+            .filter(|p| !known.contains_key(*p))
+            .cloned()
+            .collect();
+        let described: Vec<(String, Option<Observed>)> = futures::stream::iter(unknown)
+            .map(|p| async move { Ok::<_, Error>((p.clone(), self.eks.observe(&p).await?)) })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        known.extend(described.into_iter().filter_map(|(p, o)| Some((p, o?))));
+        let mut out: Vec<Observed> = known.values().cloned().collect();
+        out.sort_by(|a, b| a.entry.principal_arn.cmp(&b.entry.principal_arn));
+        let mut s = self.state.lock().expect("entries state");
+        s.known = Some(known);
+        if fresh {
+            s.read_at = Some(Instant::now());
+        }
+        Ok(out)
+    }
+
+    /// Deletions within the removal window.
+    pub fn recently_removed(&self) -> usize {
+        let mut s = self.state.lock().expect("entries state");
+        let window = self.removal_window;
+        s.removed.retain(|(at, _)| at.elapsed() < window);
+        s.removed.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Makes the plan's calls, `CONCURRENCY` principals at a time (each principal's in order),
+    /// while `leading` says this instance may write. Gives each failed work's failure.
+    pub async fn execute(
+        &self,
+        work: Vec<Work>,
+        leading: impl Fn() -> bool + Sync,
+    ) -> Vec<(Work, Failure)> {
+        let leading = &leading;
+        let results: Vec<Option<(Work, Failure)>> = futures::stream::iter(work)
+            .map(|w| async move {
+                for call in &w.calls {
+                    if !leading() {
+                        return Some((
+                            w.clone(),
+                            Failure {
+                                transient: true,
+                                message: "this instance stopped leading".into(),
+                            },
+                        ));
+                    }
+                    if let Err(f) = self.eks.apply(&w.principal, call).await {
+                        self.forget(&w.principal);
+                        return Some((w.clone(), f));
+                    }
+                    self.done(&w.principal, call);
+                }
+                None
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
+    }
+
+    /// Counts deletions toward the breaker's window.
+    pub fn removed(&self, n: usize) {
+        if n > 0 {
+            let mut s = self.state.lock().expect("entries state");
+            s.removed.push_back((Instant::now(), n));
+        }
+    }
+
+    /// A call that failed leaves the entry unknown: the next pass describes it again.
+    fn forget(&self, principal: &str) {
+        if let Some(k) = &mut self.state.lock().expect("entries state").known {
+            k.remove(principal);
+        }
+    }
+
+    /// What a call that succeeded made of the entry, so the next pass need not ask.
+    fn done(&self, principal: &str, call: &Call) {
+        let mut s = self.state.lock().expect("entries state");
+        let Some(known) = &mut s.known else { return };
+        match call {
+            Call::Create(e, tags) => {
+                known.insert(
+                    principal.to_string(),
+                    Observed {
+                        entry: AccessEntry {
+                            principal_arn: principal.to_string(),
+                            ..e.clone()
+                        },
+                        tags: tags.clone(),
+                    },
+                );
+            }
+            Call::Delete => {
+                known.remove(principal);
+            }
+            other => {
+                let Some(o) = known.get_mut(principal) else {
+                    return;
+                };
+                match other {
+                    Call::Update { username, groups } => {
+                        if username.is_some() {
+                            o.entry.username = username.clone();
+                        }
+                        o.entry.kubernetes_groups = groups.clone();
+                    }
+                    Call::Tag(tags) => o.tags.extend(tags.clone()),
+                    Call::Associate(a) => {
+                        o.entry
+                            .access_policies
+                            .retain(|h| h.policy_arn != a.policy_arn);
+                        o.entry.access_policies.push(a.clone());
+                    }
+                    Call::Disassociate(p) => o.entry.access_policies.retain(|h| h.policy_arn != *p),
+                    Call::Create(..) | Call::Delete => {}
+                }
+            }
+        }
+    }
+}
+
+/// A grant's status from its aws-auth verdict and its access-entry verdict, for the backends
+/// the pass writes: the reason of the first that does not hold it, and where it is in effect.
+pub fn merge(
+    aws: Option<(Reason, &str)>,
+    entry: Option<&EntryVerdict>,
+) -> (Reason, String, Backends) {
+    match (aws, entry) {
+        (Some((r, m)), None) => (
+            r,
+            m.to_string(),
+            Backends {
+                aws_auth: r.is_ready(),
+                access_entries: false,
+            },
+        ),
+        (None, Some(e)) => (
+            e.reason,
+            e.message.clone(),
+            Backends {
+                aws_auth: false,
+                access_entries: e.reason.is_ready(),
+            },
+        ),
+        (None, None) => (
+            Reason::Pending,
+            "not planned yet".into(),
+            Backends::default(),
+        ),
+        (Some((r, m)), Some(e)) => {
+            let backends = Backends {
+                aws_auth: r.is_ready(),
+                access_entries: e.reason.is_ready(),
+            };
+            if r.is_ready() && e.unsupported {
+                // Still admitted through aws-auth while the mode keeps it.
+                return (
+                    r,
+                    format!(
+                        "aws-auth: {m}; not an access entry: {} (aws-auth alone admits it until the cluster switches to API)",
+                        e.message
+                    ),
+                    backends,
+                );
+            }
+            let both = format!("aws-auth: {m}; {}", e.message);
+            match (r.is_ready(), e.reason.is_ready()) {
+                (true, true) => (r, both, backends),
+                (false, _) => (r, both, backends),
+                (true, false) => (e.reason, format!("{}; aws-auth: {m}", e.message), backends),
+            }
+        }
+    }
+}
+
+/// The record of the operator's access entries: the versions before each change, and the
+/// breaker's held deletions and their confirmation (`kubectl annotate`), in one ConfigMap.
+pub struct Record<'a> {
+    pub configmaps: &'a kube::Api<ConfigMap>,
+    pub name: String,
+}
+
+impl Record<'_> {
+    pub async fn read(&self) -> Result<Option<ConfigMap>> {
+        Ok(self.configmaps.get_opt(&self.name).await?)
+    }
+
+    /// Keeps `owned` (the operator's entries before a change) as a new version.
+    pub async fn keep(&self, current: Option<&ConfigMap>, owned: &[AccessEntry]) -> Result<()> {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let key = format!("entries-{}", now.as_millisecond());
+        let json = serde_json::to_string_pretty(owned).expect("entries serialize");
+        let Some(cm) = current else {
+            let cm = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([(key, json)])),
+                ..Default::default()
+            };
+            self.configmaps.create(&PostParams::default(), &cm).await?;
+            return Ok(());
+        };
+        let mut data: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let old: Vec<&String> = cm
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("entries-"))
+            .collect();
+        for k in old
+            .iter()
+            .take((old.len() + 1).saturating_sub(RECORD_VERSIONS))
+        {
+            data.insert(k.to_string(), None);
+        }
+        data.insert(key, Some(json));
+        self.patch(serde_json::json!({ "data": data })).await
+    }
+
+    /// Notes held deletions on the record (creating it if need be).
+    pub async fn hold(&self, current: Option<&ConfigMap>, held: &str) -> Result<()> {
+        if current.is_none() {
+            self.keep(None, &[]).await?;
+        }
+        self.patch(serde_json::json!({ "metadata": { "annotations": { HELD_ANNOTATION: held } } }))
+            .await
+    }
+
+    /// Clears the held note and its confirmation once nothing is held.
+    pub async fn clear(&self) -> Result<()> {
+        self.patch(serde_json::json!({ "metadata": { "annotations": { HELD_ANNOTATION: null, CONFIRM_ANNOTATION: null } } })).await
+    }
+
+    async fn patch(&self, body: serde_json::Value) -> Result<()> {
+        self.configmaps
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The plan's verdicts with the calls' failures: EKS's refusal, or a wait for EKS.
+pub fn with_failures(plan: &mut EntriesPlan, failed: &[(Work, Failure)]) {
+    for (w, f) in failed {
+        let Some(g) = &w.grant else {
+            warn!(principal = %w.principal, error = %f.message, "deleting an access entry failed");
+            continue;
+        };
+        if let Some(v) = plan.verdicts.get_mut(g) {
+            v.reason = if f.transient {
+                Reason::Pending
+            } else {
+                Reason::AccessEntryRefused
+            };
+            v.message = if f.transient {
+                format!("waiting for EKS: {}", f.message)
+            } else {
+                format!("EKS refused the access entry: {}", f.message)
+            };
+        }
+    }
+}
+
+/// The record's name: aws-auth's, with `-access-entries`.
+pub fn record_name(aws_auth: &str) -> String {
+    format!("{aws_auth}-access-entries")
+}
+
+fn reference(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// A change of the cluster's authentication mode: a log line and an Event on aws-auth.
+pub(super) async fn report_mode(ctx: &Context, from: &str, to: &str) {
+    let note = format!(
+        "the cluster's authentication mode changed from {from} to {to}: grants now go to {}",
+        match to {
+            "API" => "access entries only (aws-auth is left as it is; EKS no longer reads it)",
+            "API_AND_CONFIG_MAP" => "access entries and aws-auth",
+            _ => "aws-auth",
+        }
+    );
+    info!(from, to, "{note}");
+    let about = reference(&ctx.namespace, &ctx.name);
+    note_event(
+        ctx,
+        &about,
+        EventType::Normal,
+        "AuthenticationModeChanged",
+        "Reconcile",
+        &note,
+    )
+    .await;
+}
+
+/// One pass over access entries: read, plan, hold a mass deletion, keep the record, call EKS.
+/// With the plan comes the failure EKS may get over, if a call met one: the pass is then
+/// retried with back-off once the statuses are out.
+pub(super) async fn pass(
+    ctx: &Context,
+    grants: &[Arc<Cached>],
+) -> Result<(EntriesPlan, Option<Error>), SyncError> {
+    let side = ctx
+        .backend
+        .eks
+        .as_ref()
+        .expect("access entries are written with an EKS client");
+    let account = side.account().await.map_err(SyncError::Transient)?;
+    let observed = side
+        .observe(ctx.resync_interval)
+        .await
+        .map_err(SyncError::Transient)?;
+    let recently_removed = side.recently_removed();
+    let plan_with = |confirmed: Option<&str>| {
+        entries::plan(
+            grants,
+            &observed,
+            &EntriesConfig {
+                plan: &ctx.config,
+                operator: &side.operator,
+                cluster_account: Some(&account),
+                recently_removed,
+                confirmed,
+            },
+        )
+    };
+    let mut plan = plan_with(None);
+    let record = Record {
+        configmaps: &ctx.configmaps,
+        name: record_name(&ctx.name),
+    };
+    let current = if plan.work.is_empty() && plan.held.is_none() {
+        None
+    } else {
+        record.read().await.map_err(SyncError::Transient)?
+    };
+    let annotation = |key: &str| {
+        current
+            .as_ref()
+            .and_then(|c| c.metadata.annotations.as_ref())
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    if let Some(held) = plan.held.clone() {
+        if annotation(CONFIRM_ANNOTATION).as_deref() == Some(held.token.as_str()) {
+            plan = plan_with(Some(&held.token));
+        } else {
+            let note = format!(
+                "holding the deletion of {} of this operator's {} access entries ({}): confirm with `kubectl annotate configmap -n {} {} {CONFIRM_ANNOTATION}={}`, or restore the grants",
+                held.principals.len(),
+                held.owned,
+                held.principals
+                    .iter()
+                    .take(10)
+                    .map(|p| shown(p).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ctx.namespace,
+                record.name,
+                held.token
+            );
+            if annotation(HELD_ANNOTATION).as_deref() != Some(note.as_str()) {
+                super::leading(ctx)?;
+                warn!(count = held.principals.len(), token = %held.token, "access-entry deletions held");
+                record
+                    .hold(current.as_ref(), &note)
+                    .await
+                    .map_err(SyncError::Transient)?;
+                let about = reference(&ctx.namespace, &record.name);
+                note_event(
+                    ctx,
+                    &about,
+                    EventType::Warning,
+                    "RemovalHeld",
+                    "Reconcile",
+                    &note,
+                )
+                .await;
+            }
+        }
+    }
+    ctx.metrics
+        .removals_held
+        .set(plan.held.as_ref().map_or(0, |h| h.principals.len() as i64));
+    if plan.work.is_empty() {
+        return Ok((plan, None));
+    }
+    super::leading(ctx)?;
+    // What the change replaces is kept first.
+    record
+        .keep(current.as_ref(), &plan.owned_before)
+        .await
+        .map_err(SyncError::Transient)?;
+    let work = std::mem::take(&mut plan.work);
+    let deletions = work.iter().filter(|w| w.calls == [Call::Delete]).count();
+    let calls: usize = work.iter().map(|w| w.calls.len()).sum();
+    let failed = side.execute(work, || ctx.gate.is_open()).await;
+    let failed_deletions = failed
+        .iter()
+        .filter(|(w, _)| w.calls == [Call::Delete])
+        .count();
+    side.removed(deletions - failed_deletions);
+    if plan.confirmed || (plan.held.is_none() && annotation(HELD_ANNOTATION).is_some()) {
+        record.clear().await.map_err(SyncError::Transient)?;
+    }
+    with_failures(&mut plan, &failed);
+    info!(
+        calls,
+        deletions,
+        failed = failed.len(),
+        "access entries synced"
+    );
+    // A failure EKS may get over is retried with back-off; a refusal waits for a change.
+    if !ctx.gate.is_open() {
+        return Err(SyncError::NotLeader);
+    }
+    let retry = failed
+        .iter()
+        .find(|(_, f)| f.transient)
+        .map(|(_, f)| Error::Aws {
+            operation: "eks",
+            message: f.message.clone(),
+        });
+    Ok((plan, retry))
+}
+
+/// Whether EKS refused the pass itself (a mode without the API, a cluster that is not there, no
+/// permission): every grant is then refused with its answer, not left waiting.
+pub fn refused_outright(e: &Error) -> bool {
+    matches!(e, Error::Aws { message, .. } if [
+        "InvalidRequestException",
+        "InvalidParameterException",
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+    ]
+    .iter()
+    .any(|code| message.contains(code)))
+}

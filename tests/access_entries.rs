@@ -1,0 +1,390 @@
+//! The operator's access-entry backend end to end: grants on the real API server, access entries
+//! on the local EKS server (`hack/local-aws/`, started by `hack/test.sh`), the operator binary in
+//! between, in each authentication mode.
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_auth_operator::api::AccessPolicy;
+use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use support::eks::{CLUSTER_ADMIN, CREATOR, aws_env, cluster, cluster_with, eks};
+use support::{Operator, World, event_notes, eventually, role};
+
+const VIEW: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy";
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:iam::111122223333:role/{name}")
+}
+
+/// The operator on `cluster`'s access entries (and the world's aws-auth), `backend` as given.
+fn operator(w: &World, cluster: &str, backend: &str, extra: &[&str]) -> Operator {
+    let env = aws_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec![
+        "--backend",
+        backend,
+        "--cluster-name",
+        cluster,
+        "--operator-name",
+        &w.name,
+        "--cluster-creator-arn",
+        CREATOR,
+    ];
+    args.extend_from_slice(extra);
+    Operator::start_env(&w.name, &args, None, &env)
+}
+
+/// An access entry as EKS holds it: (username, groups, tags, policies as `NAME[ in ns,..]`).
+async fn entry(cluster: &str, principal: &str) -> Option<Entry> {
+    let out = eks()
+        .describe_access_entry()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .send()
+        .await;
+    let e = match out {
+        Ok(o) => o.access_entry?.clone(),
+        Err(e) if format!("{e:?}").contains("ResourceNotFoundException") => return None,
+        Err(e) => panic!("{e:?}"),
+    };
+    let policies = eks()
+        .list_associated_access_policies()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .send()
+        .await
+        .unwrap()
+        .associated_access_policies
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let name = p.policy_arn.unwrap_or_default();
+            let ns = p
+                .access_scope
+                .and_then(|s| s.namespaces)
+                .unwrap_or_default();
+            if ns.is_empty() {
+                name
+            } else {
+                format!("{name} in {}", ns.join(","))
+            }
+        })
+        .collect();
+    Some(Entry {
+        username: e.username,
+        groups: e.kubernetes_groups.unwrap_or_default(),
+        tags: e.tags.unwrap_or_default().into_iter().collect(),
+        policies,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    username: Option<String>,
+    groups: Vec<String>,
+    tags: BTreeMap<String, String>,
+    policies: Vec<String>,
+}
+
+async fn wait_entry(
+    cluster: &str,
+    principal: &str,
+    what: &str,
+    ok: impl Fn(&Option<Entry>) -> bool,
+) -> Option<Entry> {
+    eventually(what, Duration::from_secs(60), || async {
+        let e = entry(cluster, principal).await;
+        ok(&e).then_some(e)
+    })
+    .await
+}
+
+async fn backends(w: &World, name: &str) -> Vec<String> {
+    let g = w.grants.get(&w.full_name(name)).await.unwrap();
+    g.status.map(|s| s.backends).unwrap_or_default()
+}
+
+async fn patch_spec(w: &World, name: &str, spec: serde_json::Value) {
+    w.grants
+        .patch(
+            &w.full_name(name),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grants_life_on_access_entries_and_whose_entries_are_kept() {
+    let w = World::new("ae-life").await;
+    let c = &format!("ae-life-{}", std::process::id());
+    cluster_with(c, AuthenticationMode::Api, true).await;
+    // Someone else's entry, and a grant for it that does not adopt.
+    eks()
+        .create_access_entry()
+        .cluster_name(c)
+        .principal_arn(arn("theirs"))
+        .username("theirs")
+        .kubernetes_groups("their-group")
+        .send()
+        .await
+        .unwrap();
+    let _op = operator(&w, c, "auto", &[]);
+    w.create("dev", role(&arn("dev"), "dev", &["devs"])).await;
+    w.create("admin", role(&arn("admin"), "admin", &["system:masters"]))
+        .await;
+    w.create("theirs", role(&arn("theirs"), "mine", &["mine"]))
+        .await;
+
+    let m = w.wait_reason("dev", "Applied").await;
+    assert!(m.contains("username dev, groups [devs]"), "{m}");
+    assert_eq!(backends(&w, "dev").await, ["access-entries"]);
+    let dev = entry(c, &arn("dev")).await.expect("dev's entry");
+    assert_eq!(
+        (dev.username.as_deref(), &dev.groups[..]),
+        (Some("dev"), &["devs".to_string()][..])
+    );
+    assert_eq!(dev.tags["aws-auth.dev/managed-by"], w.name);
+    let uid = w
+        .grants
+        .get(&w.full_name("dev"))
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    assert_eq!(dev.tags["aws-auth.dev/grant-uid"], uid);
+
+    // system:masters, which access entries refuse as a group, is the cluster-admin policy.
+    let m = w.wait_reason("admin", "Applied").await;
+    assert!(m.contains("AmazonEKSClusterAdminPolicy"), "{m}");
+    let admin = entry(c, &arn("admin")).await.unwrap();
+    assert_eq!(
+        (admin.groups.len(), &admin.policies[..]),
+        (0, &[CLUSTER_ADMIN.to_string()][..])
+    );
+
+    // Someone else's entry is kept until a grant adopts it.
+    let m = w.wait_reason("theirs", "Conflict").await;
+    assert!(m.contains("set adopt: true"), "{m}");
+    assert_eq!(
+        entry(c, &arn("theirs")).await.unwrap().username.as_deref(),
+        Some("theirs")
+    );
+    patch_spec(&w, "theirs", serde_json::json!({"adopt": true})).await;
+    w.wait_reason("theirs", "Applied").await;
+    let theirs = entry(c, &arn("theirs")).await.unwrap();
+    assert_eq!(
+        (theirs.username.as_deref(), &theirs.groups[..]),
+        (Some("mine"), &["mine".to_string()][..])
+    );
+    assert_eq!(theirs.tags["aws-auth.dev/managed-by"], w.name);
+
+    // Edits: groups, then policies in and out.
+    patch_spec(&w, "dev", serde_json::json!({"groups": ["devs", "oncall"]})).await;
+    wait_entry(c, &arn("dev"), "dev's groups updated", |e| {
+        e.as_ref().is_some_and(|e| e.groups == ["devs", "oncall"])
+    })
+    .await;
+    let policies = vec![AccessPolicy {
+        policy: "AmazonEKSViewPolicy".into(),
+        namespaces: vec!["team-a".into()],
+    }];
+    patch_spec(&w, "dev", serde_json::json!({"accessPolicies": policies})).await;
+    wait_entry(c, &arn("dev"), "dev's policy associated", |e| {
+        e.as_ref()
+            .is_some_and(|e| e.policies == [format!("{VIEW} in team-a")])
+    })
+    .await;
+    patch_spec(&w, "dev", serde_json::json!({"accessPolicies": null})).await;
+    wait_entry(c, &arn("dev"), "dev's policy disassociated", |e| {
+        e.as_ref().is_some_and(|e| e.policies.is_empty())
+    })
+    .await;
+
+    // Deleted grant, deleted entry; the creator's entry is never touched, aws-auth never written.
+    w.grants
+        .delete(&w.full_name("dev"), &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_entry(c, &arn("dev"), "dev's entry deleted", Option::is_none).await;
+    let creator = entry(c, CREATOR).await.expect("the creator's entry stays");
+    assert_eq!(creator.policies, [CLUSTER_ADMIN.to_string()]);
+    assert!(creator.tags.is_empty(), "{creator:?}");
+    assert!(
+        w.configmap().await.is_none(),
+        "aws-auth is not written under API"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
+    let w = World::new("ae-mode").await;
+    let c = &format!("ae-mode-{}", std::process::id());
+    cluster(c, AuthenticationMode::ConfigMap).await;
+    w.create_configmap(&[("mapRoles", support::NODE_ROLES)])
+        .await;
+    let _op = operator(&w, c, "auto", &["--resync-interval", "2s"]);
+    w.create("a", role(&arn("a"), "a", &["team"])).await;
+    w.wait_reason("a", "Applied").await;
+    assert_eq!(backends(&w, "a").await, ["aws-auth"]);
+    assert!(
+        w.read()
+            .await
+            .unwrap()
+            .roles
+            .entries
+            .iter()
+            .any(|e| e.value.arn == arn("a"))
+    );
+
+    let switch = |mode: AuthenticationMode| async move {
+        eks()
+            .update_cluster_config()
+            .name(c)
+            .access_config(
+                UpdateAccessConfigRequest::builder()
+                    .authentication_mode(mode)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    switch(AuthenticationMode::ApiAndConfigMap).await;
+    wait_entry(c, &arn("a"), "a's access entry", Option::is_some).await;
+    eventually(
+        "both backends in a's status",
+        Duration::from_secs(30),
+        || async { (backends(&w, "a").await == ["aws-auth", "access-entries"]).then_some(()) },
+    )
+    .await;
+    let notes = event_notes(&w.client, &w.name, "AuthenticationModeChanged").await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("from CONFIG_MAP to API_AND_CONFIG_MAP")),
+        "{notes:?}"
+    );
+    // The node role EKS wrote stays in aws-auth: the operator never owned it.
+    assert!(
+        w.read()
+            .await
+            .unwrap()
+            .roles
+            .entries
+            .iter()
+            .any(|e| e.value.arn.contains("NodeInstanceRole"))
+    );
+
+    switch(AuthenticationMode::Api).await;
+    eventually(
+        "access entries alone in a's status",
+        Duration::from_secs(30),
+        || async { (backends(&w, "a").await == ["access-entries"]).then_some(()) },
+    )
+    .await;
+    let before = w.configmap().await.unwrap().data;
+    w.create("b", role(&arn("b"), "b", &["team"])).await;
+    wait_entry(c, &arn("b"), "b's access entry", Option::is_some).await;
+    w.wait_reason("b", "Applied").await;
+    assert_eq!(
+        w.configmap().await.unwrap().data,
+        before,
+        "aws-auth is left as it was under API"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_deletion_of_grants_waits_for_a_person() {
+    let w = World::new("ae-breaker").await;
+    let c = &format!("ae-breaker-{}", std::process::id());
+    cluster(c, AuthenticationMode::Api).await;
+    let _op = operator(&w, c, "access-entries", &[]);
+    for i in 0..10 {
+        w.create(
+            &format!("g{i}"),
+            role(&arn(&format!("r{i}")), "u", &["team"]),
+        )
+        .await;
+    }
+    for i in 0..10 {
+        w.wait_reason(&format!("g{i}"), "Applied").await;
+    }
+    for i in 0..8 {
+        w.grants
+            .delete(&w.full_name(&format!("g{i}")), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let record = format!("{}-access-entries", w.name);
+    let held = eventually("the deletion held", Duration::from_secs(30), || async {
+        let cm = w.configmaps.get_opt(&record).await.ok()??;
+        cm.metadata
+            .annotations?
+            .get("aws-auth.dev/removal-held")
+            .cloned()
+    })
+    .await;
+    assert!(
+        held.contains("holding the deletion of 8 of this operator's 10 access entries"),
+        "{held}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..10 {
+        assert!(
+            entry(c, &arn(&format!("r{i}"))).await.is_some(),
+            "r{i} kept while held"
+        );
+    }
+    let notes = event_notes(&w.client, &record, "RemovalHeld").await;
+    assert!(!notes.is_empty());
+    // The history holds the operator's entries as they were before the first change.
+    let cm = w.configmaps.get(&record).await.unwrap();
+    assert!(cm.data.unwrap().keys().any(|k| k.starts_with("entries-")));
+
+    let token = held
+        .rsplit_once("confirm-removal=")
+        .unwrap()
+        .1
+        .split('`')
+        .next()
+        .unwrap()
+        .to_string();
+    w.configmaps
+        .patch(
+            &record,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"annotations": {"aws-auth.dev/confirm-removal": token}}})),
+        )
+        .await
+        .unwrap();
+    for i in 0..8 {
+        wait_entry(
+            c,
+            &arn(&format!("r{i}")),
+            "a confirmed deletion",
+            Option::is_none,
+        )
+        .await;
+    }
+    assert!(entry(c, &arn("r9")).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_eks_refuses_is_ready_false_with_its_message() {
+    let w = World::new("ae-refused").await;
+    let c = &format!("ae-refused-{}", std::process::id());
+    // Access entries forced on a cluster whose mode has no API: EKS refuses every call.
+    cluster(c, AuthenticationMode::ConfigMap).await;
+    let _op = operator(&w, c, "access-entries", &[]);
+    w.create("a", role(&arn("a"), "a", &["team"])).await;
+    let m = w.wait_reason("a", "AccessEntryRefused").await;
+    assert!(
+        m.contains("InvalidRequestException") && m.contains("authentication mode"),
+        "{m}"
+    );
+}
