@@ -49,29 +49,34 @@ async fn entry(cluster: &str, principal: &str) -> Option<Entry> {
         Err(e) if format!("{e:?}").contains("ResourceNotFoundException") => return None,
         Err(e) => panic!("{e:?}"),
     };
-    let policies = eks()
+    // Deleted between the two calls: gone.
+    let policies = match eks()
         .list_associated_access_policies()
         .cluster_name(cluster)
         .principal_arn(principal)
         .send()
         .await
-        .unwrap()
-        .associated_access_policies
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let name = p.policy_arn.unwrap_or_default();
-            let ns = p
-                .access_scope
-                .and_then(|s| s.namespaces)
-                .unwrap_or_default();
-            if ns.is_empty() {
-                name
-            } else {
-                format!("{name} in {}", ns.join(","))
-            }
-        })
-        .collect();
+    {
+        Ok(o) => o,
+        Err(e) if format!("{e:?}").contains("ResourceNotFoundException") => return None,
+        Err(e) => panic!("{e:?}"),
+    }
+    .associated_access_policies
+    .unwrap_or_default()
+    .into_iter()
+    .map(|p| {
+        let name = p.policy_arn.unwrap_or_default();
+        let ns = p
+            .access_scope
+            .and_then(|s| s.namespaces)
+            .unwrap_or_default();
+        if ns.is_empty() {
+            name
+        } else {
+            format!("{name} in {}", ns.join(","))
+        }
+    })
+    .collect();
     Some(Entry {
         username: e.username,
         groups: e.kubernetes_groups.unwrap_or_default(),
@@ -387,4 +392,56 @@ async fn what_eks_refuses_is_ready_false_with_its_message() {
         m.contains("InvalidRequestException") && m.contains("authentication mode"),
         "{m}"
     );
+}
+
+/// `import --backend access-entries` turns the cluster's entries into grants that adopt them:
+/// the operator then tags them and changes nothing else; the creator's entry is left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_access_entries_are_adopted_as_they_are() {
+    let w = World::new("ae-import").await;
+    let c = &format!("ae-import-{}", std::process::id());
+    cluster_with(c, AuthenticationMode::Api, true).await;
+    let path_role = "arn:aws:iam::111122223333:role/team/deployer";
+    eks()
+        .create_access_entry()
+        .cluster_name(c)
+        .principal_arn(path_role)
+        .username("deployer:{{SessionName}}")
+        .kubernetes_groups("deployers")
+        .send()
+        .await
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+    cmd.args(["import", "--backend", "access-entries", "--cluster-name", c])
+        .args(["--cluster-creator-arn", CREATOR])
+        .env_remove("AWS_PROFILE");
+    for (k, v) in aws_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the cluster creator's"), "{stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut grants: Vec<aws_auth_operator::api::IamAccessGrant> =
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    assert_eq!(grants.len(), 1, "{text}");
+    let g = grants.pop().unwrap();
+    assert_eq!(g.spec.arn.as_deref(), Some(arn("deployer").as_str()));
+    w.create("deployer", g.spec).await;
+    let _op = operator(&w, c, "auto", &[]);
+    let m = w.wait_reason("deployer", "Applied").await;
+    assert!(m.contains("path kept"), "{m}");
+    let e = entry(c, path_role).await.unwrap();
+    assert_eq!(
+        (e.username.as_deref(), &e.groups[..]),
+        (
+            Some("deployer:{{SessionName}}"),
+            &["deployers".to_string()][..]
+        )
+    );
+    assert_eq!(e.tags["aws-auth.dev/managed-by"], w.name);
+    assert!(entry(c, CREATOR).await.unwrap().tags.is_empty());
 }

@@ -694,10 +694,42 @@ fn helm_refuses_bad_values_with_a_message() {
             json!({"replicaCount": 2, "leaderElection": {"enabled": false}}),
             "needs leaderElection.enabled",
         ),
+        (json!({"backend": "access-entries"}), "clusterName"),
+        (json!({"backend": "entries"}), "backend"),
     ] {
         let e = render_error(values.clone());
         assert!(e.contains(expect), "{values}: {e}");
     }
+}
+
+/// With a cluster name the operator gets the backend flags, may keep its access-entry record
+/// (by name only), and may reach the AWS APIs; without one, none of these.
+#[test]
+fn chart_renders_the_access_entry_backend() {
+    let docs = render(json!({"clusterName": "prod", "awsRegion": "eu-west-1"}));
+    let env = env_of(find(&docs, "Deployment"));
+    for (k, v) in [
+        ("AWS_AUTH_BACKEND", "auto"),
+        ("AWS_AUTH_CLUSTER_NAME", "prod"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_AUTH_OPERATOR_NAME", "rel-aws-auth-operator"),
+    ] {
+        assert!(
+            env.contains(&(k.to_string(), v.to_string())),
+            "{k}: {env:?}"
+        );
+    }
+    let role = aws_auth_role(&docs).to_string();
+    assert!(role.contains("aws-auth-access-entries"), "{role}");
+    let egress = find(&docs, "NetworkPolicy")["spec"]["egress"].to_string();
+    assert!(egress.contains("\"port\":443"), "{egress}");
+    let plain = render(json!({}));
+    assert!(!aws_auth_role(&plain).to_string().contains("access-entries"));
+    assert!(
+        !env_of(find(&plain, "Deployment"))
+            .iter()
+            .any(|(k, _)| k == "AWS_AUTH_CLUSTER_NAME")
+    );
 }
 
 /// One README row per leaf of values.schema.json: key, type, default from values.yaml, and the

@@ -1,14 +1,19 @@
-//! `aws-auth-operator import`: today's aws-auth entries -> IamAccessGrant manifests (adopt: true).
+//! `aws-auth-operator import`: today's aws-auth entries, or the cluster's EKS access entries ->
+//! IamAccessGrant manifests (adopt: true).
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 
 use kube::api::ObjectMeta;
 
-use crate::api::{IamAccessGrant, IamAccessGrantSpec};
+use crate::api::{AccessEntryType, AccessPolicy, IamAccessGrant, IamAccessGrantSpec};
 use crate::commands::manifests::{AwsAuthSource, load_aws_auth};
+use crate::commands::whoami::{AwsProfile, aws_config};
+use crate::engine::access_entry::{AccessEntry, EntryType, POLICY_PREFIX};
+use crate::engine::authmap::arn;
 use crate::engine::authmap::read::{Finding, read_data};
 use crate::engine::authmap::{Mapping, Section};
+use crate::engine::entries::{OPERATOR_TAG, Observed};
 use crate::engine::validate::validate;
 use crate::{Error, Result};
 
@@ -181,10 +186,14 @@ fn grant(name: String, spec: IamAccessGrantSpec) -> IamAccessGrant {
     }
 }
 
-/// One grant as a manifest, with where it came from.
+/// One grant as a manifest, with where it came from (line 0: an access entry).
 pub fn manifest(section: Section, line: usize, g: &IamAccessGrant) -> String {
+    let from = match line {
+        0 => "an EKS access entry".to_string(),
+        _ => format!("aws-auth {section} line {line}"),
+    };
     format!(
-        "# Imported from aws-auth {section} line {line}.\n{}",
+        "# Imported from {from}.\n{}",
         serde_yaml::to_string(g).expect("a grant serializes")
     )
 }
@@ -199,6 +208,150 @@ pub struct ImportArgs {
     /// Also import the entries EKS writes for node groups and Fargate profiles.
     #[arg(long)]
     pub include_node_roles: bool,
+    /// What to import: aws-auth's entries, or the cluster's EKS access entries.
+    #[arg(long, value_enum, default_value = "configmap")]
+    pub backend: ImportFrom,
+    /// The EKS cluster whose access entries to import (with --backend access-entries).
+    #[arg(
+        long,
+        env = "AWS_AUTH_CLUSTER_NAME",
+        required_if_eq("backend", "access-entries")
+    )]
+    pub cluster_name: Option<String>,
+    /// Access entries left out: the cluster creator's (repeatable; any form of the ARN).
+    #[arg(
+        long = "cluster-creator-arn",
+        env = "AWS_AUTH_CLUSTER_CREATOR_ARN",
+        value_delimiter = ','
+    )]
+    pub cluster_creator_arns: Vec<String>,
+    #[command(flatten)]
+    pub aws: AwsProfile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFrom {
+    Configmap,
+    AccessEntries,
+}
+
+/// Turns access entries into grants, leaving out the creator's, the ones an operator manages
+/// already and (unless asked) node roles. The grant names the principal as aws-auth would
+/// (roles without their path: the operator finds the entry whatever its path).
+pub fn import_entries(
+    entries: &[Observed],
+    creators: &[String],
+    include_node_roles: bool,
+) -> Imported {
+    let mut out = Imported::default();
+    for o in entries {
+        let e = &o.entry;
+        let at = format!("access entry {}", e.principal_arn);
+        let key = arn::principal_key(&e.principal_arn).unwrap_or_default();
+        if creators.contains(&key) {
+            out.skipped.push(format!(
+                "{at}: the cluster creator's; it stays as EKS made it"
+            ));
+            continue;
+        }
+        if let Some(by) = o.tags.get(OPERATOR_TAG) {
+            out.skipped.push(format!(
+                "{at}: managed already (aws-auth.dev/managed-by {by})"
+            ));
+            continue;
+        }
+        if e.kind.is_node() && !include_node_roles {
+            out.skipped.push(format!("{at}: a {} node entry; EKS manages it (use --include-node-roles to import it anyway)", e.kind.as_str()));
+            continue;
+        }
+        match entry_spec(e) {
+            Ok(spec) => {
+                let v = validate(&spec);
+                match v {
+                    Ok(v) => {
+                        let kind = if v.section == Section::MapRoles {
+                            "role"
+                        } else {
+                            "user"
+                        };
+                        let name = v
+                            .canonical
+                            .rsplit(['/', ':'])
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        let section = v.section;
+                        out.grants
+                            .push((section, 0, grant(grant_name(kind, &name, &v.key), spec)));
+                    }
+                    Err(invalid) => out
+                        .skipped
+                        .push(format!("{at}: {invalid}; the entry stays, not managed")),
+                }
+            }
+            Err(why) => out
+                .skipped
+                .push(format!("{at}: {why}; the entry stays, not managed")),
+        }
+    }
+    out
+}
+
+/// The grant that holds `e`: its principal without a role path, its username, groups, policies
+/// and type (node types with the node shape, which EKS sets for them).
+fn entry_spec(e: &AccessEntry) -> std::result::Result<IamAccessGrantSpec, String> {
+    // Roles without their path, as aws-auth names them; users keep theirs.
+    let principal = match e.principal_arn.split_once(":role/") {
+        Some((head, rest)) => format!("{head}:role/{}", rest.rsplit('/').next().unwrap_or(rest)),
+        None => e.principal_arn.clone(),
+    };
+    let (username, groups, entry_type) = match e.kind {
+        EntryType::Standard => (
+            e.username.clone().ok_or("EKS gave the entry no username")?,
+            e.kubernetes_groups.clone(),
+            None,
+        ),
+        node => {
+            let session = matches!(node, EntryType::FargateLinux | EntryType::HybridLinux);
+            let username = if session {
+                "system:node:{{SessionName}}"
+            } else {
+                "system:node:{{EC2PrivateDNSName}}"
+            };
+            let mut groups = vec![
+                "system:bootstrappers".to_string(),
+                "system:nodes".to_string(),
+            ];
+            match node {
+                EntryType::Ec2Windows => groups.push("eks:kube-proxy-windows".into()),
+                EntryType::FargateLinux => groups.push("system:node-proxier".into()),
+                _ => {}
+            }
+            let t = match node {
+                EntryType::Ec2Windows => AccessEntryType::Ec2Windows,
+                EntryType::FargateLinux => AccessEntryType::FargateLinux,
+                EntryType::HybridLinux => AccessEntryType::HybridLinux,
+                _ => AccessEntryType::Ec2Linux,
+            };
+            (username.to_string(), groups, Some(t))
+        }
+    };
+    Ok(IamAccessGrantSpec {
+        arn: Some(principal),
+        username: Some(username),
+        groups,
+        adopt: true,
+        entry_type,
+        access_policies: e
+            .access_policies
+            .iter()
+            .map(|a| AccessPolicy {
+                policy: a.policy_arn.trim_start_matches(POLICY_PREFIX).to_string(),
+                namespaces: a.namespaces.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    })
 }
 
 /// Runs `import`; returns false when a key was unreadable (nothing of it imported).
@@ -207,8 +360,31 @@ pub async fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<bool> {
-    let (data, from) = load_aws_auth(&args.source).await?;
-    let imported = import(&data, args.include_node_roles);
+    let (imported, from) = match (args.backend, &args.cluster_name) {
+        (ImportFrom::AccessEntries, Some(cluster)) => {
+            let config = aws_config(&args.aws, None).await;
+            let eks = crate::eks::Eks::new(&config, cluster);
+            let principals = eks.principals().await?;
+            let mut entries = Vec::new();
+            for p in &principals {
+                entries.extend(eks.observe(p).await?);
+            }
+            let creators = args
+                .cluster_creator_arns
+                .iter()
+                .filter_map(|a| arn::principal_key(a).ok())
+                .collect::<Vec<_>>();
+            let from = format!("the access entries of EKS cluster {cluster}");
+            (
+                import_entries(&entries, &creators, args.include_node_roles),
+                from,
+            )
+        }
+        _ => {
+            let (data, from) = load_aws_auth(&args.source).await?;
+            (import(&data, args.include_node_roles), from)
+        }
+    };
     let io = |path: PathBuf| move |source| Error::Io { path, source };
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).map_err(io(dir.clone()))?;

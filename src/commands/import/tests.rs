@@ -168,3 +168,122 @@ fn names_are_dns_safe_deterministic_and_distinct() {
         grant_name("user", "bob", "arn:aws:iam::111122223333:user/b/bob")
     );
 }
+
+fn observed(arn: &str, kind: EntryType, username: Option<&str>, groups: &[&str]) -> Observed {
+    Observed {
+        entry: AccessEntry {
+            principal_arn: arn.into(),
+            kind,
+            username: username.map(String::from),
+            kubernetes_groups: groups.iter().map(|g| g.to_string()).collect(),
+            access_policies: Vec::new(),
+        },
+        tags: BTreeMap::new(),
+    }
+}
+
+/// Imported access entries are adopted exactly as they are: planned over the same entries, the
+/// grants change nothing.
+#[test]
+fn imported_access_entries_are_adopted_unchanged() {
+    use crate::engine::access_entry::Association;
+    use crate::engine::entries::{EntriesConfig, plan as plan_entries};
+    let mut admin = observed(
+        "arn:aws:iam::111122223333:role/team/Admin",
+        EntryType::Standard,
+        Some("admin:{{SessionName}}"),
+        &[],
+    );
+    admin.entry.access_policies = vec![Association {
+        policy_arn: format!("{POLICY_PREFIX}AmazonEKSClusterAdminPolicy"),
+        namespaces: vec![],
+    }];
+    let mut managed = observed(
+        "arn:aws:iam::111122223333:user/ops",
+        EntryType::Standard,
+        Some("ops"),
+        &[],
+    );
+    managed
+        .tags
+        .insert(OPERATOR_TAG.into(), "another-operator".into());
+    let entries = vec![
+        admin,
+        observed(
+            "arn:aws:iam::111122223333:user/dev/alice",
+            EntryType::Standard,
+            Some("alice"),
+            &["devs"],
+        ),
+        observed(
+            "arn:aws:iam::111122223333:role/nodes",
+            EntryType::Ec2Linux,
+            Some("system:node:{{EC2PrivateDNSName}}"),
+            &[],
+        ),
+        observed(
+            "arn:aws:iam::111122223333:role/creator",
+            EntryType::Standard,
+            Some("creator"),
+            &[],
+        ),
+        managed,
+    ];
+    let creators = vec![arn::principal_key("arn:aws:iam::111122223333:role/creator").unwrap()];
+    let skipped = import_entries(&entries, &creators, false);
+    assert_eq!(skipped.grants.len(), 2, "{:?}", skipped.skipped);
+    assert_eq!(skipped.skipped.len(), 3, "{:?}", skipped.skipped);
+    let imported = import_entries(&entries, &creators, true);
+    let grants: Vec<IamAccessGrant> = imported
+        .grants
+        .into_iter()
+        .map(|(_, line, mut g)| {
+            assert_eq!(line, 0);
+            g.metadata.uid = g.metadata.name.clone();
+            g
+        })
+        .collect();
+    assert_eq!(grants.len(), 3);
+    assert!(grants.iter().all(|g| g.spec.adopt));
+    let admin = grants
+        .iter()
+        .find(|g| g.spec.arn.as_deref() == Some("arn:aws:iam::111122223333:role/Admin"))
+        .expect("the role without its path");
+    assert_eq!(
+        admin.spec.access_policies[0].policy,
+        "AmazonEKSClusterAdminPolicy"
+    );
+    let config = PlanConfig {
+        privileged_principals: vec!["*".into()],
+        ..PlanConfig::default()
+    };
+    let p = plan_entries(
+        &grants,
+        &entries,
+        &EntriesConfig {
+            plan: &config,
+            operator: "aws-auth-operator",
+            cluster_account: Some("111122223333"),
+            recently_removed: 0,
+            confirmed: None,
+        },
+    );
+    for (name, v) in &p.verdicts {
+        assert_eq!(
+            v.reason,
+            crate::api::Reason::Applied,
+            "{name}: {}",
+            v.message
+        );
+    }
+    // Adopting tags each entry; nothing else changes.
+    for w in &p.work {
+        assert!(
+            w.calls
+                .iter()
+                .all(|c| matches!(c, crate::engine::entries::Call::Tag(_))),
+            "{w:?}"
+        );
+    }
+    assert_eq!(p.work.len(), 3);
+}
