@@ -17,7 +17,7 @@ use futures::StreamExt;
 use kube::api::{ListParams, PostParams};
 
 use aws_auth_operator::api::IamAccessGrantSpec;
-use support::eks::{aws_env, cluster, control};
+use support::eks::{aws_env, bucket, cluster, control};
 use support::{TEST_LABEL, World, eventually};
 
 #[tokio::main]
@@ -27,6 +27,18 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 1000 } else { 50 });
+    let env_or = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (rate, burst) = (
+        env_or("AWS_AUTH_TEST_EKS_RATE", 10),
+        env_or("AWS_AUTH_TEST_EKS_BURST", 20),
+    );
+    // The server's bucket as EKS's (a test before may have widened it).
+    bucket(rate, burst);
     let w = World::new("bench-entries").await;
     let name = format!("bench-entries-{}", std::process::id());
     cluster(&name, AuthenticationMode::Api).await;
@@ -104,12 +116,9 @@ async fn main() {
     )))
     .unwrap();
     op.kill();
-    let rate: f64 = std::env::var("AWS_AUTH_TEST_EKS_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10.0);
+    let rate = rate as f64;
     println!(
-        "{n} grants onto access entries: created in {:.1} s, all Ready in {:.1} s; bucket {rate}/s per operation",
+        "{n} grants onto access entries: created in {:.1} s, all Ready in {:.1} s; bucket {rate}/s per operation, burst {burst}",
         applied.as_secs_f64(),
         converged.as_secs_f64()
     );

@@ -109,13 +109,16 @@ pub enum AccessEntryType {
 pub struct AccessPolicy {
     /// AmazonEKSClusterAdminPolicy, AmazonEKSAdminPolicy, AmazonEKSEditPolicy,
     /// AmazonEKSViewPolicy, or any arn:aws:eks::aws:cluster-access-policy/NAME.
-    #[schemars(length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS))]
+    #[schemars(
+        length(min = 1, max = crate::engine::validate::MAX_NAME_CHARS),
+        regex(pattern = r"^([A-Za-z0-9]+|arn:aws(-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f|-eusc)?:eks::aws:cluster-access-policy/[A-Za-z0-9]+)$")
+    )]
     pub policy: String,
     /// The namespaces it applies in; none: the whole cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = crate::engine::validate::MAX_GROUPS),
-        inner(length(max = 63))
+        inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
     )]
     pub namespaces: Vec<String>,
 }

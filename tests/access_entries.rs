@@ -9,13 +9,22 @@ use std::time::Duration;
 use aws_auth_operator::api::AccessPolicy;
 use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use support::eks::{CLUSTER_ADMIN, CREATOR, aws_env, cluster, cluster_with, eks};
+use support::eks::{CLUSTER_ADMIN, CREATOR, aws_env, cluster_with, eks};
 use support::{Operator, World, event_notes, eventually, role};
 
 const VIEW: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy";
 
 fn arn(name: &str) -> String {
     format!("arn:aws:iam::111122223333:role/{name}")
+}
+
+/// A test's world and its EKS cluster (named after it and this run) in `mode`, with the
+/// creator's admin entry when `bootstrap` is set.
+async fn world(name: &str, mode: AuthenticationMode, bootstrap: bool) -> (World, String) {
+    let w = World::new(name).await;
+    let c = format!("{name}-{}", std::process::id());
+    cluster_with(&c, mode, bootstrap).await;
+    (w, c)
 }
 
 /// The operator on `cluster`'s access entries (and the world's aws-auth), `backend` as given.
@@ -124,9 +133,8 @@ async fn patch_spec(w: &World, name: &str, spec: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grants_life_on_access_entries_and_whose_entries_are_kept() {
-    let w = World::new("ae-life").await;
-    let c = &format!("ae-life-{}", std::process::id());
-    cluster_with(c, AuthenticationMode::Api, true).await;
+    let (w, c) = world("ae-life", AuthenticationMode::Api, true).await;
+    let c = c.as_str();
     // Someone else's entry, and a grant for it that does not adopt.
     eks()
         .create_access_entry()
@@ -227,9 +235,8 @@ async fn a_grants_life_on_access_entries_and_whose_entries_are_kept() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
-    let w = World::new("ae-mode").await;
-    let c = &format!("ae-mode-{}", std::process::id());
-    cluster(c, AuthenticationMode::ConfigMap).await;
+    let (w, c) = world("ae-mode", AuthenticationMode::ConfigMap, false).await;
+    let c = c.as_str();
     w.create_configmap(&[("mapRoles", support::NODE_ROLES)])
         .await;
     let _op = operator(&w, c, "auto", &["--resync-interval", "2s"]);
@@ -305,9 +312,8 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mass_deletion_of_grants_waits_for_a_person() {
-    let w = World::new("ae-breaker").await;
-    let c = &format!("ae-breaker-{}", std::process::id());
-    cluster(c, AuthenticationMode::Api).await;
+    let (w, c) = world("ae-breaker", AuthenticationMode::Api, false).await;
+    let c = c.as_str();
     let _op = operator(&w, c, "access-entries", &[]);
     for i in 0..10 {
         w.create(
@@ -381,10 +387,9 @@ async fn a_mass_deletion_of_grants_waits_for_a_person() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn what_eks_refuses_is_ready_false_with_its_message() {
-    let w = World::new("ae-refused").await;
-    let c = &format!("ae-refused-{}", std::process::id());
     // Access entries forced on a cluster whose mode has no API: EKS refuses every call.
-    cluster(c, AuthenticationMode::ConfigMap).await;
+    let (w, c) = world("ae-refused", AuthenticationMode::ConfigMap, false).await;
+    let c = c.as_str();
     let _op = operator(&w, c, "access-entries", &[]);
     w.create("a", role(&arn("a"), "a", &["team"])).await;
     let m = w.wait_reason("a", "AccessEntryRefused").await;
@@ -392,15 +397,27 @@ async fn what_eks_refuses_is_ready_false_with_its_message() {
         m.contains("InvalidRequestException") && m.contains("authentication mode"),
         "{m}"
     );
+    // An access policy that is not one is refused at the door, with its field.
+    let mut spec = role(&arn("b"), "b", &[]);
+    spec.access_policies = vec![AccessPolicy {
+        policy: "arn:aws:iam::aws:policy/AdministratorAccess".into(),
+        namespaces: vec![],
+    }];
+    let e = w
+        .grants
+        .create(&Default::default(), &w.grant("b", spec))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spec.accessPolicies[0].policy"), "{e}");
 }
 
 /// `import --backend access-entries` turns the cluster's entries into grants that adopt them:
 /// the operator then tags them and changes nothing else; the creator's entry is left out.
 #[tokio::test(flavor = "multi_thread")]
 async fn imported_access_entries_are_adopted_as_they_are() {
-    let w = World::new("ae-import").await;
-    let c = &format!("ae-import-{}", std::process::id());
-    cluster_with(c, AuthenticationMode::Api, true).await;
+    let (w, c) = world("ae-import", AuthenticationMode::Api, true).await;
+    let c = c.as_str();
     let path_role = "arn:aws:iam::111122223333:role/team/deployer";
     eks()
         .create_access_entry()

@@ -113,24 +113,7 @@ pub fn import(data: &BTreeMap<String, String>, include_node_roles: bool) -> Impo
                 ..Default::default()
             };
             match validate(&spec) {
-                Ok(v) => {
-                    let name = v
-                        .canonical
-                        .rsplit(['/', ':'])
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let kind = if v.section == Section::MapRoles {
-                        "role"
-                    } else {
-                        "user"
-                    };
-                    out.grants.push((
-                        section,
-                        e.line,
-                        grant(grant_name(kind, &name, &v.key), spec),
-                    ));
-                }
+                Ok(v) => out.grants.push((section, e.line, named(&v, spec))),
                 Err(invalid) => out.skipped.push(format!(
                     "{at}: {invalid}; the entry stays in aws-auth, not managed"
                 )),
@@ -169,6 +152,17 @@ pub fn import(data: &BTreeMap<String, String>, include_node_roles: bool) -> Impo
         );
     }
     out
+}
+
+/// The grant for a validated principal, named after it.
+fn named(v: &crate::engine::validate::ValidGrant, spec: IamAccessGrantSpec) -> IamAccessGrant {
+    let name = v.canonical.rsplit(['/', ':']).next().unwrap_or_default();
+    let kind = if v.section == Section::MapRoles {
+        "role"
+    } else {
+        "user"
+    };
+    grant(grant_name(kind, name, &v.key), spec)
 }
 
 fn grant(name: String, spec: IamAccessGrantSpec) -> IamAccessGrant {
@@ -265,30 +259,12 @@ pub fn import_entries(
             continue;
         }
         match entry_spec(e) {
-            Ok(spec) => {
-                let v = validate(&spec);
-                match v {
-                    Ok(v) => {
-                        let kind = if v.section == Section::MapRoles {
-                            "role"
-                        } else {
-                            "user"
-                        };
-                        let name = v
-                            .canonical
-                            .rsplit(['/', ':'])
-                            .next()
-                            .unwrap_or_default()
-                            .to_string();
-                        let section = v.section;
-                        out.grants
-                            .push((section, 0, grant(grant_name(kind, &name, &v.key), spec)));
-                    }
-                    Err(invalid) => out
-                        .skipped
-                        .push(format!("{at}: {invalid}; the entry stays, not managed")),
-                }
-            }
+            Ok(spec) => match validate(&spec) {
+                Ok(v) => out.grants.push((v.section, 0, named(&v, spec))),
+                Err(invalid) => out
+                    .skipped
+                    .push(format!("{at}: {invalid}; the entry stays, not managed")),
+            },
             Err(why) => out
                 .skipped
                 .push(format!("{at}: {why}; the entry stays, not managed")),

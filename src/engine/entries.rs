@@ -236,7 +236,7 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
             return Err(EntryVerdict {
                 unsupported: true,
                 ..invalid(format!(
-                    "spec.account: an access entry names one IAM principal, so account {a} cannot be one: grant the account's roles or users one by one before the cluster switches to API"
+                    "spec.account: an access entry names one IAM principal, so account {a} cannot be one: grant the account's roles or users one by one"
                 ))
             });
         }
@@ -404,14 +404,7 @@ fn place<G: GrantRef>(
     let mut calls = Vec::new();
     let principal = match have {
         None => {
-            calls.push(Call::Create(
-                AccessEntry {
-                    access_policies: Vec::new(),
-                    ..want.clone()
-                },
-                tags,
-            ));
-            calls.extend(want.access_policies.iter().cloned().map(Call::Associate));
+            calls.extend(create(&want, tags));
             want.principal_arn.clone()
         }
         Some(o) if !owned(o) && !g.spec().adopt => {
@@ -438,14 +431,7 @@ fn place<G: GrantRef>(
             if have.kind != want.kind {
                 // EKS cannot change an entry's type: it is made again.
                 calls.push(Call::Delete);
-                calls.push(Call::Create(
-                    AccessEntry {
-                        access_policies: Vec::new(),
-                        ..want.clone()
-                    },
-                    tags,
-                ));
-                calls.extend(want.access_policies.iter().cloned().map(Call::Associate));
+                calls.extend(create(&want, tags));
             } else {
                 let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
                 let username_differs = want.username.is_some() && want.username != have.username;
@@ -492,6 +478,17 @@ fn place<G: GrantRef>(
         holds: true,
         unsupported: false,
     }
+}
+
+/// Creating `want`: the entry, then its policies.
+fn create(want: &AccessEntry, tags: BTreeMap<String, String>) -> Vec<Call> {
+    let entry = AccessEntry {
+        access_policies: Vec::new(),
+        ..want.clone()
+    };
+    std::iter::once(Call::Create(entry, tags))
+        .chain(want.access_policies.iter().cloned().map(Call::Associate))
+        .collect()
 }
 
 /// The Applied message: what the access entry holds.
