@@ -258,20 +258,10 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
             want.access_policies.push(a);
         }
     }
-    if let Some(admin) = want
-        .access_policies
-        .iter()
-        .find(|a| is_admin(a))
-        .filter(|_| !policy::principal_allowed(&alone.canonical, cfg.plan))
-        && let Some(why) = policy::group_privilege(&["system:masters".to_string()], cfg.plan)
-    {
+    if let Some(message) = forbidden_policy(&want.access_policies, &alone.canonical, cfg.plan) {
         return Err(EntryVerdict {
             reason: Reason::Forbidden,
-            ..invalid(format!(
-                "access policy {} equals {why}: {}",
-                admin.label(),
-                policy::forbidden_message(&why, &alone.canonical, cfg.plan)
-            ))
+            ..invalid(message)
         });
     }
     let key = arn::principal_key(&alone.canonical).unwrap_or_default();
@@ -280,6 +270,34 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
 
 /// A grant's principal key, its access entry, and the translation's notes.
 type Decided = (String, AccessEntry, Vec<String>);
+
+/// The admin policy among `spec.accessPolicies`, privileged as `system:masters` is, with why
+/// (what the webhook asks before letting someone who is not a privileged granter request it).
+pub fn admin_policy(spec: &IamAccessGrantSpec, config: &PlanConfig) -> Option<String> {
+    let asked = policies(spec, EntryType::Standard).ok()?;
+    let admin = asked.iter().find(|a| is_admin(a))?;
+    let why = policy::group_privilege(&["system:masters".to_string()], config)?;
+    Some(format!("access policy {} equals {why}", admin.label()))
+}
+
+/// The Forbidden message for `canonical` holding these policies, when an admin policy is among
+/// them and the policy does not allow the principal a privileged identity.
+pub fn forbidden_policy(
+    policies: &[Association],
+    canonical: &str,
+    config: &PlanConfig,
+) -> Option<String> {
+    let admin = policies.iter().find(|a| is_admin(a))?;
+    if policy::principal_allowed(canonical, config) {
+        return None;
+    }
+    let why = policy::group_privilege(&["system:masters".to_string()], config)?;
+    Some(format!(
+        "access policy {} equals {why}: {}",
+        admin.label(),
+        policy::forbidden_message(&why, canonical, config)
+    ))
+}
 
 fn is_admin(a: &Association) -> bool {
     let name = a.policy_arn.rsplit('/').next().unwrap_or_default();

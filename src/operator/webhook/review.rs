@@ -351,6 +351,8 @@ pub fn review_grant(
         && !is_granter(user, privileged_granters)
         && let Ok(v) = crate::engine::validate::validate(&g.spec)
         && let Some(why) = crate::engine::policy::privilege(&v.entry, config)
+            .map(|p| p.to_string())
+            .or_else(|| crate::engine::entries::admin_policy(&g.spec, config))
     {
         return Decision::deny(format!(
             "IamAccessGrant {name}: Forbidden: {why}; only the privileged granters ({}) may request a privileged grant, and {} is not one of them (the break-glass annotation does not change who may grant)",
@@ -384,6 +386,23 @@ pub fn review_grant(
             "IamAccessGrant {name}: {}: {}",
             v.reason, v.message
         ));
+    }
+    // An admin access policy is held to the privileged policy whichever backend runs.
+    let entries = crate::engine::entries::plan(
+        std::slice::from_ref(g),
+        &[],
+        &crate::engine::entries::EntriesConfig {
+            plan: config,
+            operator: "",
+            cluster_account: None,
+            recently_removed: 0,
+            confirmed: None,
+        },
+    );
+    if let Some(v) = entries.verdicts.values().next()
+        && v.reason == Reason::Forbidden
+    {
+        return Decision::deny(format!("IamAccessGrant {name}: Forbidden: {}", v.message));
     }
     Decision::allow()
 }

@@ -433,3 +433,64 @@ fn only_the_operator_writes_the_history() {
     let other = named("coredns", &[]);
     assert!(review_aws_auth(&Op::Delete, &alice(), Some(&other), None, &target()).allowed);
 }
+
+/// An admin access policy is as privileged as `system:masters`: only for the privileged
+/// principals, and requested only by the privileged granters.
+#[test]
+fn admin_access_policies_are_privileged_at_the_door() {
+    use crate::api::AccessPolicy;
+    let config = PlanConfig {
+        privileged_principals: vec!["arn:aws:iam::111122223333:role/platform-*".into()],
+        ..PlanConfig::default()
+    };
+    let g = |arn: &str, policy: &str, namespaces: &[&str]| {
+        let mut spec = IamAccessGrantSpec::arn(arn, "u", &[]);
+        spec.access_policies = vec![AccessPolicy {
+            policy: policy.into(),
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+        }];
+        IamAccessGrant::new("g", spec)
+    };
+    let review = |grant: &IamAccessGrant, granters: &[String]| {
+        review_grant(&Op::Create, &alice(), None, Some(grant), &config, granters)
+    };
+    let mallory = g(
+        "arn:aws:iam::111122223333:user/mallory",
+        "AmazonEKSClusterAdminPolicy",
+        &[],
+    );
+    let d = review(&mallory, &[]);
+    assert!(
+        !d.allowed
+            && d.message.contains(
+                "Forbidden: access policy AmazonEKSClusterAdminPolicy equals group system:masters"
+            ),
+        "{}",
+        d.message
+    );
+    let admin = g(
+        "arn:aws:iam::111122223333:role/platform-a",
+        "AmazonEKSAdminPolicy",
+        &[],
+    );
+    assert!(review(&admin, &[]).allowed);
+    let d = review(&admin, &["bob".to_string()]);
+    assert!(
+        !d.allowed && d.message.contains("only the privileged granters (bob)"),
+        "{}",
+        d.message
+    );
+    // Namespaced admin, or a view policy, is not privileged.
+    let ns = g(
+        "arn:aws:iam::111122223333:user/mallory",
+        "AmazonEKSAdminPolicy",
+        &["team-a"],
+    );
+    assert!(review(&ns, &["bob".to_string()]).allowed);
+    let view = g(
+        "arn:aws:iam::111122223333:user/mallory",
+        "AmazonEKSViewPolicy",
+        &[],
+    );
+    assert!(review(&view, &["bob".to_string()]).allowed);
+}
