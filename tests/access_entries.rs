@@ -462,3 +462,34 @@ async fn imported_access_entries_are_adopted_as_they_are() {
     assert_eq!(e.tags["aws-auth.dev/managed-by"], w.name);
     assert!(entry(c, CREATOR).await.unwrap().tags.is_empty());
 }
+
+/// A grant names a role as aws-auth does, without its path; its new access entry is made under
+/// the role's full ARN, which the operator asks IAM for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_entry_gets_the_roles_full_arn_from_iam() {
+    // The caller's account on the local AWS server (moto's), where the role lives.
+    const CALLER: &str = "123456789012";
+    let (w, c) = world("ae-path", AuthenticationMode::Api, false).await;
+    let c = c.as_str();
+    let name = format!("pathed-{}", std::process::id());
+    support::eks::iam()
+        .create_role()
+        .role_name(&name)
+        .path("/platform/ci/")
+        .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")
+        .send()
+        .await
+        .expect("create role");
+    let _op = operator(&w, c, "auto", &[]);
+    let written = format!("arn:aws:iam::{CALLER}:role/{name}");
+    w.create("ci", role(&written, "ci:{{SessionName}}", &["deployers"]))
+        .await;
+    let m = w.wait_reason("ci", "Applied").await;
+    assert!(m.contains("path kept"), "{m}");
+    let full = format!("arn:aws:iam::{CALLER}:role/platform/ci/{name}");
+    let e = entry(c, &full)
+        .await
+        .expect("the entry is under the full ARN");
+    assert_eq!(e.username.as_deref(), Some("ci:{{SessionName}}"));
+    assert!(entry(c, &written).await.is_none());
+}

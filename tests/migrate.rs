@@ -288,17 +288,8 @@ async fn a_role_aws_auth_names_without_its_path_gets_its_full_arn_from_iam() {
     // The caller's account on the local AWS server (moto's), where the role lives.
     const CALLER: &str = "123456789012";
     let name = format!("pathed-{}", std::process::id());
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint())
-            .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
-    iam.create_role()
+    support::eks::iam()
+        .create_role()
         .role_name(&name)
         .path("/platform/ci/")
         .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")

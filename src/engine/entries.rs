@@ -18,6 +18,9 @@ pub const OPERATOR_TAG: &str = "aws-auth.dev/managed-by";
 /// Tag naming the uid of the grant an access entry is for.
 pub const GRANT_TAG: &str = "aws-auth.dev/grant-uid";
 
+/// Said of an entry whose role ARN carries a path (found in IAM, or on the entry already).
+const PATH_NOTE: &str = "the role's path kept in the entry's ARN (from IAM or the entry: access entries match it, aws-auth matches roles without it)";
+
 /// The policies that make a principal an administrator: held to the same privileged-principal
 /// policy as `system:masters` (cluster-wide only for AmazonEKSAdminPolicy).
 const ADMIN_POLICIES: [&str; 2] = ["AmazonEKSClusterAdminPolicy", "AmazonEKSAdminPolicy"];
@@ -40,6 +43,8 @@ pub struct EntriesConfig<'a> {
     pub recently_removed: usize,
     /// The token a person confirmed a held deletion with.
     pub confirmed: Option<&'a str>,
+    /// Roles' full ARNs from IAM, by principal key: a new entry is made under the role's path.
+    pub role_arns: &'a HashMap<String, String>,
 }
 
 /// One EKS call.
@@ -244,7 +249,7 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
     };
     let translated = access_entry::from_mapping(alone.section, m, cfg.cluster_account)
         .map_err(|e| invalid(format!("as an access entry: {e}")))?;
-    let (mut want, notes) = (translated.entry, translated.notes);
+    let (mut want, mut notes) = (translated.entry, translated.notes);
     let spec = g.spec();
     want.kind = entry_type(spec, want.kind).map_err(invalid)?;
     if want.kind.is_node() {
@@ -265,6 +270,14 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
         });
     }
     let key = arn::principal_key(&alone.canonical).unwrap_or_default();
+    if let Some(full) = cfg
+        .role_arns
+        .get(&key)
+        .filter(|f| **f != want.principal_arn)
+    {
+        want.principal_arn = full.clone();
+        notes.push(PATH_NOTE.into());
+    }
     Ok((key, want, notes))
 }
 
@@ -528,9 +541,8 @@ fn describe(want: &AccessEntry, principal: &str, adopted: bool, notes: &[String]
     }
     s.push(')');
     if principal != want.principal_arn {
-        s.push_str(
-            "; the role's path kept, as access entries match it (aws-auth matches roles without it)",
-        );
+        s.push_str("; ");
+        s.push_str(PATH_NOTE);
     }
     for n in notes {
         s.push_str("; ");

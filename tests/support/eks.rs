@@ -54,6 +54,20 @@ pub async fn cluster(name: &str, mode: AuthenticationMode) {
     cluster_with(name, mode, false).await
 }
 
+/// An IAM client of the local server (moto's IAM: account 123456789012).
+pub fn iam() -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint())
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
 /// The local server's token bucket, per operation.
 pub fn bucket(rate: u32, burst: u32) {
     let body = format!("{{\"rate\": {rate}, \"burst\": {burst}}}");
@@ -82,5 +96,6 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ENDPOINT_URL_EKS", endpoint()),
+        ("AWS_ENDPOINT_URL_IAM", endpoint()),
     ]
 }

@@ -266,6 +266,7 @@ fn imported_access_entries_are_adopted_unchanged() {
             cluster_account: Some("111122223333"),
             recently_removed: 0,
             confirmed: None,
+            role_arns: &Default::default(),
         },
     );
     for (name, v) in &p.verdicts {

@@ -39,6 +39,7 @@ fn run(grants: &[IamAccessGrant], observed: &[Observed], plan_cfg: &PlanConfig) 
             cluster_account: Some("111122223333"),
             recently_removed: 0,
             confirmed: None,
+            role_arns: &Default::default(),
         },
     )
 }
@@ -282,6 +283,7 @@ fn deletions_spare_the_creator_and_invalid_grants_and_the_breaker_holds_many() {
             cluster_account: None,
             recently_removed: 0,
             confirmed: Some(&held.token),
+            role_arns: &Default::default(),
         },
     );
     assert!(confirmed.confirmed);

@@ -26,9 +26,11 @@ use crate::api::Reason;
 use crate::commands::whoami::{AwsProfile, aws_config};
 use crate::eks::{CONCURRENCY, Eks, Failure};
 use crate::engine::access_entry::AccessEntry;
-use crate::engine::authmap::shown;
+use crate::engine::authmap::{Section, arn, shown};
 use crate::engine::entries::{self, EntriesConfig};
 use crate::engine::entries::{Call, EntriesPlan, EntryVerdict, Observed, Work};
+use crate::engine::plan::GrantRef;
+use crate::engine::validate::validate;
 use crate::{Error, Result};
 
 /// Which backend(s) `run` writes.
@@ -77,6 +79,11 @@ pub struct Backend {
 
 pub struct EksSide {
     pub eks: Eks,
+    /// Asked for the full ARN (path included) of a role a new entry is for.
+    iam: aws_sdk_iam::Client,
+    /// What IAM said, by principal key: the role's ARN, or none (no such role in that account,
+    /// or IAM could not be asked: the ARN as written then, and EKS's answer).
+    roles: Mutex<HashMap<String, Option<String>>>,
     pub operator: String,
     state: Mutex<State>,
     removal_window: Duration,
@@ -117,6 +124,8 @@ impl Backend {
                 let config = aws_config(&args.aws, None).await;
                 Some(EksSide {
                     eks: Eks::new(&config, cluster),
+                    iam: aws_sdk_iam::Client::new(&config),
+                    roles: Mutex::default(),
                     operator: args.operator_name.clone(),
                     state: Mutex::default(),
                     removal_window,
@@ -232,6 +241,66 @@ impl EksSide {
             s.read_at = Some(Instant::now());
         }
         Ok(out)
+    }
+
+    /// The full ARNs of the roles new entries are for, by principal key (see
+    /// [`EntriesConfig::role_arns`]): IAM is asked once per role, for roles no entry holds yet.
+    pub async fn role_arns(
+        &self,
+        grants: &[Arc<Cached>],
+        observed: &[Observed],
+    ) -> HashMap<String, String> {
+        let held: std::collections::HashSet<String> = observed
+            .iter()
+            .filter_map(|o| arn::principal_key(&o.entry.principal_arn).ok())
+            .collect();
+        let wanted: Vec<(String, String)> = grants
+            .iter()
+            .filter_map(|g| {
+                let v = validate(g.spec()).ok()?;
+                let key = arn::principal_key(&v.canonical).ok()?;
+                (v.section == Section::MapRoles && !held.contains(&key))
+                    .then_some((key, v.canonical))
+            })
+            .collect();
+        let unknown: Vec<(String, String)> = {
+            let roles = self.roles.lock().expect("roles");
+            wanted
+                .iter()
+                .filter(|(k, _)| !roles.contains_key(k))
+                .cloned()
+                .collect()
+        };
+        let found: Vec<(String, Option<String>)> = futures::stream::iter(unknown)
+            .map(|(key, written)| async move {
+                let name = written.rsplit('/').next().unwrap_or_default();
+                let account = written.split(':').nth(4).unwrap_or_default();
+                let full = match self.iam.get_role().role_name(name).send().await {
+                    Ok(out) => out
+                        .role()
+                        .map(|r| r.arn().to_string())
+                        .filter(|a| a.split(':').nth(4) == Some(account)),
+                    Err(e) => {
+                        let missing = e
+                            .as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception());
+                        if !missing {
+                            warn!(role = %written, error = %aws_sdk_iam::error::DisplayErrorContext(&e), "iam:GetRole failed: the entry is made under the ARN as written");
+                        }
+                        None
+                    }
+                };
+                (key, full)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut roles = self.roles.lock().expect("roles");
+        roles.extend(found);
+        wanted
+            .into_iter()
+            .filter_map(|(k, _)| Some((k.clone(), roles.get(&k)?.clone()?)))
+            .collect()
     }
 
     /// Deletions within the removal window.
@@ -538,6 +607,7 @@ pub(super) async fn pass(
         .await
         .map_err(SyncError::Transient)?;
     let recently_removed = side.recently_removed();
+    let role_arns = side.role_arns(grants, &observed).await;
     let plan_with = |confirmed: Option<&str>| {
         entries::plan(
             grants,
@@ -548,6 +618,7 @@ pub(super) async fn pass(
                 cluster_account: Some(&account),
                 recently_removed,
                 confirmed,
+                role_arns: &role_arns,
             },
         )
     };

@@ -397,6 +397,7 @@ pub fn review_grant(
             cluster_account: None,
             recently_removed: 0,
             confirmed: None,
+            role_arns: &Default::default(),
         },
     );
     if let Some(v) = entries.verdicts.values().next()
