@@ -908,6 +908,57 @@ async fn the_admission_policy_guards_aws_auth_with_the_operator_stopped() {
         .create(&dry, &history)
         .await
         .expect("the operator writes its history");
+    // The access-entry record: the operator's, but for a person's confirmation of a held deletion.
+    let record_name = format!("{}-access-entries", w.name);
+    let record: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": record_name, "annotations": {"aws-auth.dev/removal-held": "held"}},
+        "data": {"entries-1": "[]"}
+    }))
+    .unwrap();
+    let e = admin.create(&dry, &record).await.unwrap_err().to_string();
+    assert!(e.contains("is written only by the operator"), "{e}");
+    let record = as_operator
+        .create(&PostParams::default(), &record)
+        .await
+        .expect("the operator writes its record");
+    let mut confirmed = record.clone();
+    confirmed
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("aws-auth.dev/confirm-removal".into(), "0123".into());
+    admin
+        .replace(&record_name, &dry, &confirmed)
+        .await
+        .expect("a person confirms a held deletion");
+    let mut forged = confirmed.clone();
+    forged
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("entries-1".into(), "[\"forged\"]".into());
+    let e = admin
+        .replace(&record_name, &dry, &forged)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is written only by the operator"), "{e}");
+    let mut unheld = record.clone();
+    unheld.metadata.annotations = None;
+    let e = admin
+        .replace(&record_name, &dry, &unheld)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is written only by the operator"), "{e}");
+    let e = admin
+        .delete(&record_name, &dry_delete)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is written only by the operator"), "{e}");
+    // (Left for the next run's clean-up, after the policy is gone: the operator may not delete.)
     // Other ConfigMaps of the namespace are none of its business.
     let unrelated: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": format!("{}-unrelated", w.name)}}))
