@@ -493,3 +493,102 @@ async fn a_new_entry_gets_the_roles_full_arn_from_iam() {
     assert_eq!(e.username.as_deref(), Some("ci:{{SessionName}}"));
     assert!(entry(c, &written).await.is_none());
 }
+
+/// A tenant whose RBAC allows only grants (impersonated) gets on access entries exactly what the
+/// policy allows: no admin policy or system:masters for a principal outside it, no taking over
+/// someone else's admin entry, nothing for the creator; an ordinary grant works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_gets_on_access_entries_exactly_what_the_policy_allows() {
+    const TENANT: &str = "tenant-ae";
+    let (w, c) = world("ae-tenant", AuthenticationMode::Api, true).await;
+    let c = c.as_str();
+    support::grant_only_rbac(&w.client, TENANT).await;
+    // Someone else's admin entry: a break-glass role.
+    let glass = arn("break-glass");
+    eks()
+        .create_access_entry()
+        .cluster_name(c)
+        .principal_arn(&glass)
+        .send()
+        .await
+        .unwrap();
+    eks()
+        .associate_access_policy()
+        .cluster_name(c)
+        .principal_arn(&glass)
+        .policy_arn(CLUSTER_ADMIN)
+        .access_scope(
+            aws_sdk_eks::types::AccessScope::builder()
+                .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let _op = operator(
+        &w,
+        c,
+        "auto",
+        &[
+            "--privileged-principal",
+            "arn:aws:iam::111122223333:role/platform-*",
+        ],
+    );
+    let tenant = support::client_as(TENANT, &[]).await;
+    let grants: kube::Api<aws_auth_operator::api::IamAccessGrant> = kube::Api::all(tenant);
+    let with_policy = |a: &str, policy: &str| {
+        let mut spec = role(a, "t", &[]);
+        spec.access_policies = vec![AccessPolicy {
+            policy: policy.into(),
+            namespaces: vec![],
+        }];
+        spec
+    };
+    let mut hijack = role(&glass, "mine", &[]);
+    hijack.adopt = true;
+    let attempts = [
+        (
+            "admin",
+            with_policy(&arn("t-admin"), "AmazonEKSClusterAdminPolicy"),
+            "Forbidden",
+        ),
+        (
+            "masters",
+            role(&arn("t-masters"), "m", &["system:masters"]),
+            "Forbidden",
+        ),
+        ("hijack", hijack, "Forbidden"),
+        ("creator", role(CREATOR, "me", &[]), "ClusterCreator"),
+        (
+            "ok",
+            with_policy(&arn("t-ok"), "AmazonEKSViewPolicy"),
+            "Applied",
+        ),
+        (
+            "platform",
+            with_policy(&arn("platform-a"), "AmazonEKSClusterAdminPolicy"),
+            "Applied",
+        ),
+    ];
+    for (name, spec, _) in &attempts {
+        grants
+            .create(&Default::default(), &w.grant(name, spec.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("the tenant creates {name}: {e}"));
+    }
+    for (name, _, reason) in &attempts {
+        w.wait_reason(name, reason).await;
+    }
+    for a in ["t-admin", "t-masters"] {
+        assert!(entry(c, &arn(a)).await.is_none(), "{a} got an entry");
+    }
+    let glass_now = entry(c, &glass).await.unwrap();
+    assert_eq!(glass_now.policies, [CLUSTER_ADMIN.to_string()]);
+    assert!(glass_now.tags.is_empty(), "{glass_now:?}");
+    assert!(entry(c, CREATOR).await.unwrap().tags.is_empty());
+    assert!(entry(c, &arn("t-ok")).await.is_some());
+    assert_eq!(
+        entry(c, &arn("platform-a")).await.unwrap().policies,
+        [CLUSTER_ADMIN.to_string()]
+    );
+}

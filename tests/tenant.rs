@@ -6,7 +6,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
@@ -23,62 +22,7 @@ const NODE_ROLE: &str = "arn:aws:iam::111122223333:role/eks-node-NodeInstanceRol
 
 /// RBAC on `iamaccessgrants` only, bound to the tenant.
 async fn tenant_rbac(client: &Client) {
-    let pp = PatchParams::apply("aws-auth-operator-tests").force();
-    let name = "aws-auth-operator-test-tenant";
-    let cr = ClusterRole {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec!["aws-auth.dev".into()]),
-            // The status too: the strongest tenant, whose status patches must not count.
-            resources: Some(vec![
-                "iamaccessgrants".into(),
-                "iamaccessgrants/status".into(),
-            ]),
-            verbs: [
-                "get",
-                "list",
-                "watch",
-                "create",
-                "update",
-                "patch",
-                "delete",
-                "deletecollection",
-            ]
-            .iter()
-            .map(|v| v.to_string())
-            .collect(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    Api::<ClusterRole>::all(client.clone())
-        .patch(name, &pp, &Patch::Apply(&cr))
-        .await
-        .unwrap();
-    let crb = ClusterRoleBinding {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: name.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: TENANT.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            ..Default::default()
-        }]),
-    };
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(name, &pp, &Patch::Apply(&crb))
-        .await
-        .unwrap();
+    support::grant_only_rbac(client, TENANT).await
 }
 
 /// A grant created as `client`: the API server's answer.

@@ -312,6 +312,28 @@ pub fn forbidden_policy(
     ))
 }
 
+/// Adopting someone else's entry that holds an admin policy or a node type decides what a
+/// privileged identity gets (or takes it away): as privileged as granting it, so only for the
+/// principals the policy allows.
+fn adopting_privilege(o: &Observed, want: &AccessEntry, config: &PlanConfig) -> Option<String> {
+    if policy::principal_allowed(&want.principal_arn, config) {
+        return None;
+    }
+    let (held, group) = match o.entry.access_policies.iter().find(|a| is_admin(a)) {
+        Some(a) => (format!("access policy {}", a.label()), "system:masters"),
+        None if o.entry.kind.is_node() => {
+            (format!("type {}", o.entry.kind.as_str()), "system:nodes")
+        }
+        None => return None,
+    };
+    let why = policy::group_privilege(&[group.to_string()], config)?;
+    Some(format!(
+        "adopting the access entry of {}, which holds {held} (as privileged as {why}), is as privileged as granting it: {}",
+        shown(&o.entry.principal_arn),
+        policy::forbidden_message(&why, &want.principal_arn, config)
+    ))
+}
+
 fn is_admin(a: &Association) -> bool {
     let name = a.policy_arn.rsplit('/').next().unwrap_or_default();
     name == ADMIN_POLICIES[0] || (name == ADMIN_POLICIES[1] && a.namespaces.is_empty())
@@ -447,6 +469,12 @@ fn place<G: GrantRef>(
                 ),
                 &want,
             );
+        }
+        Some(o)
+            if !owned(o)
+                && let Some(message) = adopting_privilege(o, &want, cfg.plan) =>
+        {
+            return refused(Reason::Forbidden, message, &want);
         }
         Some(o) => {
             if o.tags.get(OPERATOR_TAG) != tags.get(OPERATOR_TAG)

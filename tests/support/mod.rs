@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
@@ -539,4 +540,65 @@ async fn events_in(
         })
         .filter_map(|e| e.note)
         .collect()
+}
+
+/// RBAC on `iamaccessgrants` only (and their status), bound to `user`: a tenant.
+pub async fn grant_only_rbac(client: &Client, user: &str) {
+    let pp = PatchParams::apply("aws-auth-operator-tests").force();
+    let name = "aws-auth-operator-test-tenant";
+    let cr = ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["aws-auth.dev".into()]),
+            // The status too: the strongest tenant, whose status patches must not count.
+            resources: Some(vec![
+                "iamaccessgrants".into(),
+                "iamaccessgrants/status".into(),
+            ]),
+            verbs: [
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ]
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Api::<ClusterRole>::all(client.clone())
+        .patch(name, &pp, &Patch::Apply(&cr))
+        .await
+        .unwrap();
+    let binding = format!("{name}-{user}");
+    let crb = ClusterRoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(binding.clone()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user.into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&binding, &pp, &Patch::Apply(&crb))
+        .await
+        .unwrap();
 }

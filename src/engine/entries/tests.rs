@@ -369,3 +369,37 @@ fn the_oldest_grant_of_a_principal_holds_it() {
         (Reason::Applied, Reason::Conflict)
     );
 }
+
+#[test]
+fn adopting_a_privileged_entry_is_as_privileged_as_granting_it() {
+    let mut admin = foreign(entry(ROLE, Some("admin"), &[]));
+    admin.entry.access_policies = vec![Association {
+        policy_arn: ADMIN.into(),
+        namespaces: vec![],
+    }];
+    let mut spec = role(ROLE, "dev", &["devs"]);
+    spec.adopt = true;
+    let strict = PlanConfig {
+        privileged_principals: vec![],
+        ..pcfg()
+    };
+    let p = run(
+        &[grant("dev", 0, spec.clone())],
+        std::slice::from_ref(&admin),
+        &strict,
+    );
+    assert_eq!(
+        reason(&p, "dev"),
+        Reason::Forbidden,
+        "{}",
+        p.verdicts["dev"].message
+    );
+    assert!(p.work.is_empty(), "the admin entry is left as it is");
+    let mut node = foreign(entry(ROLE, None, &[]));
+    node.entry.kind = EntryType::Ec2Linux;
+    let p = run(&[grant("dev", 0, spec.clone())], &[node], &strict);
+    assert_eq!(reason(&p, "dev"), Reason::Forbidden);
+    // Allowed principals may.
+    let p = run(&[grant("dev", 0, spec)], &[admin], &pcfg());
+    assert_eq!(reason(&p, "dev"), Reason::Applied);
+}
