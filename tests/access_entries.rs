@@ -243,6 +243,15 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
     w.create("a", role(&arn("a"), "a", &["team"])).await;
     w.wait_reason("a", "Applied").await;
     assert_eq!(backends(&w, "a").await, ["aws-auth"]);
+    // What aws-auth cannot hold is said.
+    let mut viewer = role(&arn("viewer"), "viewer", &[]);
+    viewer.access_policies = vec![AccessPolicy {
+        policy: "AmazonEKSViewPolicy".into(),
+        namespaces: vec![],
+    }];
+    w.create("viewer", viewer).await;
+    let m = w.wait_reason("viewer", "Applied").await;
+    assert!(m.contains("take effect through EKS access entries"), "{m}");
     assert!(
         w.read()
             .await

@@ -29,6 +29,7 @@ use crate::api::{IamAccessGrant, Reason};
 use crate::engine::authmap::shown;
 use crate::engine::entries::{EntriesPlan, EntryVerdict};
 use crate::engine::history::{self, HistoryArgs};
+use crate::engine::plan::GrantRef;
 use crate::engine::plan::{
     CONFIRMED_BY_ANNOTATION, HeldRemoval, Memo, Plan, PlanConfig, RailsArgs, RemovalWindow,
     Verdict, plan_in,
@@ -1320,7 +1321,15 @@ fn update_statuses(
         let (reason, message, backends) = match (&aws, e) {
             (Some((r, m)), None) if entries.is_none() => (
                 *r,
-                truncate_shared(m),
+                match GrantRef::spec(&**g) {
+                    // What aws-auth cannot hold is said, not silently dropped.
+                    s if r.is_ready()
+                        && (!s.access_policies.is_empty() || s.entry_type.is_some()) =>
+                    {
+                        Arc::from(truncate(&format!("{m}; {AWS_AUTH_ONLY}")))
+                    }
+                    _ => truncate_shared(m),
+                },
                 status::Backends {
                     aws_auth: r.is_ready(),
                     access_entries: false,
@@ -1354,6 +1363,9 @@ fn update_statuses(
     let updates: Vec<_> = updates.collect();
     ctx.statuses.push(updates);
 }
+
+/// Said of a grant with access policies or a type while only aws-auth is written.
+const AWS_AUTH_ONLY: &str = "spec.accessPolicies and spec.type take effect through EKS access entries, which are not written here (--backend configmap, or the cluster's mode is CONFIG_MAP)";
 
 /// Condition messages and event notes are capped by the API (32 KiB and 1 KiB).
 const MAX_MESSAGE: usize = 1000;
