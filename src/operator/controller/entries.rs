@@ -67,8 +67,10 @@ pub struct BackendArgs {
 pub const HELD_ANNOTATION: &str = crate::engine::plan::HELD_ANNOTATION;
 /// Annotation a person sets on the record ConfigMap to let held deletions proceed.
 pub const CONFIRM_ANNOTATION: &str = crate::engine::plan::CONFIRM_ANNOTATION;
-/// Versions of the operator's entries the record keeps.
+/// Versions of the operator's entries the record keeps, and the bytes they may take together
+/// (a ConfigMap holds at most 1 MiB).
 const RECORD_VERSIONS: usize = 10;
+const RECORD_BYTES: usize = 800 * 1024;
 
 /// The backends and, when access entries are among them, the EKS side.
 pub struct Backend {
@@ -221,7 +223,8 @@ impl EksSide {
                 _ => (true, HashMap::new()),
             }
         };
-        known.retain(|p, _| listed.contains(p));
+        let listed_set: std::collections::HashSet<&String> = listed.iter().collect();
+        known.retain(|p, _| listed_set.contains(p));
         let unknown: Vec<String> = listed
             .iter()
             .filter(|p| !known.contains_key(*p))
@@ -472,12 +475,24 @@ impl Record<'_> {
         Ok(self.configmaps.get_opt(&self.name).await?)
     }
 
-    /// Keeps `owned` (the operator's entries before a change) as a new version.
-    pub async fn keep(&self, current: Option<&ConfigMap>, owned: &[AccessEntry]) -> Result<()> {
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let key = format!("entries-{}", now.as_millisecond());
-        let json = serde_json::to_string_pretty(owned).expect("entries serialize");
-        let Some(cm) = current else {
+    /// Keeps `owned` (the operator's entries before a change) as a new version, dropping the
+    /// oldest beyond [`RECORD_VERSIONS`] or [`RECORD_BYTES`]. Read afresh: the record may have
+    /// been created or changed earlier in the pass.
+    pub async fn keep(&self, owned: &[AccessEntry]) -> Result<()> {
+        let key = format!(
+            "entries-{}",
+            k8s_openapi::jiff::Timestamp::now().as_millisecond()
+        );
+        let json = serde_json::to_string(owned).expect("entries serialize");
+        if json.len() > RECORD_BYTES {
+            return Err(Error::Waiting(format!(
+                "the record of this operator's {} access entries takes {} bytes, more than the {RECORD_BYTES} one version may take in {}: no access entry is changed without it",
+                owned.len(),
+                json.len(),
+                self.name
+            )));
+        }
+        let Some(cm) = self.read().await? else {
             let cm = ConfigMap {
                 metadata: kube::api::ObjectMeta {
                     name: Some(self.name.clone()),
@@ -489,28 +504,35 @@ impl Record<'_> {
             self.configmaps.create(&PostParams::default(), &cm).await?;
             return Ok(());
         };
-        let mut data: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let old: Vec<&String> = cm
+        let old: Vec<(&String, usize)> = cm
             .data
             .iter()
             .flatten()
-            .map(|(k, _)| k)
-            .filter(|k| k.starts_with("entries-"))
+            .filter(|(k, _)| k.starts_with("entries-"))
+            .map(|(k, v)| (k, v.len()))
             .collect();
-        for k in old
-            .iter()
-            .take((old.len() + 1).saturating_sub(RECORD_VERSIONS))
-        {
+        // Oldest first (the keys are milliseconds of equal width).
+        let (mut count, mut bytes) = (
+            old.len() + 1,
+            old.iter().map(|(_, n)| n).sum::<usize>() + json.len(),
+        );
+        let mut data: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (k, n) in &old {
+            if count <= RECORD_VERSIONS && bytes <= RECORD_BYTES {
+                break;
+            }
             data.insert(k.to_string(), None);
+            count -= 1;
+            bytes -= n;
         }
         data.insert(key, Some(json));
         self.patch(serde_json::json!({ "data": data })).await
     }
 
     /// Notes held deletions on the record (creating it if need be).
-    pub async fn hold(&self, current: Option<&ConfigMap>, held: &str) -> Result<()> {
-        if current.is_none() {
-            self.keep(None, &[]).await?;
+    pub async fn hold(&self, exists: bool, held: &str) -> Result<()> {
+        if !exists {
+            self.keep(&[]).await?;
         }
         self.patch(serde_json::json!({ "metadata": { "annotations": { HELD_ANNOTATION: held } } }))
             .await
@@ -661,7 +683,7 @@ pub(super) async fn pass(
                 super::leading(ctx)?;
                 warn!(count = held.principals.len(), token = %held.token, "access-entry deletions held");
                 record
-                    .hold(current.as_ref(), &note)
+                    .hold(current.is_some(), &note)
                     .await
                     .map_err(SyncError::Transient)?;
                 let about = reference(&ctx.namespace, &record.name);
@@ -686,7 +708,7 @@ pub(super) async fn pass(
     super::leading(ctx)?;
     // What the change replaces is kept first.
     record
-        .keep(current.as_ref(), &plan.owned_before)
+        .keep(&plan.owned_before)
         .await
         .map_err(SyncError::Transient)?;
     let work = std::mem::take(&mut plan.work);

@@ -1276,10 +1276,10 @@ fn update_statuses(
         } else {
             Reason::Pending
         },
-        message: if entries::refused_outright(e) {
-            format!("EKS refused: {e}")
-        } else {
-            format!("waiting for EKS: {e}")
+        message: match e {
+            e if entries::refused_outright(e) => format!("EKS refused: {e}"),
+            Error::Aws { .. } => format!("waiting for EKS: {e}"),
+            e => format!("waiting to write access entries: {e}"),
         },
         section: None,
         canonical_arn: None,
