@@ -425,3 +425,41 @@ fn a_mass_removal_is_held_in_render_too() {
     assert!(err.contains("aws-auth-operator confirm-removal "), "{err}");
     assert!(stdout(&o).contains("designated_user"));
 }
+
+/// `render -o access-entries`: the entries the shipped grants become, offline, for a pull
+/// request that targets a cluster on access entries; what cannot be one fails the check.
+#[test]
+fn render_prints_the_access_entries_the_examples_become() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"))
+        .args(["render", "-f", "examples/grants", "-o", "access-entries"])
+        .args([
+            "--privileged-principal",
+            "arn:aws:iam::111122223333:user/platform/*",
+        ])
+        .args(["--allowed-account", "444455556666"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let entries: serde_json::Value = serde_yaml::from_str(&stdout).unwrap();
+    let admin = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["principalArn"] == "arn:aws:iam::111122223333:user/platform/designated_user")
+        .expect("the admin's entry");
+    assert_eq!(
+        admin["accessPolicies"][0]["policyArn"],
+        "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    );
+    assert!(admin.get("kubernetesGroups").is_none(), "{admin}");
+    assert_eq!(entries.as_array().unwrap().len(), 3, "{stdout}");
+    assert!(
+        stderr.contains("security-audit-account  False  Invalid")
+            && stderr.contains("4 grants: 3 access entries, 1 refused"),
+        "{stderr}"
+    );
+}

@@ -21,7 +21,15 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
-const SPEC_FIELDS: &[&str] = &["arn", "username", "groups", "account", "adopt"];
+const SPEC_FIELDS: &[&str] = &[
+    "arn",
+    "username",
+    "groups",
+    "account",
+    "adopt",
+    "type",
+    "accessPolicies",
+];
 
 /// Reads every `.yaml`, `.yml` and `.json` file under `paths` (directories recursively, in name
 /// order) and collects the IamAccessGrants of their documents. YAML is decoded as kubectl

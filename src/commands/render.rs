@@ -5,13 +5,15 @@ use std::path::PathBuf;
 
 use crate::commands::manifests::{configmap_yaml, load_configmap, load_grants};
 use crate::engine::authmap;
-use crate::engine::plan::{Plan, PlanConfig, RailsArgs, plan};
+use crate::engine::plan::{Plan, PlanConfig, RailsArgs, Verdict, plan};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Yaml,
     Diff,
+    /// The EKS access entries the grants become (for a cluster in API or API_AND_CONFIG_MAP).
+    AccessEntries,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -25,9 +27,13 @@ pub struct RenderArgs {
     /// ARN of the cluster creator (repeatable); grants for it are refused. Any form: role, session ARN.
     #[arg(long = "cluster-creator-arn")]
     pub cluster_creator_arns: Vec<String>,
-    /// What to print on stdout: the whole new aws-auth manifest, or the entry-level diff.
+    /// What to print on stdout: the whole new aws-auth manifest, the entry-level diff, or the
+    /// access entries the grants become.
     #[arg(long, short = 'o', value_enum, default_value = "yaml")]
     pub output: Output,
+    /// The cluster's AWS account (node types need roles of it), for `-o access-entries`.
+    #[arg(long)]
+    pub cluster_account: Option<String>,
     #[command(flatten)]
     pub rails: RailsArgs,
 }
@@ -36,6 +42,9 @@ pub struct RenderArgs {
 pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<bool> {
     let config = PlanConfig::from_args(&args.cluster_creator_arns, &args.rails)?;
     let loaded = load_grants(&args.paths)?;
+    if args.output == Output::AccessEntries {
+        return access_entries(args, &config, &loaded, stdout, stderr);
+    }
     let current = args.aws_auth.as_deref().map(load_configmap).transpose()?;
     let mut p = std::sync::Arc::unwrap_or_clone(plan(&loaded.grants, current.as_ref(), &config)?);
     // Grants the API server would reject never reach the plan; they are reported beside it.
@@ -67,7 +76,7 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             let yaml = configmap_yaml(&cm)?;
             stdout.write_all(yaml.as_bytes()).map_err(out)?;
         }
-        Output::Diff => {
+        Output::Diff | Output::AccessEntries => {
             for line in &p.diff {
                 writeln!(stdout, "{line}").map_err(out)?;
             }
@@ -75,6 +84,76 @@ pub fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     }
     let _ = write_report(&p, &loaded.notes, stderr);
     Ok(p.all_applied() && p.held.is_none())
+}
+
+/// `-o access-entries`: the entries the grants become on a cluster with none of them yet, with the
+/// verdicts the operator's access-entry backend would give.
+fn access_entries(
+    args: &RenderArgs,
+    config: &PlanConfig,
+    loaded: &crate::commands::manifests::Loaded,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<bool> {
+    use crate::engine::entries::{Call, EntriesConfig, plan as plan_entries};
+    let p = plan_entries(
+        &loaded.grants,
+        &[],
+        &EntriesConfig {
+            plan: config,
+            operator: "aws-auth-operator",
+            cluster_account: args.cluster_account.as_deref(),
+            recently_removed: 0,
+            confirmed: None,
+            role_arns: &Default::default(),
+        },
+    );
+    let entries: Vec<_> = p
+        .work
+        .iter()
+        .filter_map(|w| {
+            let mut entry = w.calls.iter().find_map(|c| match c {
+                Call::Create(e, _) => Some(e.clone()),
+                _ => None,
+            })?;
+            entry.access_policies = w
+                .calls
+                .iter()
+                .filter_map(|c| match c {
+                    Call::Associate(a) => Some(a.clone()),
+                    _ => None,
+                })
+                .collect();
+            Some(entry)
+        })
+        .collect();
+    let yaml = serde_yaml::to_string(&entries).expect("entries serialize");
+    stdout.write_all(yaml.as_bytes()).map_err(|e| Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    })?;
+    let mut verdicts: Vec<Verdict> = p
+        .verdicts
+        .iter()
+        .map(|(g, v)| Verdict {
+            grant: g.clone(),
+            reason: v.reason,
+            message: v.message.as_str().into(),
+            section: v.section,
+            canonical_arn: v.canonical_arn.clone(),
+        })
+        .collect();
+    verdicts.extend(loaded.rejected.iter().cloned());
+    verdicts.sort_by(|a, b| a.grant.cmp(&b.grant));
+    let _ = write_verdicts(&verdicts, stderr);
+    let refused = verdicts.iter().filter(|v| !v.reason.is_ready()).count();
+    let _ = writeln!(
+        stderr,
+        "{} grants: {} access entries, {refused} refused",
+        verdicts.len(),
+        verdicts.len() - refused
+    );
+    Ok(refused == 0)
 }
 
 /// The verdict table and everything found in the current aws-auth, for people and CI logs.
@@ -85,28 +164,7 @@ pub fn write_report(p: &Plan, notes: &[String], w: &mut dyn Write) -> std::io::R
     for f in &p.findings {
         writeln!(w, "aws-auth {f}")?;
     }
-    let width = p
-        .verdicts
-        .iter()
-        .map(|v| v.grant.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    writeln!(
-        w,
-        "{:<width$}  {:<5}  {:<17}  MESSAGE",
-        "GRANT", "READY", "REASON"
-    )?;
-    for v in &p.verdicts {
-        let ready = if v.reason.is_ready() { "True" } else { "False" };
-        writeln!(
-            w,
-            "{:<width$}  {ready:<5}  {:<17}  {}",
-            v.grant,
-            v.reason.as_str(),
-            v.message
-        )?;
-    }
+    write_verdicts(&p.verdicts, w)?;
     if let Some(h) = &p.held {
         writeln!(
             w,
@@ -128,4 +186,30 @@ pub fn write_report(p: &Plan, notes: &[String], w: &mut dyn Write) -> std::io::R
         p.verdicts.len() - refused,
         if p.changed { "changes" } else { "unchanged" }
     )
+}
+
+/// One line per grant: name, Ready, reason, message.
+fn write_verdicts(verdicts: &[Verdict], w: &mut dyn Write) -> std::io::Result<()> {
+    let width = verdicts
+        .iter()
+        .map(|v| v.grant.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    writeln!(
+        w,
+        "{:<width$}  {:<5}  {:<18}  MESSAGE",
+        "GRANT", "READY", "REASON"
+    )?;
+    for v in verdicts {
+        let ready = if v.reason.is_ready() { "True" } else { "False" };
+        writeln!(
+            w,
+            "{:<width$}  {ready:<5}  {:<18}  {}",
+            v.grant,
+            v.reason.as_str(),
+            v.message
+        )?;
+    }
+    Ok(())
 }

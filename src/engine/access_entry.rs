@@ -65,6 +65,7 @@ impl EntryType {
 
 /// An access policy associated with an entry: cluster-wide when `namespaces` is empty.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Association {
     pub policy_arn: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
