@@ -191,7 +191,18 @@ impl EksSide {
                 m => m.as_ref().map(|(m, _, _)| m.clone()),
             }
         };
-        let c = self.eks.cluster().await?;
+        let c = match self.eks.cluster().await {
+            Ok(c) => c,
+            // EKS not answering does not stop the pass: the mode last read holds until it does
+            // (modes only move forward, and a move is seen at the next successful read).
+            Err(e) => match due {
+                Some(last) => {
+                    warn!(error = %e, "the cluster's mode could not be read again; the last one read holds");
+                    return Ok((last, None));
+                }
+                None => return Err(e),
+            },
+        };
         let mut s = self.state.lock().expect("entries state");
         s.mode = Some((c.mode.clone(), c.account, Instant::now()));
         let changed = due

@@ -1300,6 +1300,13 @@ fn update_statuses(
     };
     let updates = by_aws.into_iter().filter_map(|(g, verdict)| {
         let e = entry(&g.name);
+        // EKS not answering leaves an Applied status as it is, as a failed aws-auth write does:
+        // the entries it describes are still there.
+        if e.is_some_and(|e| e.reason == Reason::Pending && entries.is_some_and(|r| r.is_err()))
+            && g.reports(Reason::Applied)
+        {
+            return None;
+        }
         let aws = match verdict.map(|v| (v.reason, write_error)) {
             // Applied is reported only once a write holding the grant has succeeded: an Applied
             // status (with its observedGeneration) stays until then, anything else is Pending.
