@@ -687,9 +687,14 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     };
     let t_write = started.elapsed();
     drop(exclusive);
+    // aws-auth's held removals and the access entries' held deletions together.
+    let entries_held = entries
+        .as_ref()
+        .and_then(|e| e.held.as_ref())
+        .map_or(0, |h| h.principals.len());
     ctx.metrics
         .removals_held
-        .set(p.held.as_ref().map_or(0, |h| h.count as i64));
+        .set((p.held.as_ref().map_or(0, |h| h.count) + entries_held) as i64);
     if write_error.is_none() {
         report_rails(ctx, &p, current.as_deref()).await;
     }
