@@ -247,8 +247,11 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
         }
         Entry::Mapping(m) => m,
     };
-    let translated = access_entry::from_mapping(alone.section, m, cfg.cluster_account)
-        .map_err(|e| invalid(format!("as an access entry: {e}")))?;
+    let translated = match m.username.is_empty() {
+        true => access_entry::with_generated_username(alone.section, m),
+        false => access_entry::from_mapping(alone.section, m, cfg.cluster_account),
+    }
+    .map_err(|e| invalid(format!("as an access entry: {e}")))?;
     let (mut want, mut notes) = (translated.entry, translated.notes);
     let spec = g.spec();
     want.kind = entry_type(spec, want.kind).map_err(invalid)?;

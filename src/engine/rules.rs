@@ -51,7 +51,9 @@ pub const FEDERATED_USER: &str =
     "is an STS federated-user session; grant the IAM user or role that calls GetFederationToken";
 
 // --- spec.username and spec.groups -------------------------------------------------------------
-pub const USERNAME_REQUIRED: &str = "is required: the Kubernetes username this principal gets, e.g. username: alice or username: \"admin:{{SessionName}}\"";
+pub const USERNAME_EMPTY: &str = "must not be empty: give the Kubernetes username this principal gets, e.g. username: alice or username: \"admin:{{SessionName}}\", or leave it out to let EKS access entries generate one";
+/// aws-auth maps no principal without a username; access entries generate one.
+pub const USERNAME_FOR_AWS_AUTH: &str = "spec.username is needed for aws-auth, which maps a principal only with a username (EKS access entries generate one when it is left out): give one, e.g. username: alice or username: \"admin:{{SessionName}}\"";
 pub const EMPTY_ITEM: &str = "must not contain empty strings; remove the empty item";
 pub const TEXT_CONTROL: &str =
     "contains a control or format character; Kubernetes names in aws-auth must not: remove it";
@@ -311,8 +313,8 @@ fn spec_rules() -> Vec<Cel> {
         ),
         rule(
             "spec.username",
-            format!("!({arn_grant}) || (has(self.username) && self.username != '')"),
-            USERNAME_REQUIRED,
+            format!("!({arn_grant}) || !has(self.username) || self.username != ''"),
+            USERNAME_EMPTY,
         ),
         rule(
             "spec.username",

@@ -131,12 +131,17 @@ fn validate_account(spec: &IamAccessGrantSpec, account: &str) -> Result<ValidGra
 
 fn validate_arn_grant(spec: &IamAccessGrantSpec, raw: &str) -> Result<ValidGrant, Invalid> {
     let (section, canonical, key) = validate_arn(raw)?;
-    let username = spec.username.as_deref().unwrap_or_default();
-    if username.is_empty() {
-        return Err(invalid("spec.username", rules::USERNAME_REQUIRED));
-    }
+    // None: EKS access entries generate one (aws-auth's plan refuses it, see
+    // `rules::USERNAME_FOR_AWS_AUTH`); the entry then holds an empty username.
+    let username = match spec.username.as_deref() {
+        Some("") => return Err(invalid("spec.username", rules::USERNAME_EMPTY)),
+        u => u.unwrap_or_default(),
+    };
     let node_role = section == Section::MapRoles && spec.groups.iter().any(|g| g == "system:nodes");
-    if let Some(rule) = broken_text_rule(username, node_role) {
+    if let Some(rule) = (!username.is_empty())
+        .then(|| broken_text_rule(username, node_role))
+        .flatten()
+    {
         return Err(invalid("spec.username", text_message(rule)));
     }
     // Rule by rule across the groups, as the CRD's rules report them.

@@ -48,7 +48,7 @@ pub(super) struct Candidate {
 /// The checks that read nothing but the grant and the configuration, in the order the plan
 /// makes them.
 pub(super) fn decide_own(g: &impl GrantRef, config: &PlanConfig) -> Own {
-    let decision = decide(g, config);
+    let decision = decide(g, config, true);
     Own {
         name: g.name().into(),
         read_status: matches!(&decision, Decision::Refused(r) if r.reason == Reason::Invalid),
@@ -56,7 +56,9 @@ pub(super) fn decide_own(g: &impl GrantRef, config: &PlanConfig) -> Own {
     }
 }
 
-pub(super) fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
+/// `for_aws_auth`: whether aws-auth's own needs apply (a username), or only what every backend
+/// shares.
+pub(super) fn decide(g: &impl GrantRef, config: &PlanConfig, for_aws_auth: bool) -> Decision {
     let refused = |reason, message: String, v: Option<&ValidGrant>| {
         Decision::Refused(Refusal {
             reason,
@@ -104,6 +106,18 @@ pub(super) fn decide(g: &impl GrantRef, config: &PlanConfig) -> Decision {
     }
     if let Some(message) = policy::forbidden(&v.entry, &v.canonical, config) {
         return refused(Reason::Forbidden, message, Some(&v));
+    }
+    // Valid for access entries, which generate a username; aws-auth needs one. Like any invalid
+    // grant, it keeps the entry it last applied.
+    if for_aws_auth && matches!(&v.entry, Entry::Mapping(m) if m.username.is_empty()) {
+        return Decision::Refused(Refusal {
+            reason: Reason::Invalid,
+            message: crate::engine::rules::USERNAME_FOR_AWS_AUTH.into(),
+            section: Some(v.section),
+            canonical_arn: Some(v.canonical.as_str().into()),
+            keep: last_applied(g.reported())
+                .map(|(s, key, arn)| (s, OwnedKey::new(key), Arc::from(arn))),
+        });
     }
     let ValidGrant {
         section,

@@ -279,7 +279,7 @@ pub struct Alone {
 /// The checks a grant passes or fails on its own (validity, the cluster creator, the privileged
 /// policy), for the access-entry backend, which shares them with aws-auth's plan.
 pub fn decide_alone<G: GrantRef>(g: &G, config: &PlanConfig) -> Result<Alone, Verdict> {
-    match decide(g, config) {
+    match decide(g, config, false) {
         Decision::Candidate(c) => Ok(Alone {
             section: c.section,
             canonical: c.canonical,

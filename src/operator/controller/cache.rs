@@ -242,7 +242,11 @@ impl GrantRef for Cached {
 /// (when it keeps the last applied entry).
 fn plan_inputs(g: &IamAccessGrant) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
-    let invalid = crate::engine::validate::validate(&g.spec).is_err();
+    // Refused by aws-auth's plan, which then reads the status (the entry it last applied).
+    let invalid = crate::engine::validate::validate(&g.spec).map_or(
+        true,
+        |v| matches!(&v.entry, crate::engine::validate::Entry::Mapping(m) if m.username.is_empty()),
+    );
     crate::engine::plan::grant_inputs(g, invalid, &mut h);
     h.finish()
 }

@@ -376,7 +376,17 @@ pub fn review_grant(
         Ok(p) => p,
         Err(e) => return Decision::deny(format!("IamAccessGrant {name}: {e}")),
     };
+    // No username is for access entries only: whether aws-auth is written here the operator
+    // knows (its status says), so it is let through with a warning.
+    let mut warnings = Vec::new();
     if let Some(v) = p.verdicts.first()
+        && v.reason == Reason::Invalid
+        && &*v.message == crate::engine::rules::USERNAME_FOR_AWS_AUTH
+    {
+        warnings.push(format!(
+            "IamAccessGrant {name}: no username: EKS access entries generate one, and aws-auth cannot hold the grant"
+        ));
+    } else if let Some(v) = p.verdicts.first()
         && matches!(
             v.reason,
             Reason::Invalid | Reason::ClusterCreator | Reason::Forbidden
@@ -405,7 +415,10 @@ pub fn review_grant(
     {
         return Decision::deny(format!("IamAccessGrant {name}: Forbidden: {}", v.message));
     }
-    Decision::allow()
+    Decision {
+        warnings,
+        ..Decision::allow()
+    }
 }
 
 /// `--privileged-granter` entries: a username, or `group:NAME`.

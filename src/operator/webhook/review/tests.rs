@@ -494,3 +494,28 @@ fn admin_access_policies_are_privileged_at_the_door() {
     );
     assert!(review(&view, &["bob".to_string()]).allowed);
 }
+
+/// A grant without a username is for access entries: let through, with a warning (the operator's
+/// status says whether aws-auth is written here).
+#[test]
+fn a_grant_without_username_passes_with_a_warning() {
+    let mut spec = IamAccessGrantSpec::arn("arn:aws:iam::111122223333:role/dev", "x", &["devs"]);
+    spec.username = None;
+    let g = IamAccessGrant::new("g", spec);
+    let d = review_grant(
+        &Op::Create,
+        &alice(),
+        None,
+        Some(&g),
+        &PlanConfig::default(),
+        &[],
+    );
+    assert!(d.allowed, "{}", d.message);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("EKS access entries generate one")),
+        "{:?}",
+        d.warnings
+    );
+}
