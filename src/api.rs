@@ -10,7 +10,8 @@ pub const READY: &str = "Ready";
 /// Grants one AWS principal access to the cluster through `kube-system/aws-auth`.
 ///
 /// Give `arn` (an IAM user or role) with `username` and `groups`, or give `account` alone to
-/// admit every principal of an AWS account.
+/// admit every principal of an AWS account. On EKS access entries, `type` and `accessPolicies`
+/// say more.
 // Each `printcolumn(...)` repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
@@ -54,7 +55,8 @@ pub struct IamAccessGrantSpec {
     pub arn: Option<String>,
 
     /// Kubernetes username; may use {{AccountID}}, {{SessionName}}, {{SessionNameRaw}},
-    /// {{AccessKeyID}} and, for node roles, {{EC2PrivateDNSName}}.
+    /// {{AccessKeyID}} and, for node roles, {{EC2PrivateDNSName}}. Left out, EKS access entries
+    /// generate one (aws-auth needs one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = crate::engine::validate::MAX_NAME_CHARS))]
     pub username: Option<String>,
