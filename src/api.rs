@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "aws-auth.dev";
 pub const READY: &str = "Ready";
 
-/// Grants one AWS principal access to the cluster through `kube-system/aws-auth`.
+/// Grants one AWS principal access to the cluster through `kube-system/aws-auth` or EKS access
+/// entries.
 ///
 /// Give `arn` (an IAM user or role) with `username` and `groups`, or give `account` alone to
 /// admit every principal of an AWS account. On EKS access entries, `type` and `accessPolicies`
