@@ -23,8 +23,7 @@ use crate::engine::access_entry::{AccessEntry, Association, EntryType};
 use crate::engine::entries::{Call, Observed};
 use crate::{Error, Result};
 
-/// The tag each entry `migrate apply` creates carries, so that it can be told from the others.
-pub const MIGRATED_TAG: &str = "aws-auth.dev/migrated-from";
+pub use crate::engine::access_entry::MIGRATED_TAG;
 
 /// How many EKS calls are in flight at once (each operation paced on its own).
 pub const CONCURRENCY: usize = 8;

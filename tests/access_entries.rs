@@ -613,3 +613,70 @@ async fn a_tenant_gets_on_access_entries_exactly_what_the_policy_allows() {
         [CLUSTER_ADMIN.to_string()]
     );
 }
+
+/// The migration with the operator in place: `migrate apply` copies the operator's aws-auth
+/// entries into access entries; the operator, once it follows the mode, takes each copy that
+/// authenticates its grant's principal as the grant says (no `adopt` needed) and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_migrate_copied_from_the_operators_aws_auth_are_taken_as_they_are() {
+    let (w, c) = world("ae-migrated", AuthenticationMode::ConfigMap, false).await;
+    let c = c.as_str();
+    w.create_configmap(&[("mapRoles", support::NODE_ROLES)])
+        .await;
+    let op = operator(&w, c, "configmap", &[]);
+    w.create("dev", role(&arn("dev"), "dev:{{SessionName}}", &["devs"]))
+        .await;
+    w.wait_reason("dev", "Applied").await;
+    drop(op);
+    eks()
+        .update_cluster_config()
+        .name(c)
+        .access_config(
+            UpdateAccessConfigRequest::builder()
+                .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+    cmd.args([
+        "migrate",
+        "apply",
+        "--cluster-name",
+        c,
+        "--aws-auth-name",
+        &w.name,
+    ])
+    .env_remove("AWS_PROFILE");
+    for (k, v) in aws_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        entry(c, &arn("dev"))
+            .await
+            .unwrap()
+            .tags
+            .contains_key("aws-auth.dev/migrated-from")
+    );
+    let _op = operator(&w, c, "auto", &[]);
+    eventually(
+        "dev held by both backends",
+        Duration::from_secs(60),
+        || async { (backends(&w, "dev").await == ["aws-auth", "access-entries"]).then_some(()) },
+    )
+    .await;
+    let e = entry(c, &arn("dev")).await.unwrap();
+    assert_eq!(e.tags["aws-auth.dev/managed-by"], w.name);
+    assert_eq!(
+        (e.username.as_deref(), &e.groups[..]),
+        (Some("dev:{{SessionName}}"), &["devs".to_string()][..])
+    );
+}

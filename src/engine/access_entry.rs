@@ -7,6 +7,8 @@ use serde::Serialize;
 use crate::engine::authmap::arn;
 use crate::engine::authmap::{Mapping, Section, shown};
 
+/// The tag each entry `migrate apply` creates carries, so that it can be told from the others.
+pub const MIGRATED_TAG: &str = "aws-auth.dev/migrated-from";
 /// Where EKS's access policies live; a policy is named by what follows.
 pub const POLICY_PREFIX: &str = "arn:aws:eks::aws:cluster-access-policy/";
 /// What `system:masters` becomes: access entries refuse `system:` groups ("Create access

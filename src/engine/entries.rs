@@ -463,7 +463,9 @@ fn place<G: GrantRef>(
             calls.extend(create(&want, tags));
             want.principal_arn.clone()
         }
-        Some(o) if !owned(o) && !g.spec().adopt => {
+        // An entry `migrate` made from aws-auth that authenticates the principal exactly as the
+        // grant says is the grant's own entry moved: taking it changes nothing.
+        Some(o) if !(owned(o) || g.spec().adopt || moved(o, &want)) => {
             return refused(
                 Reason::Conflict,
                 format!(
@@ -551,6 +553,13 @@ fn create(want: &AccessEntry, tags: BTreeMap<String, String>) -> Vec<Call> {
     std::iter::once(Call::Create(entry, tags))
         .chain(want.access_policies.iter().cloned().map(Call::Associate))
         .collect()
+}
+
+/// Whether `o` is an entry `migrate` made from aws-auth that authenticates the principal exactly
+/// as `want` does.
+fn moved(o: &Observed, want: &AccessEntry) -> bool {
+    o.tags.contains_key(access_entry::MIGRATED_TAG)
+        && access_entry::differences(want, &o.entry).is_empty()
 }
 
 /// The Applied message: what the access entry holds.

@@ -443,3 +443,29 @@ fn a_grant_without_username_gets_one_from_eks_and_none_from_aws_auth() {
         crate::engine::rules::USERNAME_FOR_AWS_AUTH
     );
 }
+
+#[test]
+fn an_entry_migrate_made_the_same_is_taken_without_adopt() {
+    let mut migrated = foreign(entry(ROLE, Some("dev"), &["devs"]));
+    migrated
+        .tags
+        .insert(access_entry::MIGRATED_TAG.into(), "aws-auth".into());
+    let p = run(
+        &[grant("dev", 0, role(ROLE, "dev", &["devs"]))],
+        std::slice::from_ref(&migrated),
+        &pcfg(),
+    );
+    assert_eq!(reason(&p, "dev"), Reason::Applied);
+    assert!(
+        matches!(p.work[0].calls[..], [Call::Tag(_)]),
+        "{:?}",
+        p.work
+    );
+    // Made differently: someone else's until adopted.
+    let p = run(
+        &[grant("dev", 0, role(ROLE, "dev", &["other"]))],
+        &[migrated],
+        &pcfg(),
+    );
+    assert_eq!(reason(&p, "dev"), Reason::Conflict);
+}
