@@ -493,14 +493,7 @@ async fn a_new_entry_gets_the_roles_full_arn_from_iam() {
     let (w, c) = world("ae-path", AuthenticationMode::Api, false).await;
     let c = c.as_str();
     let name = format!("pathed-{}", std::process::id());
-    support::eks::iam()
-        .create_role()
-        .role_name(&name)
-        .path("/platform/ci/")
-        .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")
-        .send()
-        .await
-        .expect("create role");
+    support::eks::role_with_path(&name, "/platform/ci/").await;
     let _op = operator(&w, c, "auto", &[]);
     let written = format!("arn:aws:iam::{CALLER}:role/{name}");
     w.create("ci", role(&written, "ci:{{SessionName}}", &["deployers"]))

@@ -288,14 +288,7 @@ async fn a_role_aws_auth_names_without_its_path_gets_its_full_arn_from_iam() {
     // The caller's account on the local AWS server (moto's), where the role lives.
     const CALLER: &str = "123456789012";
     let name = format!("pathed-{}", std::process::id());
-    support::eks::iam()
-        .create_role()
-        .role_name(&name)
-        .path("/platform/ci/")
-        .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")
-        .send()
-        .await
-        .expect("create role");
+    support::eks::role_with_path(&name, "/platform/ci/").await;
     let w = World::new("migrate-role-path").await;
     let roles = format!(
         "- rolearn: \"arn:aws:iam::{CALLER}:role/{name}\"\n  username: \"ci:{{{{SessionName}}}}\"\n  groups: [\"deployers\"]\n- rolearn: \"arn:aws:iam::{CALLER}:role/no-such-role-{name}\"\n  username: \"ghost\"\n"

@@ -68,6 +68,18 @@ pub fn iam() -> aws_sdk_iam::Client {
     )
 }
 
+/// Creates IAM role `name` under `path` on the local server (moto's account 123456789012).
+pub async fn role_with_path(name: &str, path: &str) {
+    iam()
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document("{\"Version\":\"2012-10-17\",\"Statement\":[]}")
+        .send()
+        .await
+        .expect("create role");
+}
+
 /// The local server's token bucket, per operation.
 pub fn bucket(rate: u32, burst: u32) {
     let body = format!("{{\"rate\": {rate}, \"burst\": {burst}}}");
