@@ -115,6 +115,17 @@ async fn wait_entry(
     .await
 }
 
+/// Whether aws-auth's mapRoles holds an entry whose ARN passes `f`.
+async fn in_aws_auth(w: &World, f: impl Fn(&str) -> bool) -> bool {
+    w.read()
+        .await
+        .unwrap()
+        .roles
+        .entries
+        .iter()
+        .any(|e| f(&e.value.arn))
+}
+
 async fn backends(w: &World, name: &str) -> Vec<String> {
     let g = w.grants.get(&w.full_name(name)).await.unwrap();
     g.status.map(|s| s.backends).unwrap_or_default()
@@ -264,15 +275,7 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
     w.create("viewer", viewer).await;
     let m = w.wait_reason("viewer", "Applied").await;
     assert!(m.contains("take effect through EKS access entries"), "{m}");
-    assert!(
-        w.read()
-            .await
-            .unwrap()
-            .roles
-            .entries
-            .iter()
-            .any(|e| e.value.arn == arn("a"))
-    );
+    assert!(in_aws_auth(&w, |a| a == arn("a")).await);
 
     let switch = |mode: AuthenticationMode| async move {
         eks()
@@ -303,15 +306,7 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
         "{notes:?}"
     );
     // The node role EKS wrote stays in aws-auth: the operator never owned it.
-    assert!(
-        w.read()
-            .await
-            .unwrap()
-            .roles
-            .entries
-            .iter()
-            .any(|e| e.value.arn.contains("NodeInstanceRole"))
-    );
+    assert!(in_aws_auth(&w, |a| a.contains("NodeInstanceRole")).await);
 
     switch(AuthenticationMode::Api).await;
     eventually(
