@@ -88,7 +88,8 @@ fn throttled(code: Option<&str>) -> bool {
 }
 
 /// A call EKS did not make: its answer, and whether a later attempt may succeed (a throttle
-/// still there after the retries, a server error, an entry another writer holds right now).
+/// still there after the retries, a server error, an entry another writer made or deleted since
+/// it was read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub transient: bool,
@@ -101,7 +102,12 @@ fn failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
 ) -> Failure {
     let message = format!("eks:{operation}: {}", answer(&e));
     Failure {
-        transient: transient(&e) || e.code() == Some("ResourceInUseException"),
+        // Another writer's entry in the way, or the entry gone since it was read: read again.
+        transient: transient(&e)
+            || matches!(
+                e.code(),
+                Some("ResourceInUseException" | "ResourceNotFoundException")
+            ),
         message,
     }
 }

@@ -156,7 +156,7 @@ async fn a_grants_life_on_access_entries_and_whose_entries_are_kept() {
         .send()
         .await
         .unwrap();
-    let _op = operator(&w, c, "auto", &[]);
+    let _op = operator(&w, c, "auto", &["--resync-interval", "3s"]);
     w.create("dev", role(&arn("dev"), "dev", &["devs"])).await;
     w.create("admin", role(&arn("admin"), "admin", &["system:masters"]))
         .await;
@@ -254,6 +254,22 @@ async fn a_grants_life_on_access_entries_and_whose_entries_are_kept() {
         w.configmap().await.is_none(),
         "aws-auth is not written under API"
     );
+    // An entry of the operator's deleted behind its back is made again at the next resync.
+    eks()
+        .delete_access_entry()
+        .cluster_name(c)
+        .principal_arn(arn("admin"))
+        .send()
+        .await
+        .unwrap();
+    let again = wait_entry(
+        c,
+        &arn("admin"),
+        "admin's entry made again",
+        Option::is_some,
+    )
+    .await;
+    assert_eq!(again.unwrap().policies, [CLUSTER_ADMIN.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
