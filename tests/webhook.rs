@@ -41,23 +41,29 @@ async fn write(
     dry_run: bool,
 ) -> Result<ConfigMap, String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let mut cm = api.get(&w.name).await.map_err(|e| e.to_string())?;
-    cm.data = Some(
-        data.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    let ann = cm.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    for (k, v) in annotations {
-        ann.insert(k.to_string(), v.to_string());
-    }
     let pp = PostParams {
         dry_run,
         ..Default::default()
     };
-    api.replace(&w.name, &pp, &cm)
-        .await
-        .map_err(|e| e.to_string())
+    // The operator writes aws-auth too: a write that lost the race is made again on what it
+    // wrote, as a person would run kubectl again.
+    let mut attempts = 0;
+    loop {
+        let mut cm = api.get(&w.name).await.map_err(|e| e.to_string())?;
+        cm.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let ann = cm.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        for (k, v) in annotations {
+            ann.insert(k.to_string(), v.to_string());
+        }
+        match api.replace(&w.name, &pp, &cm).await {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempts < 5 => attempts += 1,
+            r => return r.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 fn denied(r: Result<ConfigMap, String>, expect: &[&str]) {
