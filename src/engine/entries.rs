@@ -21,9 +21,15 @@ pub const GRANT_TAG: &str = "aws-auth.dev/grant-uid";
 /// Said of an entry whose role ARN carries a path (found in IAM, or on the entry already).
 const PATH_NOTE: &str = "the role's path kept in the entry's ARN (from IAM or the entry: access entries match it, aws-auth matches roles without it)";
 
-/// The policies that make a principal an administrator: held to the same privileged-principal
-/// policy as `system:masters` (cluster-wide only for AmazonEKSAdminPolicy).
-const ADMIN_POLICIES: [&str; 2] = ["AmazonEKSClusterAdminPolicy", "AmazonEKSAdminPolicy"];
+/// Policies that can reach Secrets (and so service-account tokens) wherever they apply: privileged
+/// cluster-wide and in the `kube-` namespaces, where a token of a system component is a way to
+/// cluster admin ("Review access policy permissions": Admin and Edit write Secrets, AdminView
+/// reads them).
+const SECRET_POLICIES: [&str; 3] = [
+    "AmazonEKSAdminPolicy",
+    "AmazonEKSEditPolicy",
+    "AmazonEKSAdminViewPolicy",
+];
 
 /// An access entry as EKS holds it, with its tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,9 +297,12 @@ type Decided = (String, AccessEntry, Vec<String>);
 /// (what the webhook asks before letting someone who is not a privileged granter request it).
 pub fn admin_policy(spec: &IamAccessGrantSpec, config: &PlanConfig) -> Option<String> {
     let asked = policies(spec, EntryType::Standard).ok()?;
-    let admin = asked.iter().find(|a| is_admin(a))?;
+    let (admin, how) = asked.iter().find_map(|a| Some((a, privileged(a)?)))?;
     let why = policy::group_privilege(&["system:masters".to_string()], config)?;
-    Some(format!("access policy {} equals {why}", admin.label()))
+    Some(format!(
+        "access policy {} ({how}) is as privileged as {why}",
+        admin.label()
+    ))
 }
 
 /// The Forbidden message for `canonical` holding these policies, when an admin policy is among
@@ -303,13 +312,13 @@ pub fn forbidden_policy(
     canonical: &str,
     config: &PlanConfig,
 ) -> Option<String> {
-    let admin = policies.iter().find(|a| is_admin(a))?;
+    let (admin, how) = policies.iter().find_map(|a| Some((a, privileged(a)?)))?;
     if policy::principal_allowed(canonical, config) {
         return None;
     }
     let why = policy::group_privilege(&["system:masters".to_string()], config)?;
     Some(format!(
-        "access policy {} equals {why}: {}",
+        "access policy {} ({how}) is as privileged as {why}: {}",
         admin.label(),
         policy::forbidden_message(&why, canonical, config)
     ))
@@ -322,7 +331,12 @@ fn adopting_privilege(o: &Observed, want: &AccessEntry, config: &PlanConfig) -> 
     if policy::principal_allowed(&want.principal_arn, config) {
         return None;
     }
-    let (held, group) = match o.entry.access_policies.iter().find(|a| is_admin(a)) {
+    let (held, group) = match o
+        .entry
+        .access_policies
+        .iter()
+        .find(|a| privileged(a).is_some())
+    {
         Some(a) => (format!("access policy {}", a.label()), "system:masters"),
         None if o.entry.kind.is_node() => {
             (format!("type {}", o.entry.kind.as_str()), "system:nodes")
@@ -337,9 +351,24 @@ fn adopting_privilege(o: &Observed, want: &AccessEntry, config: &PlanConfig) -> 
     ))
 }
 
-fn is_admin(a: &Association) -> bool {
+/// Why an association is privileged, if it is: cluster admin; a policy that reaches Secrets,
+/// cluster-wide or in a `kube-` namespace; or a policy this operator does not know (its
+/// permissions were never reviewed here: fail closed). Only AmazonEKSViewPolicy is never.
+fn privileged(a: &Association) -> Option<&'static str> {
     let name = a.policy_arn.rsplit('/').next().unwrap_or_default();
-    name == ADMIN_POLICIES[0] || (name == ADMIN_POLICIES[1] && a.namespaces.is_empty())
+    match name {
+        "AmazonEKSViewPolicy" => None,
+        "AmazonEKSClusterAdminPolicy" => Some("cluster admin"),
+        n if SECRET_POLICIES.contains(&n) && a.namespaces.is_empty() => {
+            Some("Secrets of every namespace")
+        }
+        n if SECRET_POLICIES.contains(&n) => a
+            .namespaces
+            .iter()
+            .any(|ns| ns.starts_with("kube-"))
+            .then_some("Secrets of a kube- namespace"),
+        _ => Some("a policy whose permissions this operator does not review"),
+    }
 }
 
 /// `spec.type` over the type the grant's shape gives.

@@ -151,11 +151,33 @@ fn admin_policies_follow_the_privileged_policy() {
         p.verdicts["dev"].message
     );
     assert!(p.work.is_empty());
-    spec.access_policies[0].policy = "AmazonEKSEditPolicy".into();
-    assert_eq!(
-        reason(&run(&[grant("dev", 0, spec)], &[], &strict), "dev"),
-        Reason::Applied
-    );
+    // What reaches Secrets cluster-wide or in a kube- namespace, and what is not known, is
+    // privileged; View anywhere and Edit or Admin in a team's namespace are not.
+    for (policy, namespaces, expected) in [
+        ("AmazonEKSEditPolicy", &[][..], Reason::Forbidden),
+        (
+            "AmazonEKSEditPolicy",
+            &["team-a", "kube-system"][..],
+            Reason::Forbidden,
+        ),
+        ("AmazonEKSAdminViewPolicy", &[][..], Reason::Forbidden),
+        ("AmazonEKSComputePolicy", &["team-a"][..], Reason::Forbidden),
+        ("AmazonEKSEditPolicy", &["team-a"][..], Reason::Applied),
+        ("AmazonEKSAdminPolicy", &["team-a"][..], Reason::Applied),
+        ("AmazonEKSViewPolicy", &[][..], Reason::Applied),
+    ] {
+        spec.access_policies[0] = AccessPolicy {
+            policy: policy.into(),
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+        };
+        let p = run(&[grant("dev", 0, spec.clone())], &[], &strict);
+        assert_eq!(
+            reason(&p, "dev"),
+            expected,
+            "{policy} in {namespaces:?}: {}",
+            p.verdicts["dev"].message
+        );
+    }
 }
 
 #[test]

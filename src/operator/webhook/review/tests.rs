@@ -463,7 +463,7 @@ fn admin_access_policies_are_privileged_at_the_door() {
     assert!(
         !d.allowed
             && d.message.contains(
-                "Forbidden: access policy AmazonEKSClusterAdminPolicy equals group system:masters"
+                "Forbidden: access policy AmazonEKSClusterAdminPolicy (cluster admin) is as privileged as group system:masters"
             ),
         "{}",
         d.message
