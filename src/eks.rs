@@ -1,6 +1,6 @@
 //! What the operator, `migrate` and `whoami` ask of the EKS API: the cluster's authentication
 //! mode and account, the access entries (with their tags and policies), and the calls that
-//! create, change and delete them.
+//! create, change and delete them; and of IAM, the full ARN of a role an entry is for.
 //!
 //! EKS throttles each operation with a token bucket whose size it does not publish. Each
 //! operation here has a pacer of its own that finds the rate: it starts low and doubles about
@@ -448,6 +448,39 @@ impl Eks {
                 .map_err(|e| aws_error("eks:AssociateAccessPolicy", e))?;
         }
         Ok(())
+    }
+}
+
+/// What a role is in IAM. aws-auth and grants name roles without their path (EKS strips it when
+/// it matches aws-auth); an access entry needs the role's full ARN, path included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleLookup {
+    /// The role's ARN in IAM.
+    Found(String),
+    /// IAM has no role of that name in the caller's account.
+    Missing,
+    /// IAM could not be asked (why).
+    Unknown(String),
+}
+
+/// Asks IAM (`GetRole`, the caller's account) for the role `arn` names, by its name.
+pub async fn lookup_role(iam: &aws_sdk_iam::Client, arn: &str) -> RoleLookup {
+    let name = arn.rsplit('/').next().unwrap_or_default();
+    match iam.get_role().role_name(name).send().await {
+        Ok(out) => match out.role() {
+            Some(r) => RoleLookup::Found(r.arn().to_string()),
+            None => RoleLookup::Missing,
+        },
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            RoleLookup::Missing
+        }
+        Err(e) => RoleLookup::Unknown(format!(
+            "iam:GetRole failed: {}",
+            aws_sdk_iam::error::DisplayErrorContext(e)
+        )),
     }
 }
 

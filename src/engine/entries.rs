@@ -97,8 +97,6 @@ pub struct EntryVerdict {
     pub message: String,
     pub section: Option<Section>,
     pub canonical_arn: Option<Arc<str>>,
-    /// Whether an access entry holds the grant once the plan's calls succeed.
-    pub holds: bool,
     /// Whether no access entry can ever express the grant (an account), as opposed to a refusal.
     pub unsupported: bool,
 }
@@ -121,7 +119,6 @@ pub struct EntriesPlan {
     pub confirmed: bool,
     /// The operator's entries before this plan's calls (what the history keeps).
     pub owned_before: Vec<AccessEntry>,
-    pub deletions: usize,
 }
 
 /// Grants + the entries EKS holds -> the calls and a verdict per grant.
@@ -199,7 +196,6 @@ pub fn plan<G: GrantRef>(grants: &[G], observed: &[Observed], cfg: &EntriesConfi
             calls: vec![Call::Delete],
         })
         .collect();
-    out.deletions = deletions.len();
     if let Some(held) = breaker(&deletions, out.owned_before.len(), cfg) {
         if cfg.confirmed == Some(held.token.as_str()) {
             out.confirmed = true;
@@ -219,7 +215,6 @@ fn refused(reason: Reason, message: String, want: &AccessEntry) -> EntryVerdict 
         message,
         section: None,
         canonical_arn: Some(want.principal_arn.as_str().into()),
-        holds: false,
         unsupported: false,
     }
 }
@@ -231,7 +226,6 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
         message: v.message.to_string(),
         section: v.section,
         canonical_arn: v.canonical_arn,
-        holds: false,
         unsupported: false,
     })?;
     let invalid = |message: String| EntryVerdict {
@@ -239,7 +233,6 @@ fn decide<G: GrantRef>(g: &G, cfg: &EntriesConfig) -> Result<Decided, EntryVerdi
         message,
         section: Some(alone.section),
         canonical_arn: Some(alone.canonical.clone()),
-        holds: false,
         unsupported: false,
     };
     let m = match &alone.entry {
@@ -568,7 +561,6 @@ fn place<G: GrantRef>(
         message,
         section: None,
         canonical_arn: Some(want.principal_arn.as_str().into()),
-        holds: true,
         unsupported: false,
     }
 }

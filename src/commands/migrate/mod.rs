@@ -130,17 +130,7 @@ impl Migration {
     }
 }
 
-/// What a role named in aws-auth is in IAM. aws-auth names roles without their path (EKS strips
-/// it when it matches); an access entry needs the role's full ARN, path included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoleLookup {
-    /// The role's ARN in IAM.
-    Found(String),
-    /// IAM has no role of that name in the caller's account.
-    Missing,
-    /// IAM could not be asked (why).
-    Unknown(String),
-}
+pub use crate::eks::RoleLookup;
 
 /// What was read from AWS: the cluster, its access entries, and the aws-auth roles in IAM.
 #[derive(Debug, Default)]
@@ -510,26 +500,7 @@ async fn iam_roles(
     futures::stream::iter(mine)
         .map(|a| {
             let iam = iam.clone();
-            async move {
-                let name = a.rsplit('/').next().unwrap_or_default();
-                let found = match iam.get_role().role_name(name).send().await {
-                    Ok(out) => match out.role() {
-                        Some(r) => RoleLookup::Found(r.arn().to_string()),
-                        None => RoleLookup::Missing,
-                    },
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
-                    {
-                        RoleLookup::Missing
-                    }
-                    Err(e) => RoleLookup::Unknown(format!(
-                        "iam:GetRole failed: {}",
-                        aws_sdk_iam::error::DisplayErrorContext(e)
-                    )),
-                };
-                (a.clone(), found)
-            }
+            async move { (a.clone(), eks::lookup_role(&iam, a).await) }
         })
         .buffer_unordered(eks::CONCURRENCY)
         .collect()

@@ -6,31 +6,28 @@
 //! read and what its own calls did, and describes only entries that appeared in the list. So a
 //! pass over unchanged grants costs one list call, and a new grant one create.
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{Patch, PatchParams, PostParams};
-use tracing::{info, warn};
-
-use std::sync::Arc;
-
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::EventType;
+use tracing::{info, warn};
 
 use super::cache::Cached;
 use super::status::Backends;
 use super::{Context, SyncError, note_event};
 use crate::api::Reason;
 use crate::commands::whoami::{AwsProfile, aws_config};
-use crate::eks::{CONCURRENCY, Eks, Failure};
+use crate::eks::{CONCURRENCY, Eks, Failure, RoleLookup, lookup_role};
 use crate::engine::access_entry::AccessEntry;
-use crate::engine::authmap::{Section, arn, shown};
-use crate::engine::entries::{self, EntriesConfig};
-use crate::engine::entries::{Call, EntriesPlan, EntryVerdict, Observed, Work};
-use crate::engine::plan::GrantRef;
-use crate::engine::validate::validate;
+use crate::engine::authmap::{arn, shown};
+use crate::engine::entries::{
+    self, Call, EntriesConfig, EntriesPlan, EntryVerdict, Observed, Work,
+};
+// The record carries held deletions and their confirmation under aws-auth's annotation names.
+use crate::engine::plan::{CONFIRM_ANNOTATION, HELD_ANNOTATION};
 use crate::{Error, Result};
 
 /// Which backend(s) `run` writes.
@@ -63,10 +60,6 @@ pub struct BackendArgs {
     pub aws: AwsProfile,
 }
 
-/// Annotation on the record ConfigMap describing held deletions, with their token.
-pub const HELD_ANNOTATION: &str = crate::engine::plan::HELD_ANNOTATION;
-/// Annotation a person sets on the record ConfigMap to let held deletions proceed.
-pub const CONFIRM_ANNOTATION: &str = crate::engine::plan::CONFIRM_ANNOTATION;
 /// Versions of the operator's entries the record keeps, and the bytes they may take together
 /// (a ConfigMap holds at most 1 MiB).
 const RECORD_VERSIONS: usize = 10;
@@ -257,50 +250,41 @@ impl EksSide {
         Ok(out)
     }
 
-    /// The full ARNs of the roles new entries are for, by principal key (see
-    /// [`EntriesConfig::role_arns`]): IAM is asked once per role, for roles no entry holds yet.
-    pub async fn role_arns(
-        &self,
-        grants: &[Arc<Cached>],
-        observed: &[Observed],
-    ) -> HashMap<String, String> {
-        let held: std::collections::HashSet<String> = observed
+    /// The full ARNs IAM gave for roles, by principal key (see [`EntriesConfig::role_arns`]).
+    pub fn role_arns(&self) -> HashMap<String, String> {
+        let roles = self.roles.lock().expect("roles");
+        roles
             .iter()
-            .filter_map(|o| arn::principal_key(&o.entry.principal_arn).ok())
-            .collect();
-        let wanted: Vec<(String, String)> = grants
-            .iter()
-            .filter_map(|g| {
-                let v = validate(g.spec()).ok()?;
-                let key = arn::principal_key(&v.canonical).ok()?;
-                (v.section == Section::MapRoles && !held.contains(&key))
-                    .then_some((key, v.canonical))
-            })
-            .collect();
+            .filter_map(|(k, full)| Some((k.clone(), full.clone()?)))
+            .collect()
+    }
+
+    /// Asks IAM, once per role, for the roles `work` creates entries for; whether it asked (the
+    /// plan is then made again with what IAM said).
+    pub async fn learn_roles(&self, work: &[Work]) -> bool {
         let unknown: Vec<(String, String)> = {
             let roles = self.roles.lock().expect("roles");
-            wanted
-                .iter()
-                .filter(|(k, _)| !roles.contains_key(k))
-                .cloned()
+            work.iter()
+                .filter(|w| w.principal.contains(":role/"))
+                .filter(|w| w.calls.iter().any(|c| matches!(c, Call::Create(..))))
+                .filter_map(|w| {
+                    let key = arn::principal_key(&w.principal).ok()?;
+                    (!roles.contains_key(&key)).then(|| (key, w.principal.clone()))
+                })
                 .collect()
         };
+        if unknown.is_empty() {
+            return false;
+        }
         let found: Vec<(String, Option<String>)> = futures::stream::iter(unknown)
             .map(|(key, written)| async move {
-                let name = written.rsplit('/').next().unwrap_or_default();
-                let account = written.split(':').nth(4).unwrap_or_default();
-                let full = match self.iam.get_role().role_name(name).send().await {
-                    Ok(out) => out
-                        .role()
-                        .map(|r| r.arn().to_string())
-                        .filter(|a| a.split(':').nth(4) == Some(account)),
-                    Err(e) => {
-                        let missing = e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_no_such_entity_exception());
-                        if !missing {
-                            warn!(role = %written, error = %aws_sdk_iam::error::DisplayErrorContext(&e), "iam:GetRole failed: the entry is made under the ARN as written");
-                        }
+                let account = written.split(':').nth(4);
+                let full = match lookup_role(&self.iam, &written).await {
+                    // A role of another account is not the one IAM answers for.
+                    RoleLookup::Found(a) => Some(a).filter(|a| a.split(':').nth(4) == account),
+                    RoleLookup::Missing => None,
+                    RoleLookup::Unknown(why) => {
+                        warn!(role = %written, %why, "the entry is made under the ARN as written");
                         None
                     }
                 };
@@ -309,12 +293,8 @@ impl EksSide {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut roles = self.roles.lock().expect("roles");
-        roles.extend(found);
-        wanted
-            .into_iter()
-            .filter_map(|(k, _)| Some((k.clone(), roles.get(&k)?.clone()?)))
-            .collect()
+        self.roles.lock().expect("roles").extend(found);
+        true
     }
 
     /// Deletions within the removal window.
@@ -464,11 +444,10 @@ pub fn merge(
                     backends,
                 );
             }
-            let both = format!("aws-auth: {m}; {}", e.message);
-            match (r.is_ready(), e.reason.is_ready()) {
-                (true, true) => (r, both, backends),
-                (false, _) => (r, both, backends),
-                (true, false) => (e.reason, format!("{}; aws-auth: {m}", e.message), backends),
+            if r.is_ready() && !e.reason.is_ready() {
+                (e.reason, format!("{}; aws-auth: {m}", e.message), backends)
+            } else {
+                (r, format!("aws-auth: {m}; {}", e.message), backends)
             }
         }
     }
@@ -640,8 +619,7 @@ pub(super) async fn pass(
         .await
         .map_err(SyncError::Transient)?;
     let recently_removed = side.recently_removed();
-    let role_arns = side.role_arns(grants, &observed).await;
-    let plan_with = |confirmed: Option<&str>| {
+    let plan_with = |confirmed: Option<&str>, role_arns: &HashMap<String, String>| {
         entries::plan(
             grants,
             &observed,
@@ -651,11 +629,17 @@ pub(super) async fn pass(
                 cluster_account: Some(&account),
                 recently_removed,
                 confirmed,
-                role_arns: &role_arns,
+                role_arns,
             },
         )
     };
-    let mut plan = plan_with(None);
+    // New role entries are made under the role's full ARN, which IAM is asked for once.
+    let mut role_arns = side.role_arns();
+    let mut plan = plan_with(None, &role_arns);
+    if side.learn_roles(&plan.work).await {
+        role_arns = side.role_arns();
+        plan = plan_with(None, &role_arns);
+    }
     let record = Record {
         configmaps: &ctx.configmaps,
         name: record_name(&ctx.name),
@@ -674,7 +658,7 @@ pub(super) async fn pass(
     };
     if let Some(held) = plan.held.clone() {
         if annotation(CONFIRM_ANNOTATION).as_deref() == Some(held.token.as_str()) {
-            plan = plan_with(Some(&held.token));
+            plan = plan_with(Some(&held.token), &role_arns);
         } else {
             let note = format!(
                 "holding the deletion of {} of this operator's {} access entries ({}): confirm with `kubectl annotate configmap -n {} {} {CONFIRM_ANNOTATION}={}`, or restore the grants",
@@ -710,9 +694,6 @@ pub(super) async fn pass(
             }
         }
     }
-    ctx.metrics
-        .removals_held
-        .set(plan.held.as_ref().map_or(0, |h| h.principals.len() as i64));
     if plan.work.is_empty() {
         return Ok((plan, None));
     }
@@ -755,10 +736,11 @@ pub(super) async fn pass(
     Ok((plan, retry))
 }
 
-/// Whether EKS refused the pass itself (a mode without the API, a cluster that is not there, no
-/// permission): every grant is then refused with its answer, not left waiting.
-pub fn refused_outright(e: &Error) -> bool {
-    matches!(e, Error::Aws { message, .. } if [
+/// Every grant's access-entry verdict when the pass itself failed: refused with EKS's answer
+/// when EKS refused it (a mode without the API, a cluster that is not there, no permission),
+/// else waiting.
+pub fn pass_failed(e: &Error) -> EntryVerdict {
+    let refused = matches!(e, Error::Aws { message, .. } if [
         "InvalidRequestException",
         "InvalidParameterException",
         "AccessDeniedException",
@@ -766,5 +748,20 @@ pub fn refused_outright(e: &Error) -> bool {
         "UnrecognizedClientException",
     ]
     .iter()
-    .any(|code| message.contains(code)))
+    .any(|code| message.contains(code)));
+    let (reason, message) = match e {
+        _ if refused => (Reason::AccessEntryRefused, format!("EKS refused: {e}")),
+        Error::Aws { .. } => (Reason::Pending, format!("waiting for EKS: {e}")),
+        e => (
+            Reason::Pending,
+            format!("waiting to write access entries: {e}"),
+        ),
+    };
+    EntryVerdict {
+        reason,
+        message,
+        section: None,
+        canonical_arn: None,
+        unsupported: false,
+    }
 }

@@ -555,7 +555,14 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
         Some(Err(other)) => return Err(other),
         None => (None, None, None),
     };
+    let entries_held = entries
+        .as_ref()
+        .and_then(|e| e.held.as_ref())
+        .map_or(0, |h| h.principals.len());
     if !backends.aws_auth {
+        if entries.is_some() {
+            ctx.metrics.removals_held.set(entries_held as i64);
+        }
         let outcome = entries
             .as_ref()
             .ok_or_else(|| entries_error.as_ref().expect("a pass's outcome"));
@@ -688,10 +695,6 @@ async fn sync(ctx: &Context) -> Result<(), SyncError> {
     let t_write = started.elapsed();
     drop(exclusive);
     // aws-auth's held removals and the access entries' held deletions together.
-    let entries_held = entries
-        .as_ref()
-        .and_then(|e| e.held.as_ref())
-        .map_or(0, |h| h.principals.len());
     ctx.metrics
         .removals_held
         .set((p.held.as_ref().map_or(0, |h| h.count) + entries_held) as i64);
@@ -1275,22 +1278,7 @@ fn update_statuses(
     entries: Option<Result<&EntriesPlan, &Error>>,
 ) {
     let now = Time(Timestamp::now());
-    let waiting = entries.and_then(Result::err).map(|e| EntryVerdict {
-        reason: if entries::refused_outright(e) {
-            Reason::AccessEntryRefused
-        } else {
-            Reason::Pending
-        },
-        message: match e {
-            e if entries::refused_outright(e) => format!("EKS refused: {e}"),
-            Error::Aws { .. } => format!("waiting for EKS: {e}"),
-            e => format!("waiting to write access entries: {e}"),
-        },
-        section: None,
-        canonical_arn: None,
-        holds: false,
-        unsupported: false,
-    });
+    let waiting = entries.and_then(Result::err).map(entries::pass_failed);
     let entry = |name: &str| -> Option<&EntryVerdict> {
         match entries? {
             Ok(plan) => plan.verdicts.get(name),
