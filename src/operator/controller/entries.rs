@@ -466,9 +466,9 @@ impl Record<'_> {
     }
 
     /// Keeps `owned` (the operator's entries before a change) as a new version, dropping the
-    /// oldest beyond [`RECORD_VERSIONS`] or [`RECORD_BYTES`]. Read afresh: the record may have
-    /// been created or changed earlier in the pass.
-    pub async fn keep(&self, owned: &[AccessEntry]) -> Result<()> {
+    /// oldest beyond [`RECORD_VERSIONS`] or [`RECORD_BYTES`]; `current` is the record as the pass
+    /// read or made it.
+    pub async fn keep(&self, current: Option<&ConfigMap>, owned: &[AccessEntry]) -> Result<()> {
         let key = format!(
             "entries-{}",
             k8s_openapi::jiff::Timestamp::now().as_millisecond()
@@ -482,16 +482,9 @@ impl Record<'_> {
                 self.name
             )));
         }
-        let Some(cm) = self.read().await? else {
-            let cm = ConfigMap {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(key, json)])),
-                ..Default::default()
-            };
-            self.configmaps.create(&PostParams::default(), &cm).await?;
+        let Some(cm) = current else {
+            self.create(BTreeMap::from([(key, json)]), BTreeMap::new())
+                .await?;
             return Ok(());
         };
         let old: Vec<(&String, usize)> = cm
@@ -519,13 +512,32 @@ impl Record<'_> {
         self.patch(serde_json::json!({ "data": data })).await
     }
 
-    /// Notes held deletions on the record (creating it if need be).
-    pub async fn hold(&self, exists: bool, held: &str) -> Result<()> {
-        if !exists {
-            self.keep(&[]).await?;
+    /// Notes held deletions on the record; gives the record when this made it.
+    pub async fn hold(&self, current: Option<&ConfigMap>, held: &str) -> Result<Option<ConfigMap>> {
+        if current.is_none() {
+            let note = BTreeMap::from([(HELD_ANNOTATION.to_string(), held.to_string())]);
+            return Ok(Some(self.create(BTreeMap::new(), note).await?));
         }
         self.patch(serde_json::json!({ "metadata": { "annotations": { HELD_ANNOTATION: held } } }))
-            .await
+            .await?;
+        Ok(None)
+    }
+
+    async fn create(
+        &self,
+        data: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<ConfigMap> {
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(self.name.clone()),
+                annotations: Some(annotations),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        Ok(self.configmaps.create(&PostParams::default(), &cm).await?)
     }
 
     /// Clears the held note and its confirmation once nothing is held.
@@ -644,7 +656,8 @@ pub(super) async fn pass(
         configmaps: &ctx.configmaps,
         name: record_name(&ctx.name),
     };
-    let current = if plan.work.is_empty() && plan.held.is_none() {
+    // Read once; the pass keeps it up to date with what it writes.
+    let mut current = if plan.work.is_empty() && plan.held.is_none() {
         None
     } else {
         record.read().await.map_err(SyncError::Transient)?
@@ -656,8 +669,9 @@ pub(super) async fn pass(
             .and_then(|a| a.get(key))
             .cloned()
     };
+    let (confirmation, noted) = (annotation(CONFIRM_ANNOTATION), annotation(HELD_ANNOTATION));
     if let Some(held) = plan.held.clone() {
-        if annotation(CONFIRM_ANNOTATION).as_deref() == Some(held.token.as_str()) {
+        if confirmation.as_deref() == Some(held.token.as_str()) {
             plan = plan_with(Some(&held.token), &role_arns);
         } else {
             let note = format!(
@@ -674,13 +688,16 @@ pub(super) async fn pass(
                 record.name,
                 held.token
             );
-            if annotation(HELD_ANNOTATION).as_deref() != Some(note.as_str()) {
+            if noted.as_deref() != Some(note.as_str()) {
                 super::leading(ctx)?;
                 warn!(count = held.principals.len(), token = %held.token, "access-entry deletions held");
-                record
-                    .hold(current.is_some(), &note)
+                if let Some(made) = record
+                    .hold(current.as_ref(), &note)
                     .await
-                    .map_err(SyncError::Transient)?;
+                    .map_err(SyncError::Transient)?
+                {
+                    current = Some(made);
+                }
                 let about = reference(&ctx.namespace, &record.name);
                 note_event(
                     ctx,
@@ -700,7 +717,7 @@ pub(super) async fn pass(
     super::leading(ctx)?;
     // What the change replaces is kept first.
     record
-        .keep(&plan.owned_before)
+        .keep(current.as_ref(), &plan.owned_before)
         .await
         .map_err(SyncError::Transient)?;
     let work = std::mem::take(&mut plan.work);
@@ -712,7 +729,7 @@ pub(super) async fn pass(
         .filter(|(w, _)| w.calls == [Call::Delete])
         .count();
     side.removed(deletions - failed_deletions);
-    if plan.confirmed || (plan.held.is_none() && annotation(HELD_ANNOTATION).is_some()) {
+    if plan.confirmed || (plan.held.is_none() && noted.is_some()) {
         record.clear().await.map_err(SyncError::Transient)?;
     }
     with_failures(&mut plan, &failed);
