@@ -246,13 +246,14 @@ impl Eks {
         }
     }
 
-    /// The entries of these principals, with their policies (`None`: no such entry).
-    pub async fn entries(
+    /// The entries of these principals, with their tags and policies (`None`: no such entry),
+    /// described `CONCURRENCY` at a time.
+    pub async fn observe_all(
         &self,
         principals: &[String],
-    ) -> Result<BTreeMap<String, Option<AccessEntry>>> {
+    ) -> Result<BTreeMap<String, Option<Observed>>> {
         futures::stream::iter(principals)
-            .map(|p| async move { Ok((p.clone(), self.entry(p).await?)) })
+            .map(|p| async move { Ok((p.clone(), self.observe(p).await?)) })
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await

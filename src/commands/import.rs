@@ -341,10 +341,12 @@ pub async fn run(
             let config = aws_config(&args.aws, None).await;
             let eks = crate::eks::Eks::new(&config, cluster);
             let principals = eks.principals().await?;
-            let mut entries = Vec::new();
-            for p in &principals {
-                entries.extend(eks.observe(p).await?);
-            }
+            let entries: Vec<Observed> = eks
+                .observe_all(&principals)
+                .await?
+                .into_values()
+                .flatten()
+                .collect();
             let creators = args
                 .cluster_creator_arns
                 .iter()

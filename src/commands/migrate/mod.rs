@@ -542,7 +542,12 @@ async fn observe(
             .filter(|p| arn::principal_key(p).is_ok_and(|k| keys.contains(&k)))
             .cloned()
             .collect();
-        seen.existing = eks.entries(&wanted).await?;
+        seen.existing = eks
+            .observe_all(&wanted)
+            .await?
+            .into_iter()
+            .map(|(p, o)| (p, o.map(|o| o.entry)))
+            .collect();
     }
     Ok(seen)
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
@@ -234,11 +234,7 @@ impl EksSide {
             .filter(|p| !known.contains_key(*p))
             .cloned()
             .collect();
-        let described: Vec<(String, Option<Observed>)> = futures::stream::iter(unknown)
-            .map(|p| async move { Ok::<_, Error>((p.clone(), self.eks.observe(&p).await?)) })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
+        let described = self.eks.observe_all(&unknown).await?;
         known.extend(described.into_iter().filter_map(|(p, o)| Some((p, o?))));
         let mut out: Vec<Observed> = known.values().cloned().collect();
         out.sort_by(|a, b| a.entry.principal_arn.cmp(&b.entry.principal_arn));
