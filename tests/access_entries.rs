@@ -460,14 +460,10 @@ async fn imported_access_entries_are_adopted_as_they_are() {
         .send()
         .await
         .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
-    cmd.args(["import", "--backend", "access-entries", "--cluster-name", c])
+    let out = support::eks::cli(&["import", "--backend", "access-entries", "--cluster-name", c])
         .args(["--cluster-creator-arn", CREATOR])
-        .env_remove("AWS_PROFILE");
-    for (k, v) in aws_env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("the cluster creator's"), "{stderr}");
@@ -643,20 +639,10 @@ async fn entries_migrate_copied_from_the_operators_aws_auth_are_taken_as_they_ar
         .send()
         .await
         .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
-    cmd.args([
-        "migrate",
-        "apply",
-        "--cluster-name",
-        c,
-        "--aws-auth-name",
-        &w.name,
-    ])
-    .env_remove("AWS_PROFILE");
-    for (k, v) in aws_env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+    let out = support::eks::cli(&["migrate", "apply", "--cluster-name", c])
+        .args(["--aws-auth-name", &w.name])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}{}",

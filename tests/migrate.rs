@@ -8,19 +8,13 @@ use std::process::Command;
 use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
 use serde_json::Value;
 use support::World;
-use support::eks::{CLUSTER_ADMIN, bucket, cluster, eks, endpoint};
+use support::eks::{CLUSTER_ADMIN, bucket, cluster, eks};
 
 /// `aws-auth-operator migrate ARGS` against the world's aws-auth, not started yet.
 fn migrate_cmd(w: &World, cluster: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
-    cmd.arg("migrate")
-        .args(args)
-        .args(["--cluster-name", cluster, "--aws-auth-name", &w.name])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_EKS", endpoint())
-        .env_remove("AWS_PROFILE");
+    let mut cmd = support::eks::cli(&["migrate"]);
+    cmd.args(args)
+        .args(["--cluster-name", cluster, "--aws-auth-name", &w.name]);
     cmd
 }
 

@@ -101,6 +101,16 @@ pub fn control(hook: &str, body: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `aws-auth-operator ARGS` with its AWS SDK pointed at the local server, not started yet.
+pub fn cli(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-auth-operator"));
+    cmd.args(args).env_remove("AWS_PROFILE");
+    for (k, v) in aws_env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// The environment that points the AWS SDK of a child process at the local server.
 pub fn aws_env() -> Vec<(&'static str, String)> {
     vec![
