@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_auth_operator::api::AccessPolicy;
-use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
+use aws_sdk_eks::types::AuthenticationMode;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use support::eks::{CLUSTER_ADMIN, CREATOR, aws_env, cluster_with, eks};
+use support::eks::{CLUSTER_ADMIN, CREATOR, aws_env, cluster_with, eks, set_mode};
 use support::{Operator, World, event_notes, eventually, role};
 
 const VIEW: &str = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy";
@@ -293,20 +293,7 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
     assert!(m.contains("take effect through EKS access entries"), "{m}");
     assert!(in_aws_auth(&w, |a| a == arn("a")).await);
 
-    let switch = |mode: AuthenticationMode| async move {
-        eks()
-            .update_cluster_config()
-            .name(c)
-            .access_config(
-                UpdateAccessConfigRequest::builder()
-                    .authentication_mode(mode)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    };
-    switch(AuthenticationMode::ApiAndConfigMap).await;
+    set_mode(c, AuthenticationMode::ApiAndConfigMap).await;
     wait_entry(c, &arn("a"), "a's access entry", Option::is_some).await;
     eventually(
         "both backends in a's status",
@@ -324,7 +311,7 @@ async fn the_mode_switched_mid_run_moves_grants_to_access_entries() {
     // The node role EKS wrote stays in aws-auth: the operator never owned it.
     assert!(in_aws_auth(&w, |a| a.contains("NodeInstanceRole")).await);
 
-    switch(AuthenticationMode::Api).await;
+    set_mode(c, AuthenticationMode::Api).await;
     eventually(
         "access entries alone in a's status",
         Duration::from_secs(30),
@@ -628,17 +615,7 @@ async fn entries_migrate_copied_from_the_operators_aws_auth_are_taken_as_they_ar
         .await;
     w.wait_reason("dev", "Applied").await;
     drop(op);
-    eks()
-        .update_cluster_config()
-        .name(c)
-        .access_config(
-            UpdateAccessConfigRequest::builder()
-                .authentication_mode(AuthenticationMode::ApiAndConfigMap)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    set_mode(c, AuthenticationMode::ApiAndConfigMap).await;
     let out = support::eks::cli(&["migrate", "apply", "--cluster-name", c])
         .args(["--aws-auth-name", &w.name])
         .output()

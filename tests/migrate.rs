@@ -5,10 +5,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use aws_sdk_eks::types::{AuthenticationMode, UpdateAccessConfigRequest};
+use aws_sdk_eks::types::AuthenticationMode;
 use serde_json::Value;
 use support::World;
-use support::eks::{CLUSTER_ADMIN, bucket, cluster, eks};
+use support::eks::{CLUSTER_ADMIN, bucket, cluster, eks, entry_count, set_mode};
 
 /// `aws-auth-operator migrate ARGS` against the world's aws-auth, not started yet.
 fn migrate_cmd(w: &World, cluster: &str, args: &[&str]) -> Command {
@@ -87,17 +87,7 @@ async fn the_examples_migrate_checked_and_the_account_grant_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("CONFIG_MAP mode"), "{err}");
 
-    eks()
-        .update_cluster_config()
-        .name(&name)
-        .access_config(
-            UpdateAccessConfigRequest::builder()
-                .authentication_mode(AuthenticationMode::ApiAndConfigMap)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("mode switch");
+    set_mode(&name, AuthenticationMode::ApiAndConfigMap).await;
     let (code, out, err) = migrate(&w, &name, &["apply", "-o", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("created 5 of 5 access entries"), "{err}");
@@ -208,15 +198,7 @@ async fn a_thousand_entries_migrate_and_one_untranslatable_fails_the_verificatio
         out.contains("0 to create, 1000 agree, 0 differ, 0 cannot"),
         "{out}"
     );
-    let listed = eks()
-        .list_access_entries()
-        .cluster_name(&name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Vec<_>>()
-        .await;
-    assert_eq!(listed.len(), 1000);
+    assert_eq!(entry_count(&name).await, 1000);
 
     roles += "- rolearn: \"arn:aws:iam::111122223333:role/legacy\"\n  username: \"legacy-{{AccountID}}\"\n  groups: [\"ops\"]\n";
     set_data(&w, serde_json::json!({"mapRoles": roles})).await;
@@ -252,15 +234,7 @@ async fn an_interrupted_apply_runs_again_and_creates_only_what_is_missing() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     first.kill().unwrap();
     first.wait().unwrap();
-    let made = eks()
-        .list_access_entries()
-        .cluster_name(&name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Vec<_>>()
-        .await
-        .len();
+    let made = entry_count(&name).await;
     assert!(made > 0 && made < 300, "{made} created before the cut");
     let (code, out, err) = migrate(&w, &name, &["apply"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -3,7 +3,9 @@
 use std::process::Command;
 
 use aws_sdk_eks::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_eks::types::{AuthenticationMode, CreateAccessConfigRequest};
+use aws_sdk_eks::types::{
+    AuthenticationMode, CreateAccessConfigRequest, UpdateAccessConfigRequest,
+};
 
 pub const CLUSTER_ADMIN: &str =
     "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
@@ -78,6 +80,34 @@ pub async fn role_with_path(name: &str, path: &str) {
         .send()
         .await
         .expect("create role");
+}
+
+/// Moves `cluster` to authentication mode `mode`, as `update-cluster-config` does.
+pub async fn set_mode(cluster: &str, mode: AuthenticationMode) {
+    eks()
+        .update_cluster_config()
+        .name(cluster)
+        .access_config(
+            UpdateAccessConfigRequest::builder()
+                .authentication_mode(mode)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("mode switch");
+}
+
+/// How many access entries `cluster` holds.
+pub async fn entry_count(cluster: &str) -> usize {
+    eks()
+        .list_access_entries()
+        .cluster_name(cluster)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .len()
 }
 
 /// The local server's token bucket, per operation.
