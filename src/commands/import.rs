@@ -277,10 +277,7 @@ pub fn import_entries(
 /// and type (node types with the node shape, which EKS sets for them).
 fn entry_spec(e: &AccessEntry) -> std::result::Result<IamAccessGrantSpec, String> {
     // Roles without their path, as aws-auth names them; users keep theirs.
-    let principal = match e.principal_arn.split_once(":role/") {
-        Some((head, rest)) => format!("{head}:role/{}", rest.rsplit('/').next().unwrap_or(rest)),
-        None => e.principal_arn.clone(),
-    };
+    let principal = arn::strip_role_path(&e.principal_arn);
     let (username, groups, entry_type) = match e.kind {
         EntryType::Standard => (
             e.username.clone().ok_or("EKS gave the entry no username")?,

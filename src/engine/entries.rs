@@ -436,21 +436,13 @@ fn policies(spec: &IamAccessGrantSpec, kind: EntryType) -> Result<Vec<Associatio
 
 /// The name in `arn:PARTITION:eks::aws:cluster-access-policy/NAME`.
 fn policy_name(a: &str) -> Option<&str> {
-    let mut parts = a.splitn(6, ':');
-    let (_, partition, service, region, owner, resource) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    (arn::PARTITIONS.contains(&partition)
-        && service == "eks"
-        && region.is_empty()
-        && owner == "aws")
+    let p = arn::Arn::parse(a).ok()?;
+    (arn::PARTITIONS.contains(&p.partition)
+        && p.service == "eks"
+        && p.region.is_empty()
+        && p.account == "aws")
         .then_some(())?;
-    resource.strip_prefix("cluster-access-policy/")
+    p.resource.strip_prefix("cluster-access-policy/")
 }
 
 fn is_dns_label(s: &str) -> bool {

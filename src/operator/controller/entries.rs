@@ -274,10 +274,10 @@ impl EksSide {
         }
         let found: Vec<(String, Option<String>)> = futures::stream::iter(unknown)
             .map(|(key, written)| async move {
-                let account = written.split(':').nth(4);
+                let account = |a: &str| arn::Arn::parse(a).map(|p| p.account.to_string()).ok();
                 let full = match lookup_role(&self.iam, &written).await {
                     // A role of another account is not the one IAM answers for.
-                    RoleLookup::Found(a) => Some(a).filter(|a| a.split(':').nth(4) == account),
+                    RoleLookup::Found(a) => Some(a).filter(|a| account(a) == account(&written)),
                     RoleLookup::Missing => None,
                     RoleLookup::Unknown(why) => {
                         warn!(role = %written, %why, "the entry is made under the ARN as written");
